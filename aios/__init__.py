@@ -1,0 +1,26 @@
+"""aios: unified diffusion generation with swappable heads, samplers, memory and quantizers."""
+
+from aios.config import Config, load_config
+from aios.engine import ArrowEngine
+from aios.errors import AiosError, ConfigError, IncompatiblePluginError, PluginNotFoundError
+from aios.hookspecs import CONTRACT_VERSION, hookimpl
+from aios.protocols import GenerationRequest
+from aios.registry import Registry, default_registry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "AiosError",
+    "ArrowEngine",
+    "Config",
+    "ConfigError",
+    "GenerationRequest",
+    "IncompatiblePluginError",
+    "PluginNotFoundError",
+    "Registry",
+    "__version__",
+    "default_registry",
+    "hookimpl",
+    "load_config",
+]

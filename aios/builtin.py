@@ -1,0 +1,40 @@
+"""The core's own plugin: it registers through the same contract as every pack.
+
+For now it reports the core's environment to `aios doctor`; the reference storage backend and
+the reference quantizer join it when they exist.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from aios.hookspecs import CONTRACT_VERSION, hookimpl
+
+AIOS_CONTRACT_VERSION = CONTRACT_VERSION
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@hookimpl
+def aios_diagnostics(report: Callable[[str, Any], None]) -> None:
+    report("python", f"{platform.python_version()} ({sys.executable})")
+    report("platform", f"{platform.system()} {platform.machine()}")
+    for distribution in ("numpy", "pyarrow", "pluggy", "pyyaml"):
+        report(distribution, _version(distribution))
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - doctor shows the problem instead of failing
+        report("torch", f"unusable: {type(exc).__name__}: {exc}")
+    else:
+        cuda = torch.cuda.is_available()
+        report("torch", f"{torch.__version__} (CUDA {'available' if cuda else 'not available'}, "
+                        f"{torch.get_num_threads()} CPU threads)")

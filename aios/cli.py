@@ -1,0 +1,229 @@
+"""The `aios` command.
+
+Exit codes: 0 success, 2 usage or configuration error, 1 failure at run time. Every subcommand
+takes `--help`; `--config` and `--set` are global so any command sees the same configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+from aios.config import Config, load_config
+from aios.errors import AiosError
+from aios.hookspecs import CONTRACT_VERSION
+from aios.registry import KINDS, Registry, default_registry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except AiosError as exc:
+        print(f"aios: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("aios: interrupted", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aios", description="Unified diffusion generation: text, images and audio.")
+    parser.add_argument("--version", action="version", version=f"aios {_aios_version()}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="YAML config file (default: $AIOS_CONFIG, else built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set sampler.steps=20 (repeatable)")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    plugins = commands.add_parser("plugins", help="list installed plugins and what they register")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(handler=_plugins)
+
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(title="config commands", metavar="ACTION",
+                                            required=True)
+    show = config_commands.add_parser(
+        "show", help="print the effective config and where each value came from")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(handler=_config_show)
+
+    doctor = commands.add_parser(
+        "doctor", help="check the installation: versions, native extension, SIMD, load errors")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(handler=_doctor)
+
+    generate = commands.add_parser(
+        "generate", help="generate from a prompt with the configured head")
+    generate.add_argument("prompt", help="the prompt (for image/audio heads: a class name)")
+    generate.add_argument("--modality", help="text, image or audio (default: the head's)")
+    generate.add_argument("--steps", type=int, help="number of sampler steps (default: config)")
+    generate.add_argument("--seed", type=int, help="random seed for a reproducible output")
+    generate.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
+    generate.set_defaults(handler=_generate)
+    return parser
+
+
+def _aios_version() -> str:
+    try:
+        return metadata.version("aios")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def _load(args: argparse.Namespace, registry: Registry) -> Config:
+    return load_config(args.config, args.overrides, registry)
+
+
+# -- aios plugins ------------------------------------------------------------------------------
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    registry = default_registry()
+    if args.json:
+        print(json.dumps(_plugins_data(registry), indent=2))
+        return 0
+    rows = [("PLUGIN", "PACKAGE", "VERSION", "CONTRACT", "REGISTERS")]
+    for info in registry.plugins.values():
+        registered = "; ".join(
+            f"{kind}: {', '.join(names)}" for kind, names in info.registered.items() if names
+        )
+        rows.append((info.name, info.distribution, info.version, info.contract, registered or "-"))
+    print(_table(rows))
+    print(f"\nplugin contract {CONTRACT_VERSION}; {len(registry.plugins)} plugins loaded")
+    _print_failures(registry)
+    return 0
+
+
+def _plugins_data(registry: Registry) -> dict[str, Any]:
+    return {
+        "contract_version": CONTRACT_VERSION,
+        "plugins": [info.as_dict() for info in registry.plugins.values()],
+        "registrations": {
+            kind: {
+                name: {
+                    "plugin": registry.get(kind, name).plugin,
+                    "summary": registry.get(kind, name).summary,
+                    "priority": registry.get(kind, name).priority,
+                    "family": registry.get(kind, name).family,
+                }
+                for name in registry.names(kind)
+            }
+            for kind in KINDS
+        },
+        "failures": [f.as_dict() for f in registry.failures],
+    }
+
+
+def _print_failures(registry: Registry) -> None:
+    if registry.failures:
+        print(f"\n{len(registry.failures)} plugin(s) failed to load and were skipped:")
+        for failure in registry.failures:
+            print(f"  - {failure}")
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+# -- aios config show --------------------------------------------------------------------------
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    config = _load(args, default_registry())
+    data = config.as_dict()
+    if args.json:
+        print(json.dumps({"config": data, "origins": dict(config.origins)}, indent=2))
+        return 0
+    lines: list[tuple[str, str]] = []
+    _flatten(data, "", lines)
+    rows = [("KEY", "VALUE", "FROM")]
+    rows += [(key, value, config.origins.get(key, "default")) for key, value in lines]
+    print(_table(rows))
+    return 0
+
+
+def _flatten(data: Any, prefix: str, out: list[tuple[str, str]]) -> None:
+    if isinstance(data, dict) and data:
+        for key, value in data.items():
+            _flatten(value, f"{prefix}{key}.", out)
+    elif isinstance(data, list) and data:
+        for index, value in enumerate(data):
+            _flatten(value, f"{prefix}{index}.", out)
+    else:
+        out.append((prefix.rstrip("."), json.dumps(data)))
+
+
+# -- aios doctor -------------------------------------------------------------------------------
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    registry = default_registry()
+    diagnostics = registry.diagnostics()
+    native = "native" in registry.plugins
+    problems = [str(f) for f in registry.failures]
+    if not native:
+        problems.append("aios_native is not installed: storage and quantization fall back to "
+                        "the slower reference backends; run `scripts/dev setup` to build it")
+    for plugin, facts in diagnostics.items():
+        problems += [f"plugin {plugin!r} diagnostics failed: {v}" for k, v in facts if k == "error"]
+    if args.json:
+        print(json.dumps({
+            "aios": _aios_version(),
+            "contract_version": CONTRACT_VERSION,
+            "diagnostics": {p: dict(f) for p, f in diagnostics.items()},
+            "problems": problems,
+        }, indent=2, default=str))
+        return 1 if problems else 0
+    print(f"aios {_aios_version()} (plugin contract {CONTRACT_VERSION})")
+    for plugin, facts in diagnostics.items():
+        info = registry.plugins.get(plugin)
+        origin = f"{info.distribution} {info.version}" if info else plugin
+        print(f"\n[{plugin}] {origin}")
+        for label, value in facts:
+            print(f"  {label}: {value}")
+    print()
+    if problems:
+        print(f"{len(problems)} problem(s):")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    print("no problems found")
+    return 0
+
+
+# -- aios generate -----------------------------------------------------------------------------
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from aios.engine import ArrowEngine
+
+    registry = default_registry()
+    config = _load(args, registry)
+    with ArrowEngine.from_config(config, registry=registry) as engine:
+        output = engine.diffuse(
+            args.prompt,
+            modality=args.modality,
+            num_steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            seed=args.seed,
+        )
+    print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""ArrowEngine: builds the configured plugins and runs one generation through them.
+
+The engine is orchestration only. It asks the registry for factories, checks that head and
+sampler speak the same family, and wires conditioners -> head -> sampler -> head. Everything
+that knows what a token, a pixel or a sample is lives in a head.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from aios.config import Config, load_config
+from aios.errors import AiosError, ConfigError, PluginNotFoundError
+from aios.protocols import (
+    Conditioner,
+    EngineContext,
+    GenerationRequest,
+    Head,
+    Sampler,
+    StepCallback,
+)
+from aios.registry import INSTALL_HINTS, Registry, default_registry
+
+
+class ArrowEngine:
+    """One head, one sampler, its conditioners and an optional memory store, ready to generate."""
+
+    def __init__(
+        self,
+        config: Config,
+        head: Head,
+        sampler: Sampler,
+        conditioners: Iterable[Conditioner] = (),
+        storage: Any | None = None,
+    ) -> None:
+        if head.family != sampler.family:
+            raise ConfigError(
+                config.origins.get("sampler.name", "(config)"), "sampler.name",
+                f"sampler {config.sampler.name!r} is {sampler.family} but head "
+                f"{config.head.name!r} is {head.family}",
+                f"choose a {head.family} sampler",
+            )
+        self.config = config
+        self.head = head
+        self.sampler = sampler
+        self.conditioners = tuple(conditioners)
+        self.storage = storage
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config | str | os.PathLike[str] | None = None,
+        *,
+        overrides: Iterable[str] = (),
+        registry: Registry | None = None,
+    ) -> ArrowEngine:
+        """Build the engine from a `Config`, a YAML path, or the defaults (None)."""
+        registry = registry or default_registry()
+        if not isinstance(config, Config):
+            config = load_config(config, overrides, registry)
+        head = _build(registry, "head", config.head.name, config.head.options)
+        sampler = _build(registry, "sampler", config.sampler.name, config.sampler.options)
+        storage = None
+        if config.memory.path is not None:
+            storage = _build(registry, "storage", config.memory.backend,
+                             {"path": config.memory.path, **config.memory.options})
+        conditioners = [_build(registry, "conditioner", c.name, c.options)
+                        for c in config.conditioners]
+        return cls(config, head, sampler, conditioners, storage)
+
+    def diffuse(
+        self,
+        prompt: Any,
+        *,
+        modality: str | None = None,
+        num_steps: int | None = None,
+        guidance_scale: float | None = None,
+        seed: int | None = None,
+        callback: StepCallback | None = None,
+        **options: Any,
+    ) -> Any:
+        """Generate one output for `prompt`; unset arguments fall back to the config.
+
+        Extra keyword `options` reach the head and conditioners unchanged in `request.options`.
+        """
+        defaults = self.config.generate
+        modality = modality or defaults.modality or self.head.modality
+        if modality != self.head.modality:
+            raise AiosError(
+                f"modality {modality!r} was requested but the configured head "
+                f"{self.config.head.name!r} generates {self.head.modality!r}; install the pack "
+                f"for {modality!r} and select it with `--set head.name=NAME`"
+            )
+        steps = self.config.sampler.steps if num_steps is None else num_steps
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"num_steps must be a positive integer, got {steps!r}")
+        request = GenerationRequest(
+            prompt=prompt,
+            modality=modality,
+            num_steps=steps,
+            guidance_scale=defaults.guidance_scale if guidance_scale is None else guidance_scale,
+            seed=defaults.seed if seed is None else seed,
+            options=dict(options),
+        )
+        context = EngineContext(head=self.head, storage=self.storage)
+        for conditioner in self.conditioners:
+            request = conditioner.condition(request, context)
+        rng = np.random.default_rng(request.seed)
+        state = self.head.initial_state(request, rng)
+        state = self.sampler.sample(
+            lambda x, t: self.head.denoise(x, t, request),
+            state,
+            num_steps=request.num_steps,
+            rng=rng,
+            callback=callback,
+        )
+        return self.head.decode(state, request)
+
+    def close(self) -> None:
+        """Release the memory store, if one is open."""
+        if self.storage is not None and hasattr(self.storage, "close"):
+            self.storage.close()
+
+    def __enter__(self) -> ArrowEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _build(registry: Registry, kind: str, name: str, options: Mapping[str, Any]) -> Any:
+    if name == "auto":
+        raise PluginNotFoundError(kind, name, (), INSTALL_HINTS[kind])
+    registration = registry.get(kind, name)
+    try:
+        return registration.factory(**options)
+    except Exception as exc:
+        plugin = registry.plugins[registration.plugin]
+        raise AiosError(
+            f"{kind} {name!r} from {plugin.distribution} {plugin.version} failed to build: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc

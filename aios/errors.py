@@ -1,0 +1,60 @@
+"""Exceptions of the aios core.
+
+Every error a user can cause carries the fix in its message, and maps to a process exit code so
+that scripts can tell a usage mistake (2) from a failure at run time (1).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class AiosError(Exception):
+    """Base of every error aios raises on purpose; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(AiosError):
+    """A configuration value is wrong: the message names where (file and key path) and the fix."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, key_path: str, problem: str, fix: str) -> None:
+        self.source = source
+        self.key_path = key_path
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{source}: {key_path}: {problem}; {fix}")
+
+
+class PluginNotFoundError(AiosError):
+    """No plugin of a kind is registered under a name (or none at all for `auto`)."""
+
+    exit_code = 2
+
+    def __init__(self, kind: str, name: str, available: Iterable[str], hint: str = "") -> None:
+        self.kind = kind
+        self.name = name
+        self.available = sorted(available)
+        self.suggestions = suggest(name, self.available)
+        message = f"unknown {kind} {name!r}"
+        if self.suggestions:
+            message += "; did you mean " + " or ".join(repr(s) for s in self.suggestions) + "?"
+        if self.available:
+            message += f" Installed {kind}s: {', '.join(self.available)}."
+        else:
+            message = f"no {kind} plugin is installed"
+        if hint and not self.available:
+            message += f". {hint}"
+        super().__init__(message)
+
+
+class IncompatiblePluginError(AiosError):
+    """A plugin implements a version of the plugin contract this core cannot use."""
+
+
+def suggest(word: str, candidates: Iterable[str]) -> list[str]:
+    """The closest candidates to a misspelt word, best first (for "did you mean" hints)."""
+    return difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)

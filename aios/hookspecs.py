@@ -1,0 +1,156 @@
+"""The aios plugin contract: one hook spec per kind of plugin.
+
+This file is the documentation of the contract. A plugin is a Python module named by an entry
+point in the group ``aios``::
+
+    # pyproject.toml of your package
+    [project.entry-points.aios]
+    my-sampler = "my_package.plugin"
+
+The module must declare which version of this contract it implements, and implement any of the
+hooks below with the `hookimpl` marker::
+
+    import aios
+
+    AIOS_CONTRACT_VERSION = "1.0"
+
+    @aios.hookimpl
+    def aios_register_samplers(register):
+        register("my-sampler", MySampler, family="discrete", summary="what it does")
+
+Hooks are *registration* hooks: each receives a ``register`` callable and calls it once per thing
+the plugin offers. Nothing is built at registration time; the core calls the factory later, only
+for what the configuration selects.
+
+``register(name, factory, *, summary="", priority=0, family=None)``
+
+- ``name``: unique within its kind across all installed plugins; lower case letters, digits and
+  ``- _ . +``. This is the name a user writes in the YAML config (``sampler: {name: ...}``).
+- ``factory``: a callable (usually the class) that builds the object. Its keyword parameters are
+  the plugin's options: the config keys of its section other than the core's own keys are passed
+  to it, and a key that is not a parameter (and no ``**kwargs``) is reported to the user as a
+  config error, with the parameter names as suggestions. Annotate parameters with ``int``,
+  ``float``, ``str`` or ``bool`` to have the config type-checked.
+- ``summary``: one line shown by ``aios plugins``; defaults to the factory's first docstring line.
+- ``priority``: how ``auto`` chooses: the highest priority of a kind wins (a native backend
+  registers above its reference twin). Ties break by name.
+- ``family``: for heads and samplers, ``"discrete"`` (masked tokens) or ``"continuous"``
+  (Gaussian noise). The engine refuses a sampler whose family differs from the head's.
+
+Versioning: ``CONTRACT_VERSION`` is ``MAJOR.MINOR``. A plugin is accepted when its major version
+equals the core's and its minor version is not newer. Otherwise it is refused with a message
+naming the plugin and both versions, and the rest of the program keeps running.
+
+A plugin that raises while importing or registering, or registers a name that is already taken,
+is reported by ``aios plugins`` and ``aios doctor`` (distribution, version, the exception) and
+skipped as a whole; the other plugins still load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+#: The version of this contract. Bump MINOR for additions, MAJOR for changes that break plugins.
+CONTRACT_VERSION = "1.0"
+
+#: The module attribute through which a plugin declares the contract version it implements.
+CONTRACT_ATTRIBUTE = "AIOS_CONTRACT_VERSION"
+
+#: The entry-point group where plugins are discovered.
+ENTRY_POINT_GROUP = "aios"
+
+hookspec = pluggy.HookspecMarker("aios")
+hookimpl = pluggy.HookimplMarker("aios")
+
+#: The type of the ``register`` argument every registration hook receives.
+Register = Callable[..., None]
+
+#: Plugin kinds, in the order `aios plugins` shows them, mapped to their registration hook.
+KIND_HOOKS = {
+    "head": "aios_register_heads",
+    "sampler": "aios_register_samplers",
+    "conditioner": "aios_register_conditioners",
+    "storage": "aios_register_storage",
+    "quantizer": "aios_register_quantizers",
+}
+
+
+@hookspec
+def aios_register_heads(register: Register) -> None:
+    """Register modality heads (text, image, audio, ...).
+
+    The factory is called as ``factory(**options)`` with the options of the config's ``head``
+    section and must return an object with the `aios.protocols.Head` interface:
+
+    - ``modality`` (str): what ``diffuse(..., modality=...)`` selects, e.g. ``"text"``.
+    - ``family`` (str): ``"discrete"`` or ``"continuous"``; pass the same as ``family=`` to
+      ``register``.
+    - ``initial_state(request, rng)``: the sampler's starting state (all masks, or noise drawn
+      from the NumPy ``rng`` so that a seed reproduces the output).
+    - ``denoise(state, t, request)``: one model evaluation; the sampler decides what to do with
+      it. Apply ``request.guidance_scale`` (classifier-free guidance) here if supported.
+    - ``decode(state, request)``: the user-facing result (``str``, image array, waveform).
+
+    A head must not depend on a particular sampler: any sampler of its family must work.
+    """
+
+
+@hookspec
+def aios_register_samplers(register: Register) -> None:
+    """Register samplers; pass ``family="discrete"`` or ``family="continuous"``.
+
+    The factory is called as ``factory(**options)`` with the options of the config's ``sampler``
+    section (``steps`` is the core's and is passed to ``sample`` instead). It must return an
+    object with the `aios.protocols.Sampler` interface: ``family`` and
+    ``sample(denoise, state, *, num_steps, rng, callback=None) -> state``, where
+    ``denoise(state, t)`` queries the head's model and ``callback(step, num_steps, state)`` is
+    called after every step (progress bars, streaming). The sampler owns the loop, so caching
+    and block-wise decoding are its business.
+    """
+
+
+@hookspec
+def aios_register_conditioners(register: Register) -> None:
+    """Register conditioners, which add guidance to a request before sampling.
+
+    The factory is called as ``factory(**options)`` with one entry of the config's
+    ``conditioners`` list (without its ``name``). The object must provide
+    ``condition(request, context) -> request`` (`aios.protocols.Conditioner`): it returns a new
+    `aios.protocols.GenerationRequest` (use ``with_context`` / ``with_conditions``) and may use
+    ``context.storage`` (the configured memory store, or None) and ``context.head``.
+    Conditioners run in the order the config lists them.
+    """
+
+
+@hookspec
+def aios_register_storage(register: Register) -> None:
+    """Register memory storage backends.
+
+    The factory is called as ``factory(path=..., **options)`` where ``path`` is a directory
+    (created if new) and the options come from the config's ``memory`` section. It returns an
+    `aios.protocols.MemoryStore`. A fast backend should register with a higher ``priority`` than
+    the reference one so ``backend: auto`` prefers it.
+    """
+
+
+@hookspec
+def aios_register_quantizers(register: Register) -> None:
+    """Register weight quantizers.
+
+    The factory is called as ``factory(**options)`` with the options of the config's
+    ``quantizer`` section and returns an `aios.protocols.Quantizer` (``quantize(weights)`` and
+    ``dequantize(quantized)``). Register a native implementation with a higher ``priority`` than
+    the reference one; both must produce identical packed data.
+    """
+
+
+@hookspec
+def aios_diagnostics(report: Callable[[str, Any], None]) -> None:
+    """Report facts about the plugin's environment for ``aios doctor``.
+
+    Call ``report(label, value)`` for each fact, e.g. ``report("SIMD", "haswell, skylake")``.
+    Keep it fast and side-effect free; an exception here is shown as a problem of the plugin.
+    """
