@@ -269,7 +269,11 @@ class _Builder:
         self.registry = registry
 
     def where(self, key: str) -> str:
-        return self.origins.get(key) or self.origins.get(key.split(".")[0]) or self.source
+        """Where the value at `key` came from, else where a value inside it came from."""
+        if key in self.origins:
+            return self.origins[key]
+        inner = next((o for k, o in self.origins.items() if k.startswith(key + ".")), None)
+        return inner or self.origins.get(key.split(".")[0]) or self.source
 
     def build(self, data: dict[str, Any]) -> Config:
         for key in data:
@@ -278,7 +282,8 @@ class _Builder:
         sections: dict[str, Any] = {}
         family: str | None = None
         for name in ("head", "sampler", "memory", "quantizer", "generate"):
-            sections[name] = self.section(name, data.get(name), family)
+            sections[name] = self.section(name, data.get(name),
+                                          family if name == "sampler" else None)
             if name == "head" and self.registry is not None:
                 head = sections["head"].name
                 if head in self.registry.names("head"):

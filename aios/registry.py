@@ -192,10 +192,13 @@ class Registry:
             for kind, hook_name in KIND_HOOKS.items():
                 self._call_one(module, hook_name, register=self._stager(kind, name, staged))
             self._check_clashes(staged)
+        except _NameClash as exc:
+            self._manager.unregister(module)
+            self.failures.append(LoadFailure(name, distribution, version, "duplicate", str(exc)))
+            return None
         except Exception as exc:  # noqa: BLE001 - a plugin must not take the program down
             self._manager.unregister(module)
-            stage = "duplicate" if isinstance(exc, _NameClash) else "register"
-            self._fail(name, distribution, version, stage, exc)
+            self._fail(name, distribution, version, "register", exc)
             return None
 
         info = PluginInfo(name, distribution, version, getattr(module, "__name__", name), contract)

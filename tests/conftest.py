@@ -1,0 +1,107 @@
+"""Shared helpers: in-process plugins built from plain functions, and toy heads and samplers."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import aios
+from aios.registry import Registry
+
+
+def make_plugin(contract: str | None = "1.0", **hooks: Callable[..., Any]) -> types.ModuleType:
+    """A plugin module implementing the given hooks (keyword = hook name)."""
+    module = types.ModuleType("test_plugin")
+    if contract is not None:
+        module.AIOS_CONTRACT_VERSION = contract
+    for hook_name, function in hooks.items():
+        setattr(module, hook_name, aios.hookimpl(function))
+    return module
+
+
+def registering(kind_hook: str, *entries: tuple[str, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Hooks for `make_plugin` that register each (name, factory, keywords) under one hook."""
+
+    def hook(register: Callable[..., None]) -> None:
+        for name, factory, keywords in entries:
+            register(name, factory, **keywords)
+
+    return {kind_hook: hook}
+
+
+class NoisyHead:
+    """Continuous toy head: starts from seeded noise; the 'model' predicts `target`."""
+
+    modality, family = "toy", "continuous"
+
+    def __init__(self, size: int = 4, target: float = 2.0) -> None:
+        self.size = size
+        self.target = target
+
+    def initial_state(self, request: aios.GenerationRequest, rng: np.random.Generator) -> Any:
+        return rng.normal(size=self.size)
+
+    def denoise(self, state: Any, t: Any, request: aios.GenerationRequest) -> Any:
+        return np.full_like(state, self.target)
+
+    def decode(self, state: Any, request: aios.GenerationRequest) -> Any:
+        return {"state": state, "request": request}
+
+
+class HalfwaySampler:
+    """Continuous toy sampler: each step moves the state halfway to the prediction."""
+
+    family = "continuous"
+
+    def __init__(self, fraction: float = 0.5) -> None:
+        self.fraction = fraction
+
+    def sample(self, denoise, state, *, num_steps, rng, callback=None):
+        for step in range(num_steps):
+            state = state + self.fraction * (denoise(state, step) - state)
+            if callback:
+                callback(step, num_steps, state)
+        return state
+
+
+class DiscreteSampler:
+    """A discrete toy sampler, to test family mismatches."""
+
+    family = "discrete"
+
+    def sample(self, denoise, state, *, num_steps, rng, callback=None):
+        return state
+
+
+class TagConditioner:
+    """Appends its tag to the request context, so tests can see order and options."""
+
+    def __init__(self, tag: str = "x") -> None:
+        self.tag = tag
+
+    def condition(self, request, context):
+        return request.with_context(self.tag)
+
+
+def toy_registry() -> Registry:
+    registry = Registry()
+    hooks: dict[str, Any] = {}
+    hooks |= registering("aios_register_heads", ("noisy", NoisyHead, {"family": "continuous"}))
+    hooks |= registering(
+        "aios_register_samplers",
+        ("halfway", HalfwaySampler, {"family": "continuous", "priority": 10}),
+        ("still", DiscreteSampler, {"family": "discrete", "priority": 20}),
+    )
+    hooks |= registering("aios_register_conditioners", ("tag", TagConditioner, {}))
+    registry.add_plugin(make_plugin(**hooks), name="toys", distribution="aios-toys", version="1.2")
+    assert not registry.failures, registry.failures
+    return registry
+
+
+@pytest.fixture
+def toys() -> Registry:
+    return toy_registry()

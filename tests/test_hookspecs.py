@@ -1,0 +1,48 @@
+import inspect
+import re
+from pathlib import Path
+
+import pluggy
+
+from aios import hookspecs
+from aios.protocols import GenerationRequest
+from aios.registry import KINDS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_plugin_kind_has_a_registration_hook_taking_register():
+    assert set(KINDS) == {"head", "sampler", "conditioner", "storage", "quantizer"}
+    for hook_name in hookspecs.KIND_HOOKS.values():
+        spec = getattr(hookspecs, hook_name)
+        assert list(inspect.signature(spec).parameters) == ["register"]
+
+
+def test_every_hook_spec_is_documented_for_a_third_party_author():
+    manager = pluggy.PluginManager("aios")
+    manager.add_hookspecs(hookspecs)
+    names = [n for n in dir(manager.hook) if n.startswith("aios_")]
+    assert sorted(names) == sorted([*hookspecs.KIND_HOOKS.values(), "aios_diagnostics"])
+    for name in names:
+        doc = inspect.getdoc(getattr(hookspecs, name))
+        assert doc and len(doc.split()) >= 30, name
+
+
+def test_the_contract_version_is_major_dot_minor():
+    assert re.fullmatch(r"\d+\.\d+", hookspecs.CONTRACT_VERSION)
+
+
+def test_requests_are_immutable_and_grow_by_copy():
+    request = GenerationRequest(prompt="p", modality="text", num_steps=4)
+    richer = request.with_context("memory").with_conditions([1.0])
+    assert request.context == () and request.conditions == ()
+    assert richer.context == ("memory",) and richer.conditions == ([1.0],)
+
+
+def test_the_plugin_shown_in_the_readme_is_the_tested_example_plugin():
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- plugin-example -->", 2)[1]
+    code = re.search(r"```python\n(.*?)```", block, re.S).group(1)
+    example = (REPO / "examples" / "aios-shout" / "aios_shout.py").read_text()
+    missing = [line for line in code.splitlines() if line.strip() and line not in example]
+    assert not missing, missing
