@@ -16,7 +16,7 @@ from typing import Any
 from aios.config import Config, load_config
 from aios.errors import AiosError
 from aios.hookspecs import CONTRACT_VERSION
-from aios.registry import KINDS, Registry, default_registry
+from aios.registry import KINDS, Registration, Registry, default_registry
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,19 +109,17 @@ def _plugins_data(registry: Registry) -> dict[str, Any]:
         "contract_version": CONTRACT_VERSION,
         "plugins": [info.as_dict() for info in registry.plugins.values()],
         "registrations": {
-            kind: {
-                name: {
-                    "plugin": registry.get(kind, name).plugin,
-                    "summary": registry.get(kind, name).summary,
-                    "priority": registry.get(kind, name).priority,
-                    "family": registry.get(kind, name).family,
-                }
-                for name in registry.names(kind)
-            }
+            kind: {name: _registration_data(registry.get(kind, name))
+                   for name in registry.names(kind)}
             for kind in KINDS
         },
         "failures": [f.as_dict() for f in registry.failures],
     }
+
+
+def _registration_data(entry: Registration) -> dict[str, Any]:
+    return {"plugin": entry.plugin, "summary": entry.summary, "priority": entry.priority,
+            "family": entry.family}
 
 
 def _print_failures(registry: Registry) -> None:

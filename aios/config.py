@@ -279,17 +279,19 @@ class _Builder:
         for key in data:
             if key not in _TOP_LEVEL:
                 raise self.unknown_key(str(key), _TOP_LEVEL)
-        sections: dict[str, Any] = {}
-        family: str | None = None
-        for name in ("head", "sampler", "memory", "quantizer", "generate"):
-            sections[name] = self.section(name, data.get(name),
-                                          family if name == "sampler" else None)
-            if name == "head" and self.registry is not None:
-                head = sections["head"].name
-                if head in self.registry.names("head"):
-                    family = self.registry.get("head", head).family
+        sections: dict[str, Any] = {"head": self.section("head", data.get("head"), None)}
+        # The sampler must speak the head's family, so `auto` only considers those.
+        sections["sampler"] = self.section("sampler", data.get("sampler"),
+                                           self.family_of(sections["head"].name))
+        for name in ("memory", "quantizer", "generate"):
+            sections[name] = self.section(name, data.get(name), None)
         sections[_CONDITIONERS] = self.conditioners(data.get(_CONDITIONERS))
         return Config(**sections, origins=MappingProxyType(dict(self.origins)))
+
+    def family_of(self, head: str) -> str | None:
+        if self.registry is None or head not in self.registry.names("head"):
+            return None
+        return self.registry.get("head", head).family
 
     def section(self, name: str, raw: Any, family: str | None) -> Any:
         spec = _SECTIONS[name]
