@@ -128,8 +128,10 @@ def check_contract(plugin: str, distribution: str, declared: object) -> str:
 
 def _check_marked(module: object) -> None:
     """Refuse hook functions without `@aios.hookimpl`: pluggy would silently ignore them."""
+    hooks = {*KIND_HOOKS.values(), "aios_diagnostics"}
     for attribute in dir(module):
-        if attribute.startswith("aios_") and callable(getattr(module, attribute)):
+        looks_like_hook = attribute in hooks or attribute.startswith("aios_register_")
+        if looks_like_hook and callable(getattr(module, attribute)):
             if not hasattr(getattr(module, attribute), "aios_impl"):
                 raise TypeError(f"{attribute} is not marked as a hook; decorate it with "
                                 "@aios.hookimpl")
