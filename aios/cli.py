@@ -207,17 +207,28 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from aios.engine import ArrowEngine
 
     registry = default_registry()
     config = _load(args, registry)
-    with ArrowEngine.from_config(config, registry=registry) as engine:
+    # The bar goes to stderr and only to a terminal (disable=None), so piped output stays clean.
+    with ArrowEngine.from_config(config, registry=registry) as engine, tqdm(
+        desc="denoising", unit="step", disable=None, leave=False
+    ) as bar:
+
+        def advance(step: int, num_steps: int, state: Any) -> None:
+            bar.total = num_steps
+            bar.update(1)
+
         output = engine.diffuse(
             args.prompt,
             modality=args.modality,
             num_steps=args.steps,
             guidance_scale=args.guidance_scale,
             seed=args.seed,
+            callback=advance,
         )
     print(output)
     return 0
