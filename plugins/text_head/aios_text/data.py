@@ -132,7 +132,7 @@ def evaluate_nelbo(model: nn.Module, stream: TokenStream, alpha: Alpha, mask_id:
     """Mean negative ELBO (nats per token) over the stream's first windows; exp() of it bounds
     the perplexity. Several draws of t per window reduce the Monte-Carlo noise."""
     model.eval()
-    windows = torch.from_numpy(stream.chunks(length)[:max_windows]).long()
+    windows = torch.tensor(stream.chunks(length)[:max_windows], dtype=torch.long)
     if not len(windows):
         raise ValueError("the stream is shorter than one evaluation window")
     generator = torch.Generator().manual_seed(seed)
@@ -150,7 +150,7 @@ def evaluate_autoregressive(model: nn.Module, stream: TokenStream, *, length: in
                             max_windows: int = 256, batch_size: int = 32) -> float:
     """Mean next-token NLL (nats per token) of the autoregressive baseline on the same windows."""
     model.eval()
-    windows = torch.from_numpy(stream.chunks(length + 1)[:max_windows]).long()
+    windows = torch.tensor(stream.chunks(length + 1)[:max_windows], dtype=torch.long)
     if not len(windows):
         raise ValueError("the stream is shorter than one evaluation window")
     total = 0.0

@@ -60,3 +60,14 @@ def test_the_split_is_stable_and_holds_out_a_small_share():
 def test_an_unknown_source_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown corpus source 'wiki'; known: fortunes"):
         load_corpus(["wiki"], tmp_path)
+
+
+def test_local_text_files_are_a_source(tmp_path):
+    (tmp_path / "a.txt").write_text("Alpha text.\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text("Beta text.\n")
+    docs = load_corpus([str(tmp_path)], tmp_path)
+    assert [(d.title, d.text) for d in docs] == [("a.txt", "Alpha text."),
+                                                 ("sub/b.txt", "Beta text.")]
+    with pytest.raises(CorpusSourceMissing, match="holds no text"):
+        load_corpus([str(tmp_path / "missing")], tmp_path)
