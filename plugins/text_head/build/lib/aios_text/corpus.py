@@ -128,11 +128,28 @@ SOURCES: dict[str, Callable[[Path], Iterable[Document]]] = {
 }
 
 
+def text_files(path: Path) -> Iterator[Document]:
+    """A local text file is one document; a directory gives each `*.txt` file inside it."""
+    files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+    if not path.exists() or not files:
+        raise CorpusSourceMissing(f"{path} holds no text: give a .txt file or a directory of them")
+    for file in files:
+        text = _tidy(file.read_text(encoding="utf-8", errors="replace"))
+        if text:
+            yield Document(f"file:{path}", str(file.relative_to(path) if path.is_dir()
+                                                else file.name), text)
+
+
 def load_corpus(sources: Iterable[str], cache_dir: Path) -> list[Document]:
-    """All documents of the named sources, in a stable order."""
+    """All documents of the sources, in a stable order. A source is a name of `SOURCES` or a
+    local path (`./...`, `/...` or `~/...`) to a text file or a directory of `.txt` files."""
     documents: list[Document] = []
     for name in sources:
-        if name not in SOURCES:
-            raise ValueError(f"unknown corpus source {name!r}; known: {', '.join(SOURCES)}")
-        documents.extend(SOURCES[name](cache_dir))
+        if name.startswith(("/", "./", "../", "~")):
+            documents.extend(text_files(Path(name).expanduser()))
+        elif name in SOURCES:
+            documents.extend(SOURCES[name](cache_dir))
+        else:
+            raise ValueError(f"unknown corpus source {name!r}; known: {', '.join(SOURCES)}, "
+                             "or a path to .txt files")
     return documents
