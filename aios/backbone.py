@@ -32,6 +32,7 @@ class BackboneConfig:
     modalities: int = 4
     cond_dim: int | None = None  # width of condition vectors; None: no cross-attention
     rope_base: float = 10000.0
+    norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
         if self.dim % self.heads or (self.dim // self.heads) % 2:
@@ -113,7 +114,7 @@ class CrossAttention(nn.Module):
     def __init__(self, config: BackboneConfig, cond_dim: int) -> None:
         super().__init__()
         self.heads = config.heads
-        self.norm = nn.RMSNorm(config.dim)
+        self.norm = nn.RMSNorm(config.dim, eps=config.norm_eps)
         self.q = nn.Linear(config.dim, config.dim, bias=False)
         self.kv = nn.Linear(cond_dim, 2 * config.dim, bias=False)
         self.null = nn.Parameter(torch.zeros(1, 1, cond_dim))
@@ -149,9 +150,9 @@ class SwiGLU(nn.Module):
 class Block(nn.Module):
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
-        self.norm1 = nn.RMSNorm(config.dim, elementwise_affine=False)
+        self.norm1 = nn.RMSNorm(config.dim, eps=config.norm_eps, elementwise_affine=False)
         self.attn = SelfAttention(config)
-        self.norm2 = nn.RMSNorm(config.dim, elementwise_affine=False)
+        self.norm2 = nn.RMSNorm(config.dim, eps=config.norm_eps, elementwise_affine=False)
         self.ffn = SwiGLU(config.dim, config.hidden_ffn)
         self.cross = CrossAttention(config, config.cond_dim) if config.cond_dim else None
         # adaLN-Zero: shift, scale and gate per sublayer, zeroed so a block starts as identity
@@ -185,7 +186,7 @@ class Backbone(nn.Module):
                                   nn.Linear(config.dim, config.dim))
         self.modality = nn.Embedding(config.modalities, config.dim)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
-        self.final_norm = nn.RMSNorm(config.dim, elementwise_affine=False)
+        self.final_norm = nn.RMSNorm(config.dim, eps=config.norm_eps, elementwise_affine=False)
         self.final_modulation = nn.Linear(config.dim, 2 * config.dim)
         nn.init.zeros_(self.final_modulation.weight)
         nn.init.zeros_(self.final_modulation.bias)
