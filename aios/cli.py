@@ -70,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, help="random seed for a reproducible output")
     generate.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
     generate.set_defaults(handler=_generate)
+    train = commands.add_parser("train", help="train a pack's model with its recipe")
+    train.add_argument("name", help="the recipe to run (e.g. text); `aios plugins` lists them")
+    train.add_argument("--recipe", metavar="FILE",
+                       help="recipe YAML file (default: the pack's default recipe)")
+    train.add_argument("--out", metavar="DIR",
+                       help="run directory; a run of the same recipe there is resumed "
+                            "(default: runs/NAME)")
+    train.set_defaults(handler=_train)
     return parser
 
 
@@ -200,6 +208,17 @@ def _doctor(args: argparse.Namespace) -> int:
             print(f"  - {problem}")
         return 1
     print("no problems found")
+    return 0
+
+
+# -- aios train -------------------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace) -> int:
+    entry = default_registry().get("recipe", args.name)
+    metrics = entry.factory(recipe=args.recipe, out=args.out or f"runs/{args.name}",
+                            progress=True)
+    print(_table([("METRIC", "VALUE"), *((str(k), str(v)) for k, v in metrics.items())]))
     return 0
 
 

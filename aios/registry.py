@@ -36,6 +36,8 @@ INSTALL_HINTS = {
     "storage": "Install the native backend: `pip install aios-native` (aios_native/).",
     "quantizer": "Install the native backend: `pip install aios-native` (aios_native/).",
     "conditioner": "Install a pack that provides conditioners.",
+    "recipe": "Install the modality pack whose model you want to train, e.g. "
+    "`pip install aios-text`.",
 }
 
 

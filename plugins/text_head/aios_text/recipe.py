@@ -171,3 +171,11 @@ def _prepare_data(recipe: TextRecipe, out: Path,
         stream.save(path)
         loaded[split] = stream
     return tokenizer, loaded["train"], loaded["validation"]
+
+
+DEFAULT_RECIPE = Path(__file__).with_name("recipes") / "default.yaml"
+
+
+def train_command(recipe: str | None, out: str, progress: bool = True) -> dict[str, Any]:
+    """What `aios train text` runs: the given recipe file, or the default one."""
+    return run_recipe(load_recipe(recipe or DEFAULT_RECIPE), out, progress=progress).metrics

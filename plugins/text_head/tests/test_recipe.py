@@ -95,3 +95,22 @@ def test_the_default_recipe_round_trips():
     recipe = TextRecipe()
     assert TextRecipe(**{**recipe.__dict__}) == recipe
     assert yaml.safe_load(yaml.safe_dump(recipe.to_dict()))["backbone"]["dim"] == 256
+
+
+def test_the_packaged_default_recipe_is_valid_and_names_offline_sources():
+    from aios_text.recipe import DEFAULT_RECIPE
+
+    recipe = load_recipe(DEFAULT_RECIPE)
+    assert set(recipe.corpus) == {"fortunes", "bible-kjv", "shakespeare"}
+    assert recipe.objective == "diffusion"
+
+
+def test_aios_train_text_runs_a_recipe_through_the_cli(tmp_path, corpus_dir, capsys):
+    from aios import cli
+
+    path = write_recipe(tmp_path, micro_recipe(corpus_dir, train={"steps": 10, "warmup": 2}))
+    assert cli.main(["train", "text", "--recipe", str(path), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "validation_perplexity" in out and (tmp_path / "run" / "metrics.json").exists()
+    assert cli.main(["train", "txet", "--recipe", str(path)]) == 2
+    assert "unknown recipe 'txet'; did you mean 'text'?" in capsys.readouterr().err
