@@ -67,13 +67,14 @@ class MaskedSampler:
         self.times = np.linspace(1.0, 0.0, num_steps + 1)
         self.timesteps = self.times[:-1]
         self.alphas = self.schedule.alpha(self.times)
+        self._started = False
 
     def step(self, logits: Any, index: int, state: MaskedState,
              rng: np.random.Generator) -> MaskedState:
         """Reveal (and for ReMDM re-mask) positions of `state` after the model's `logits`."""
         tokens = _tokens_of(state)
-        if index == 0:
-            self._generated = tokens == state.mask_id
+        if index == 0 and not self._started:
+            self._begin(state)
         if not 0 <= index < self.num_steps:
             raise IndexError(f"step {index} is outside 0..{self.num_steps - 1}; call "
                              "set_timesteps first")
@@ -118,7 +119,9 @@ class MaskedSampler:
     # -- what the samplers vary ----------------------------------------------------------------
 
     def _begin(self, state: MaskedState) -> None:
+        """Start a generation: the positions masked now are the ones generated."""
         self._generated = _tokens_of(state) == state.mask_id
+        self._started = True
 
     def _has_work(self, index: int, state: MaskedState) -> bool:
         return bool((_tokens_of(state) == state.mask_id).any())
@@ -449,7 +452,7 @@ class ReMDM(MaskedSampler):
 
     def step(self, logits, index, state, rng):
         tokens = _tokens_of(state)
-        if index == 0:
-            self._generated = tokens == state.mask_id
+        if index == 0 and not self._started:
+            self._begin(state)
         self._decoded_before = self._generated & (tokens != state.mask_id)
         return super().step(logits, index, state, rng)

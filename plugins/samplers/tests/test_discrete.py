@@ -129,6 +129,20 @@ def test_a_single_unbatched_sequence_comes_back_unbatched(name):
     assert out.tokens.shape == (4,) and np.all(out.tokens != MASK)
 
 
+@pytest.mark.parametrize("name", DISCRETE)
+def test_sample_is_set_timesteps_then_one_step_per_evaluation(name):
+    options = {"block_length": 2} if name == "semi-ar" else {}
+    expected = run(build(name, **options), MarkovChain.small(batch=300), 6, seed=4).tokens
+    chain = MarkovChain.small(batch=300)
+    rng = np.random.default_rng(4)
+    state = chain.initial_state(rng)
+    stepper = build(name, **options)
+    stepper.set_timesteps(6)
+    for index, t in enumerate(stepper.timesteps):
+        state = stepper.step(chain.denoise(state, t), index, state, rng)
+    np.testing.assert_array_equal(state.tokens, expected)
+
+
 def masked_counts(name, steps, length=8, **options):
     counts = []
     model = TableModel([0.5, 0.5], length=length, batch=3)
