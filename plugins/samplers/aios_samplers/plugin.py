@@ -23,6 +23,7 @@ SAMPLERS: dict[str, tuple[Callable[..., object], str]] = {
     "dpm-solver++": (continuous.dpm_solver_pp, "continuous"),
     "dpm-solver++-sde": (continuous.dpm_solver_pp_sde, "continuous"),
     "dpm-solver++-3m": (continuous.dpm_solver_pp_3m, "continuous"),
+    "unipc": (continuous.unipc, "continuous"),
     "mdlm": (discrete.MDLM, "discrete"),
     "mdlm-cache": (discrete.CachedMDLM, "discrete"),
     "low-confidence": (discrete.LowConfidence, "discrete"),

@@ -15,7 +15,7 @@ from aios.registry import Registry
 from aios.testing import loaded_plugin
 
 CONTINUOUS = ["ddpm", "ddim", "euler", "euler-ancestral", "heun", "dpm-solver++",
-              "dpm-solver++-sde", "dpm-solver++-3m"]
+              "dpm-solver++-sde", "dpm-solver++-3m", "unipc"]
 DISCRETE = ["mdlm", "mdlm-cache", "low-confidence", "threshold", "semi-ar", "remdm"]
 
 

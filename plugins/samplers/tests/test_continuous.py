@@ -16,7 +16,8 @@ CONTINUOUS = [name for name, (_, family) in SAMPLERS.items() if family == "conti
 STOCHASTIC = {"ddpm", "euler-ancestral", "dpm-solver++-sde"}
 #: Steps at which each sampler's discretisation error is far below the test's tolerances.
 ENOUGH_STEPS = {"ddpm": 300, "ddim": 100, "euler": 100, "euler-ancestral": 300, "heun": 25,
-                "dpm-solver++": 30, "dpm-solver++-sde": 60, "dpm-solver++-3m": 30}
+                "dpm-solver++": 30, "dpm-solver++-sde": 60, "dpm-solver++-3m": 30,
+                "unipc": 30}
 N = 4000
 
 
@@ -94,13 +95,13 @@ def transport_error(name, mixture, steps):
 
 
 @pytest.mark.parametrize("steps", [10, 20])
-@pytest.mark.parametrize("name", ["heun", "dpm-solver++", "dpm-solver++-3m"])
+@pytest.mark.parametrize("name", ["heun", "dpm-solver++", "dpm-solver++-3m", "unipc"])
 def test_higher_order_solvers_beat_ddim_at_the_same_steps(name, steps):
     mixture = GaussianMixture.one_d(batch=1000)
     assert transport_error(name, mixture, steps) < 0.7 * transport_error("ddim", mixture, steps)
 
 
-@pytest.mark.parametrize("name", ["ddim", "heun", "dpm-solver++", "dpm-solver++-3m"])
+@pytest.mark.parametrize("name", ["ddim", "heun", "dpm-solver++", "dpm-solver++-3m", "unipc"])
 def test_ode_error_shrinks_as_steps_grow(name):
     mixture = GaussianMixture.one_d(batch=1000)
     errors = [transport_error(name, mixture, steps) for steps in (10, 20, 40)]
@@ -123,6 +124,18 @@ def test_stochastic_samplers_depend_on_the_random_stream(name, mixture_1d):
     a = sampler.sample(mixture_1d.denoise, state, num_steps=8, rng=np.random.default_rng(1)).x
     b = sampler.sample(mixture_1d.denoise, state, num_steps=8, rng=np.random.default_rng(2)).x
     assert not np.allclose(a, b)
+
+
+def test_euler_ancestral_with_eta_one_is_ddpm_on_the_same_grid(mixture_1d):
+    # k-diffusion's ancestral step draws from the same Gaussian as DDPM's posterior.
+    np.testing.assert_allclose(run(build("euler-ancestral"), mixture_1d, 12),
+                               run(build("ddpm"), mixture_1d, 12), atol=1e-10)
+
+
+def test_higher_order_unipc_converges_faster():
+    mixture = GaussianMixture.one_d(batch=1000)
+    assert transport_error("unipc", mixture, 40) < 0.5 * transport_error("dpm-solver++", mixture,
+                                                                          40)
 
 
 def test_ddim_with_eta_one_is_ddpm(mixture_1d):
