@@ -106,8 +106,8 @@ def aios_register_heads(register: Register) -> None:
     - discrete heads: ``initial_state`` returns a ``MaskedState(tokens, mask_id, eos_id,
       on_prefix)`` (``mask_id`` at every position to generate); ``denoise`` gets ``t`` in
       ``[0, 1]`` and returns logits ``(batch, length, vocab)``; it may be asked about a subset
-      of the rows. ``on_prefix(tokens, length)``, if set, is the prefix-cache hook: block-wise
-      samplers call it when positions ``[:length]`` are final.
+      of the rows (``state.rows`` says which). ``on_prefix(tokens, length)``, if set, is the
+      prefix-cache hook: block-wise samplers call it when positions ``[:length]`` are final.
     - classifier-free guidance: return ``Guided(conditional, unconditional,
       request.guidance_scale)`` from ``denoise`` and the sampler combines the two.
     """

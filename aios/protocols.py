@@ -74,14 +74,16 @@ class MaskedState:
     ``denoise(state, t)`` gets ``t`` in ``[0, 1]`` (1 = all masked) and returns logits (or
     log-probabilities) shaped ``(batch, length, vocab)`` for the *clean* token at each position;
     the sampler reads them only at masked positions and never samples ``mask_id``. A sampler may
-    call ``denoise`` on a subset of the rows (caching skips rows that did not change), so rows
-    must not depend on each other.
+    call ``denoise`` on a subset of the rows (finished rows and, when caching, unchanged rows
+    are skipped): then ``rows`` holds the indices of the given rows in the full batch (for a
+    head's per-row caches), and rows must not depend on each other.
     """
 
     tokens: np.ndarray
     mask_id: int
     eos_id: int | None = None
     on_prefix: Callable[[np.ndarray, int], None] | None = None
+    rows: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,6 +11,9 @@ Every sampler here has the same small surface, like diffusers' schedulers:
   over those two, written once in `MaskedSampler`. It skips the model when a step has nothing to
   do (all decoded, or a zero unmask quota), still reporting every step to ``callback``.
 
+``schedule`` is a name (``linear``, ``cosine``, ``log-linear``), ``module:function``, or a
+table of alpha values on an even grid of t from 0 to 1 (a YAML list).
+
 States are `aios.protocols.MaskedState`; the model returns logits ``(batch, length, vocab)``
 (or a `aios.protocols.Guided` pair, mixed in log-probability space). Candidates for each masked
 position are drawn from ``softmax(logits / temperature)`` restricted to the smallest set of
@@ -39,14 +42,17 @@ from aios.protocols import Denoiser, MaskedState, StepCallback
 from aios.schedules import masking_schedule
 from aios_samplers.guidance import guided_log_probs
 
+#: A masking schedule option: a name, ``module:function``, or a table of alpha values.
+MaskingSpec = str | list[float]
+
 
 class MaskedSampler:
     """The shared loop, candidate drawing and bookkeeping of the masked samplers."""
 
     family = "discrete"
 
-    def __init__(self, schedule: str = "linear", temperature: float = 1.0, top_p: float = 1.0,
-                 eos_guard: bool = False) -> None:
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = False) -> None:
         self.schedule = masking_schedule(schedule)
         if not temperature >= 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
@@ -144,7 +150,7 @@ class MaskedSampler:
             rows = np.arange(len(tokens))
             fresh = guided_log_probs(denoise(state, t))
         else:
-            fresh = guided_log_probs(denoise(replace(state, tokens=tokens[rows]), t))
+            fresh = guided_log_probs(denoise(replace(state, tokens=tokens[rows], rows=rows), t))
         fresh = fresh if fresh.ndim == 3 else fresh[None]
         if fresh.shape[:2] != (rows.size, tokens.shape[1]):
             raise ValueError(f"the model returned logits of shape {fresh.shape} for tokens of "
@@ -275,8 +281,8 @@ class MDLM(MaskedSampler):
     With an exact model and enough steps it draws from the model's distribution exactly.
     """
 
-    def __init__(self, schedule: str = "linear", temperature: float = 1.0, top_p: float = 1.0,
-                 eos_guard: bool = False) -> None:
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = False) -> None:
         super().__init__(schedule, temperature, top_p, eos_guard)
 
     def _commit(self, index, tokens, masked, confidence, candidates, state, rng, uniform):
@@ -303,8 +309,8 @@ class CachedMDLM(MDLM):
 class LowConfidence(MaskedSampler):
     """LLaDA's low-confidence remasking: reveal the quota's most confident candidates per step."""
 
-    def __init__(self, schedule: str = "linear", temperature: float = 1.0, top_p: float = 1.0,
-                 eos_guard: bool = True) -> None:
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = True) -> None:
         super().__init__(schedule, temperature, top_p, eos_guard)
 
     def _has_work(self, index, state):
@@ -327,8 +333,8 @@ class Threshold(LowConfidence):
     model is not called once every row is done.
     """
 
-    def __init__(self, schedule: str = "linear", temperature: float = 1.0, top_p: float = 1.0,
-                 eos_guard: bool = True, threshold: float = 0.9) -> None:
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = True, threshold: float = 0.9) -> None:
         super().__init__(schedule, temperature, top_p, eos_guard)
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -353,8 +359,8 @@ class SemiAutoregressive(LowConfidence):
     for the prompt), so a head can cache the prefix's keys and values.
     """
 
-    def __init__(self, schedule: str = "linear", temperature: float = 1.0, top_p: float = 1.0,
-                 eos_guard: bool = True, block_length: int = 32) -> None:
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = True, block_length: int = 32) -> None:
         super().__init__(schedule, temperature, top_p, eos_guard)
         if not isinstance(block_length, int) or block_length < 1:
             raise ValueError(f"block_length must be a positive integer, got {block_length!r}")
@@ -415,8 +421,8 @@ class ReMDM(MaskedSampler):
     later steps can correct early mistakes.
     """
 
-    def __init__(self, schedule: str = "linear", temperature: float = 1.0, top_p: float = 1.0,
-                 eos_guard: bool = False, eta: float = 0.04) -> None:
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = False, eta: float = 0.04) -> None:
         super().__init__(schedule, temperature, top_p, eos_guard)
         if not 0 <= eta <= 1:
             raise ValueError(f"eta must be in [0, 1], got {eta}")

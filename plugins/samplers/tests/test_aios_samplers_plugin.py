@@ -53,6 +53,8 @@ def test_auto_picks_dpm_solver_for_continuous_and_low_confidence_for_discrete():
      {"block_length": 4, "temperature": 0.7}),
     ("sampler: {name: threshold, steps: 8, threshold: 0.8, top_p: 0.9, schedule: cosine}",
      {"threshold": 0.8, "top_p": 0.9, "schedule": "cosine"}),
+    ("sampler: {name: mdlm, steps: 8, schedule: [1.0, 0.3, 0.0]}",
+     {"schedule": [1.0, 0.3, 0.0]}),
 ])
 def test_a_sampler_config_round_trips_through_yaml(tmp_path, text, options):
     registry = Registry.discover()

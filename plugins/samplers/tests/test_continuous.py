@@ -207,6 +207,16 @@ def test_a_float32_state_comes_back_float32():
     assert out.x.dtype == np.float32
 
 
+def test_torch_predictions_are_accepted(mixture_1d):
+    import torch
+
+    state = mixture_1d.initial_state(np.random.default_rng(0))
+    a = build("unipc").sample(lambda s, t: torch.from_numpy(mixture_1d.denoise(s, t)), state,
+                              num_steps=6, rng=None).x
+    b = build("unipc").sample(mixture_1d.denoise, state, num_steps=6, rng=None).x
+    np.testing.assert_array_equal(a, b)
+
+
 # -- classifier-free guidance ------------------------------------------------------------------
 
 

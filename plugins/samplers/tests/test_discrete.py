@@ -69,6 +69,23 @@ def test_mdlm_cache_makes_the_same_draws_with_far_fewer_evaluations():
     assert cached.calls[1] * 3 < plain.calls[1]
 
 
+def test_a_row_subset_names_its_rows_in_the_full_batch():
+    chain = MarkovChain.small(batch=50)
+    sizes, states = [], []
+
+    def denoise(state, t):
+        rows = np.arange(50) if state.rows is None else state.rows
+        if states:  # the rows given are those rows of the current state
+            np.testing.assert_array_equal(state.tokens, states[-1][rows])
+        sizes.append(len(rows))
+        return chain.log_probs(state.tokens)
+
+    rng = np.random.default_rng(0)
+    build("mdlm-cache").sample(denoise, chain.initial_state(rng), num_steps=16, rng=rng,
+                               callback=lambda i, n, s: states.append(s.tokens))
+    assert min(sizes) < 50
+
+
 def test_mdlm_cache_calls_nothing_for_a_single_row_that_did_not_change():
     chain = MarkovChain.small(batch=1)
     run(build("mdlm-cache"), chain, 200)
@@ -320,6 +337,17 @@ def test_guided_logits_mix_in_log_probability_space():
     freq = draw_frequencies(build("mdlm"), model)
     expected = unconditional * (conditional / unconditional) ** 2
     np.testing.assert_allclose(freq, expected / expected.sum(), atol=0.01)
+
+
+def test_torch_logits_are_accepted():
+    import torch
+
+    chain = MarkovChain.small(batch=50)
+    state = chain.initial_state(np.random.default_rng(0))
+    outs = [build("mdlm").sample(denoise, state, num_steps=8, rng=np.random.default_rng(0))
+            for denoise in (chain.denoise,
+                            lambda s, t: torch.from_numpy(chain.log_probs(s.tokens)))]
+    np.testing.assert_array_equal(outs[0].tokens, outs[1].tokens)
 
 
 def test_the_mask_token_is_never_drawn():
