@@ -2,11 +2,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import NoisyHead, make_plugin, registering
 
 import aios
 from aios.config import Config, load_config
 from aios.errors import ConfigError
+from conftest import NoisyHead, make_plugin, registering
 
 REPO = Path(__file__).resolve().parents[1]
 

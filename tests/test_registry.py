@@ -1,9 +1,9 @@
 import pytest
-from conftest import HalfwaySampler, NoisyHead, make_plugin, registering
 
 from aios.errors import IncompatiblePluginError, PluginNotFoundError
 from aios.hookspecs import CONTRACT_VERSION
 from aios.registry import Registry, check_contract
+from conftest import HalfwaySampler, NoisyHead, make_plugin, registering
 
 
 def add(registry, module, name="p", distribution="dist-p", version="0.3"):
