@@ -96,6 +96,21 @@ def aios_register_heads(register: Register) -> None:
     - ``decode(state, request)``: the user-facing result (``str``, image array, waveform).
 
     A head must not depend on a particular sampler: any sampler of its family must work.
+
+    The state and prediction formats every sampler of a family understands
+    (`aios.protocols`):
+
+    - continuous heads: ``initial_state`` returns a ``GaussianState(x, schedule, prediction)``
+      (``x`` standard normal noise, ``schedule`` the head's `aios.schedules.NoiseSchedule`,
+      ``prediction`` ``"epsilon"``, ``"x0"`` or ``"v"``); ``denoise(state, t, request)`` gets a
+      fractional training timestep ``t`` and returns an array shaped like ``state.x``.
+    - discrete heads: ``initial_state`` returns a ``MaskedState(tokens, mask_id, eos_id,
+      on_prefix)`` (``mask_id`` at every position to generate); ``denoise`` gets ``t`` in
+      ``[0, 1]`` and returns logits ``(batch, length, vocab)``; it may be asked about a subset
+      of the rows (``state.rows`` says which). ``on_prefix(tokens, length)``, if set, is the
+      prefix-cache hook: block-wise samplers call it when positions ``[:length]`` are final.
+    - classifier-free guidance: return ``Guided(conditional, unconditional,
+      request.guidance_scale)`` from ``denoise`` and the sampler combines the two.
     """
 
 
@@ -110,6 +125,13 @@ def aios_register_samplers(register: Register) -> None:
     ``denoise(state, t)`` queries the head's model and ``callback(step, num_steps, state)`` is
     called after every step (progress bars, streaming). The sampler owns the loop, so caching
     and block-wise decoding are its business.
+
+    A continuous sampler receives and returns an `aios.protocols.GaussianState`, a discrete one
+    an `aios.protocols.MaskedState` (see `aios_register_heads` for what the head puts in them).
+    Handle a `aios.protocols.Guided` result of ``denoise`` by combining its branches. The
+    samplers of the ``aios-samplers`` pack also offer a step-level interface,
+    ``set_timesteps(...)`` then ``step(model_output, index, sample_or_state, rng)`` per model
+    evaluation, on which their ``sample`` is built.
     """
 
 

@@ -13,6 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from aios.schedules import NoiseSchedule
+
 #: The two kinds of diffusion a head can run; a sampler serves exactly one of them.
 FAMILIES = ("discrete", "continuous")
 
@@ -21,6 +23,83 @@ StepCallback = Callable[[int, int, Any], None]
 
 #: What a sampler calls to query the model: (state, timestep) -> prediction.
 Denoiser = Callable[[Any, Any], Any]
+
+#: What a continuous head's model predicts (`GaussianState.prediction`).
+PREDICTIONS = ("epsilon", "x0", "v")
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianState:
+    """The state of a continuous (Gaussian) generation: what a continuous head's
+    ``initial_state`` returns and what its ``denoise`` receives back from the sampler.
+
+    - ``x``: the current sample, a float array of any shape (batch first if the head batches),
+      always in the variance-preserving form ``x_t = alpha_t x_0 + sigma_t noise`` of
+      ``schedule`` (so the initial state is standard normal noise).
+    - ``schedule``: the head's training schedule (`aios.schedules.NoiseSchedule`); the sampler
+      picks its steps from it, and ``denoise(state, t)`` gets ``t`` as a (possibly fractional)
+      training timestep of it: use ``schedule.alpha_sigma(t)`` or round ``t``.
+    - ``prediction``: what ``denoise`` returns, an array shaped like ``x``: ``"epsilon"`` (the
+      noise), ``"x0"`` (the clean sample) or ``"v"`` (``alpha_t noise - sigma_t x_0``).
+
+    Samplers return the state with ``x`` replaced (`dataclasses.replace`), so a head may add
+    fields of its own in a subclass and get them back.
+    """
+
+    x: np.ndarray
+    schedule: NoiseSchedule
+    prediction: str = "epsilon"
+
+    def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction type {self.prediction!r}; a continuous head "
+                             f"predicts one of {', '.join(PREDICTIONS)}")
+
+
+@dataclass(frozen=True, eq=False)
+class MaskedState:
+    """The state of a discrete (masked) generation: what a discrete head's ``initial_state``
+    returns and what its ``denoise`` receives back from the sampler.
+
+    - ``tokens``: int array ``(batch, length)`` (a 1-D array is one sequence). Positions holding
+      ``mask_id`` are generated; every other position (prompt, suffix for infilling) is kept.
+    - ``mask_id``: the mask token; ``eos_id``: end of sequence, or None. Once a sampler places
+      ``eos_id`` at a position, every later generated position of that row becomes ``eos_id``
+      too (the sequence has ended; the head strips them in ``decode``).
+    - ``on_prefix``: the prefix-cache hook, or None. Block-wise samplers (``semi-ar``) call
+      ``on_prefix(tokens, length)`` when positions ``[:length]`` of every row are final and
+      will never change again, so the head may cache their keys/values and compute only the
+      rest in later ``denoise`` calls. It is a promise, not a request: ignoring it is correct.
+
+    ``denoise(state, t)`` gets ``t`` in ``[0, 1]`` (1 = all masked) and returns logits (or
+    log-probabilities) shaped ``(batch, length, vocab)`` for the *clean* token at each position;
+    the sampler reads them only at masked positions and never samples ``mask_id``. A sampler may
+    call ``denoise`` on a subset of the rows (finished rows and, when caching, unchanged rows
+    are skipped): then ``rows`` holds the indices of the given rows in the full batch (for a
+    head's per-row caches), and rows must not depend on each other.
+    """
+
+    tokens: np.ndarray
+    mask_id: int
+    eos_id: int | None = None
+    on_prefix: Callable[[np.ndarray, int], None] | None = None
+    rows: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Guided:
+    """A ``denoise`` result for classifier-free guidance: both branches and the scale.
+
+    A head that supports guidance evaluates its model with and without the condition and
+    returns ``Guided(conditional, unconditional, request.guidance_scale)``; the sampler combines
+    them as ``unconditional + scale * (conditional - unconditional)`` in prediction space
+    (epsilon / x0 / v) for continuous heads and in log-probability space for discrete heads,
+    then renormalises. A scale of 1 is the conditional model; 0 the unconditional one.
+    """
+
+    conditional: Any
+    unconditional: Any
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +137,12 @@ class Head(Protocol):
         """The state a sampler starts from: all masks (discrete) or pure noise (continuous)."""
 
     def denoise(self, state: Any, t: Any, request: GenerationRequest) -> Any:
-        """One model evaluation at timestep `t`: token probabilities or a noise/x0/v prediction."""
+        """One model evaluation at timestep `t`: token probabilities or a noise/x0/v prediction.
+
+        Continuous heads receive a `GaussianState`, discrete heads a `MaskedState` (the state
+        their ``initial_state`` made, updated by the sampler); see those classes for `t` and the
+        prediction format. Return `Guided` to have the sampler apply classifier-free guidance.
+        """
 
     def decode(self, state: Any, request: GenerationRequest) -> Any:
         """Turn the final state into user output: `str`, an image array or a waveform."""

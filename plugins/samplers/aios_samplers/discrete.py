@@ -1,0 +1,464 @@
+"""Samplers for masked (absorbing-state) discrete diffusion: MDLM, LLaDA, Fast-dLLM, ReMDM.
+
+Every sampler here has the same small surface, like diffusers' schedulers:
+
+- ``set_timesteps(num_steps)`` fills ``timesteps``: the times ``t`` in ``(0, 1]`` at which the
+  model is asked (1 = all masked); step ``i`` goes from ``times[i]`` to ``times[i + 1]``.
+- ``step(logits, index, state, rng)`` takes the model's output for ``state`` at
+  ``timesteps[index]`` and returns the next state. Step 0 starts a generation: the positions
+  masked in its state are the ones the sampler generates (prompt and suffix stay).
+- ``sample(denoise, state, ...)``, the engine's entry (`aios.protocols.Sampler`), is the loop
+  over those two, written once in `MaskedSampler`. It skips the model when a step has nothing to
+  do (all decoded, or a zero unmask quota), still reporting every step to ``callback``.
+
+``schedule`` is a name (``linear``, ``cosine``, ``log-linear``), ``module:function``, or a
+table of alpha values on an even grid of t from 0 to 1 (a YAML list).
+
+States are `aios.protocols.MaskedState`; the model returns logits ``(batch, length, vocab)``
+(or a `aios.protocols.Guided` pair, mixed in log-probability space). Candidates for each masked
+position are drawn from ``softmax(logits / temperature)`` restricted to the smallest set of
+tokens whose probability reaches ``top_p``; the mask token is never drawn. The random numbers
+a step draws do not depend on what the model returned, so a caching sampler reproduces the
+plain one's draws exactly.
+
+How many positions a step reveals follows the masking schedule ``alpha(t)``
+(`aios.schedules.masking_schedule`): ancestral samplers reveal each masked position with
+probability ``(alpha_s - alpha_t) / (1 - alpha_t)``; the others reveal exactly
+``M - round(M (1 - alpha_s) / (1 - alpha_t))`` of the ``M`` positions still masked (the unmask
+quota), so ``num_steps`` steps always finish. End of sequence: once ``eos_id`` is placed, every
+later generated position of its row becomes ``eos_id``; with ``eos_guard`` an EOS candidate is
+not committed while a generated position to its left is still masked (the rule that keeps a
+model that is sure the text ends *somewhere* from ending it early).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from aios.protocols import Denoiser, MaskedState, StepCallback
+from aios.schedules import masking_schedule
+from aios_samplers.guidance import guided_log_probs
+
+#: A masking schedule option: a name, ``module:function``, or a table of alpha values.
+MaskingSpec = str | list[float]
+
+
+class MaskedSampler:
+    """The shared loop, candidate drawing and bookkeeping of the masked samplers."""
+
+    family = "discrete"
+
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = False) -> None:
+        self.schedule = masking_schedule(schedule)
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.eos_guard = bool(eos_guard)
+        self.timesteps = np.zeros(0)
+
+    # -- the step-level interface --------------------------------------------------------------
+
+    def set_timesteps(self, num_steps: int) -> None:
+        """Split [0, 1] into `num_steps` even steps of time, noisiest first."""
+        if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+        self.num_steps = num_steps
+        self.times = np.linspace(1.0, 0.0, num_steps + 1)
+        self.timesteps = self.times[:-1]
+        self.alphas = self.schedule.alpha(self.times)
+        self._started = False
+
+    def step(self, logits: Any, index: int, state: MaskedState,
+             rng: np.random.Generator) -> MaskedState:
+        """Reveal (and for ReMDM re-mask) positions of `state` after the model's `logits`."""
+        tokens = _tokens_of(state)
+        if index == 0 and not self._started:
+            self._begin(state)
+        if not 0 <= index < self.num_steps:
+            raise IndexError(f"step {index} is outside 0..{self.num_steps - 1}; call "
+                             "set_timesteps first")
+        masked = tokens == state.mask_id
+        uniforms = rng.random((2, *tokens.shape))  # token choice, then the step's own rule
+        candidates, confidence = self._candidates(logits, tokens, state.mask_id, uniforms[0])
+        commit = self._commit(index, tokens, masked, confidence, candidates, state, rng,
+                              uniforms[1])
+        new = np.where(commit, candidates, tokens)
+        new = self._after_commit(index, new, state, rng)
+        new = _end_sequences(new, self._generated, state.eos_id)
+        return replace(state, tokens=new.reshape(np.shape(state.tokens)))
+
+    # -- the engine's entry --------------------------------------------------------------------
+
+    def sample(
+        self,
+        denoise: Denoiser,
+        state: MaskedState,
+        *,
+        num_steps: int,
+        rng: np.random.Generator,
+        callback: StepCallback | None = None,
+    ) -> MaskedState:
+        if not isinstance(state, MaskedState):
+            raise TypeError(f"a discrete sampler needs an aios.protocols.MaskedState, got "
+                            f"{type(state).__name__}; the head's initial_state must return one")
+        self.set_timesteps(num_steps)
+        self._begin(state)
+        cache: dict[str, Any] = {}
+        for index, t in enumerate(self.timesteps):
+            if self._has_work(index, state):
+                logits = self._evaluate(denoise, state, float(t), cache)
+                state = self.step(logits, index, state, rng)
+            else:
+                self._idle_step(index, state, rng)
+            self._step_done(index, state)
+            if callback is not None:
+                callback(index, num_steps, state)
+        return state
+
+    # -- what the samplers vary ----------------------------------------------------------------
+
+    def _begin(self, state: MaskedState) -> None:
+        """Start a generation: the positions masked now are the ones generated."""
+        self._generated = _tokens_of(state) == state.mask_id
+        self._started = True
+
+    def _has_work(self, index: int, state: MaskedState) -> bool:
+        return bool((_tokens_of(state) == state.mask_id).any())
+
+    def _idle_step(self, index: int, state: MaskedState, rng: np.random.Generator) -> None:
+        """A skipped step still draws its random numbers, so skipping never changes results."""
+        rng.random((2, *_tokens_of(state).shape))
+
+    def _step_done(self, index: int, state: MaskedState) -> None:
+        """Called after every step (block-wise samplers announce finished prefixes here)."""
+
+    def _evaluate(self, denoise: Denoiser, state: MaskedState, t: float,
+                  cache: dict[str, Any]) -> np.ndarray:
+        """Log-probabilities for every row, asking the model only about the rows that need it."""
+        tokens = _tokens_of(state)
+        rows = self._rows_to_evaluate(tokens, state.mask_id, cache)
+        if rows.size == 0 and "logits" in cache:
+            return cache["logits"]
+        if rows.size in (0, len(tokens)):
+            rows = np.arange(len(tokens))
+            fresh = guided_log_probs(denoise(state, t))
+        else:
+            fresh = guided_log_probs(denoise(replace(state, tokens=tokens[rows], rows=rows), t))
+        fresh = fresh if fresh.ndim == 3 else fresh[None]
+        if fresh.shape[:2] != (rows.size, tokens.shape[1]):
+            raise ValueError(f"the model returned logits of shape {fresh.shape} for tokens of "
+                             f"shape {tokens[rows].shape}; return (batch, length, vocab)")
+        if "logits" not in cache or cache["logits"].shape[2] != fresh.shape[2]:
+            cache["logits"] = np.zeros((*tokens.shape, fresh.shape[2]))
+            cache["tokens"] = np.full_like(tokens, -1)
+        cache["logits"][rows] = fresh
+        cache["tokens"][rows] = tokens[rows]
+        return cache["logits"]
+
+    def _rows_to_evaluate(self, tokens: np.ndarray, mask_id: int,
+                          cache: dict[str, Any]) -> np.ndarray:
+        """Finished rows (nothing masked) need no model call."""
+        return np.flatnonzero((tokens == mask_id).any(axis=-1))
+
+    def _commit(self, index: int, tokens: np.ndarray, masked: np.ndarray,
+                confidence: np.ndarray, candidates: np.ndarray, state: MaskedState,
+                rng: np.random.Generator, uniform: np.ndarray) -> np.ndarray:
+        """Which positions take their candidate this step (a boolean array like `tokens`)."""
+        raise NotImplementedError
+
+    def _after_commit(self, index: int, tokens: np.ndarray, state: MaskedState,
+                      rng: np.random.Generator) -> np.ndarray:
+        return tokens
+
+    # -- shared helpers ------------------------------------------------------------------------
+
+    def _candidates(self, logits: Any, tokens: np.ndarray, mask_id: int,
+                    uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A candidate token and its probability (the confidence) at every position."""
+        log_p = guided_log_probs(logits)
+        if log_p.ndim == 2:
+            log_p = log_p[None]
+        if log_p.shape[:2] != tokens.shape:
+            raise ValueError(f"the model returned logits of shape {log_p.shape} for tokens of "
+                             f"shape {tokens.shape}; return (batch, length, vocab)")
+        if not 0 <= mask_id < log_p.shape[2]:
+            raise ValueError(f"mask_id {mask_id} is outside the vocabulary of "
+                             f"{log_p.shape[2]} logits")
+        log_p = log_p.copy()
+        log_p[..., mask_id] = -np.inf
+        probs = np.exp(log_p - log_p.max(axis=-1, keepdims=True))
+        probs /= probs.sum(axis=-1, keepdims=True)
+        if self.temperature == 0:
+            choice = probs.argmax(axis=-1)
+        else:
+            sharpened = probs
+            if self.temperature != 1:
+                with np.errstate(divide="ignore"):
+                    scaled = np.log(probs) / self.temperature
+                sharpened = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+                sharpened /= sharpened.sum(axis=-1, keepdims=True)
+            if self.top_p < 1:
+                sharpened = _top_p(sharpened, self.top_p)
+            cumulative = np.cumsum(sharpened, axis=-1)
+            choice = (cumulative < uniform[..., None] * cumulative[..., -1:]).sum(axis=-1)
+            choice = np.minimum(choice, probs.shape[-1] - 1)
+            # Floating error can land on a zero-probability token; take the likeliest instead.
+            bad = np.take_along_axis(sharpened, choice[..., None], -1)[..., 0] <= 0
+            choice = np.where(bad, sharpened.argmax(axis=-1), choice)
+        # Confidence is the position's top probability, not the drawn token's: choosing *where*
+        # to reveal must not depend on *what* was drawn there, or the choice biases the draw
+        # towards likely tokens. With it, revealing one position per step samples an exact
+        # model exactly (the chain rule, in an order that depends only on revealed tokens).
+        return choice.astype(tokens.dtype), probs.max(axis=-1)
+
+    def _quota(self, masked: np.ndarray, start: float, end: float) -> np.ndarray:
+        """How many of each row's masked positions to reveal going from alpha `start` to `end`."""
+        count = masked.sum(axis=-1)
+        if start >= 1:
+            return count
+        keep = np.round(count * (1.0 - end) / (1.0 - start)).astype(np.int64)
+        return count - np.minimum(keep, count)
+
+    def _eligible(self, masked: np.ndarray, candidates: np.ndarray,
+                  eos_id: int | None) -> np.ndarray:
+        if not self.eos_guard or eos_id is None:
+            return masked
+        earlier_masked = np.cumsum(masked, axis=-1) - masked > 0
+        return masked & ~((candidates == eos_id) & earlier_masked)
+
+
+def _tokens_of(state: MaskedState) -> np.ndarray:
+    tokens = np.asarray(state.tokens)
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise TypeError(f"tokens have dtype {tokens.dtype}; a MaskedState holds integer ids")
+    if tokens.ndim == 1:
+        return tokens[None]
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be (batch, length) or (length,), got shape {tokens.shape}")
+    return tokens
+
+
+def _top_p(probs: np.ndarray, top_p: float) -> np.ndarray:
+    """Keep the smallest set of likeliest tokens whose probability reaches top_p."""
+    order = np.argsort(-probs, axis=-1)
+    sorted_p = np.take_along_axis(probs, order, -1)
+    before = np.cumsum(sorted_p, axis=-1) - sorted_p
+    keep_sorted = before < top_p
+    keep = np.empty_like(keep_sorted)
+    np.put_along_axis(keep, order, keep_sorted, -1)
+    kept = np.where(keep, probs, 0.0)
+    return kept / kept.sum(axis=-1, keepdims=True)
+
+
+def _end_sequences(tokens: np.ndarray, generated: np.ndarray, eos_id: int | None) -> np.ndarray:
+    """After the first generated EOS of a row, every later generated position is EOS."""
+    if eos_id is None:
+        return tokens
+    is_eos = (tokens == eos_id) & generated
+    after = np.cumsum(is_eos, axis=-1) - is_eos > 0
+    return np.where(after & generated, eos_id, tokens)
+
+
+def _top_k_mask(score: np.ndarray, eligible: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Per row, the `k[row]` eligible positions of highest score."""
+    ranked = np.where(eligible, score, -np.inf)
+    order = np.argsort(-ranked, axis=-1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(order.shape[-1])[None].repeat(len(order), 0), -1)
+    return eligible & (rank < k[:, None])
+
+
+class MDLM(MaskedSampler):
+    """MDLM ancestral sampling: each masked position is revealed with the schedule's probability.
+
+    With an exact model and enough steps it draws from the model's distribution exactly.
+    """
+
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = False) -> None:
+        super().__init__(schedule, temperature, top_p, eos_guard)
+
+    def _commit(self, index, tokens, masked, confidence, candidates, state, rng, uniform):
+        alpha_t, alpha_s = self.alphas[index], self.alphas[index + 1]
+        reveal = (alpha_s - alpha_t) / (1.0 - alpha_t)
+        return self._eligible(masked, candidates, state.eos_id) & (uniform < reveal)
+
+
+class CachedMDLM(MDLM):
+    """MDLM ancestral with caching: a row whose tokens did not change is not re-evaluated.
+
+    Most steps of a many-step ancestral run reveal nothing in a given row, so the model is
+    asked only for rows that changed, with the same draws as `mdlm`. This assumes the model
+    does not depend on t, which holds for MDLM-style (time-agnostic) masked models.
+    """
+
+    def _rows_to_evaluate(self, tokens, mask_id, cache):
+        unfinished = (tokens == mask_id).any(axis=-1)
+        if "tokens" in cache:
+            unfinished &= (tokens != cache["tokens"]).any(axis=-1)
+        return np.flatnonzero(unfinished)
+
+
+class LowConfidence(MaskedSampler):
+    """LLaDA's low-confidence remasking: reveal the quota's most confident candidates per step."""
+
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = True) -> None:
+        super().__init__(schedule, temperature, top_p, eos_guard)
+
+    def _has_work(self, index, state):
+        masked = _tokens_of(state) == state.mask_id
+        return bool(self._step_quota(index, masked).any())
+
+    def _step_quota(self, index: int, masked: np.ndarray) -> np.ndarray:
+        return self._quota(masked, self.alphas[index], self.alphas[index + 1])
+
+    def _commit(self, index, tokens, masked, confidence, candidates, state, rng, uniform):
+        eligible = self._eligible(masked, candidates, state.eos_id)
+        return _top_k_mask(confidence, eligible, self._step_quota(index, masked))
+
+
+class Threshold(LowConfidence):
+    """Fast-dLLM's parallel decoding: reveal every candidate above `threshold` each step.
+
+    Each step also reveals the low-confidence quota and at least one position per unfinished
+    row, so `num_steps` steps always finish; a confident model finishes in fewer steps, and the
+    model is not called once every row is done.
+    """
+
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = True, threshold: float = 0.9) -> None:
+        super().__init__(schedule, temperature, top_p, eos_guard)
+        if not 0 < threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        self.threshold = float(threshold)
+
+    def _has_work(self, index, state):
+        return bool((_tokens_of(state) == state.mask_id).any())
+
+    def _commit(self, index, tokens, masked, confidence, candidates, state, rng, uniform):
+        eligible = self._eligible(masked, candidates, state.eos_id)
+        at_least = np.maximum(self._step_quota(index, masked), masked.any(axis=-1))
+        quota = _top_k_mask(confidence, eligible, at_least)
+        return quota | (eligible & (confidence >= self.threshold))
+
+
+class SemiAutoregressive(LowConfidence):
+    """LLaDA's semi-autoregressive decoding: low-confidence steps inside one block at a time.
+
+    The generated span is cut into blocks of `block_length` positions, decoded left to right;
+    the steps are shared evenly between blocks (at least one each). When a block is final the
+    head's prefix-cache hook ``state.on_prefix(tokens, length)`` is told (and once at the start
+    for the prompt), so a head can cache the prefix's keys and values.
+    """
+
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = True, block_length: int = 32) -> None:
+        super().__init__(schedule, temperature, top_p, eos_guard)
+        if not isinstance(block_length, int) or block_length < 1:
+            raise ValueError(f"block_length must be a positive integer, got {block_length!r}")
+        self.block_length = block_length
+
+    def _begin(self, state):
+        super()._begin(state)
+        generated = self._generated
+        columns = np.flatnonzero(generated.any(axis=0))
+        start = int(columns[0]) if columns.size else generated.shape[1]
+        length = generated.shape[1]
+        bounds = [*range(start, length, self.block_length), length]
+        blocks = len(bounds) - 1
+        if blocks == 0:  # nothing to generate: every step is idle
+            self._blocks = [(length, length, j, self.num_steps) for j in range(self.num_steps)]
+            return
+        if blocks > self.num_steps:
+            raise ValueError(f"{blocks} blocks of {self.block_length} need at least {blocks} "
+                             f"steps, got {self.num_steps}; raise steps or block_length")
+        share = [self.num_steps // blocks + (b < self.num_steps % blocks) for b in range(blocks)]
+        # For each step: its block's (start, end), and its place among the block's steps.
+        self._blocks: list[tuple[int, int, int, int]] = []
+        for b in range(blocks):
+            for j in range(share[b]):
+                self._blocks.append((bounds[b], bounds[b + 1], j, share[b]))
+        if state.on_prefix is not None and start > 0:
+            state.on_prefix(_tokens_of(state), start)
+
+    def _step_quota(self, index, masked):
+        lo, hi, j, n = self._blocks[index]
+        inside = np.zeros_like(masked)
+        inside[:, lo:hi] = masked[:, lo:hi]
+        start = self.schedule.alpha(1.0 - j / n)
+        end = self.schedule.alpha(1.0 - (j + 1) / n)
+        return self._quota(inside, float(start), float(end))
+
+    def _commit(self, index, tokens, masked, confidence, candidates, state, rng, uniform):
+        lo, hi, _, _ = self._blocks[index]
+        inside = np.zeros_like(masked)
+        inside[:, lo:hi] = masked[:, lo:hi]
+        eligible = self._eligible(inside, candidates, state.eos_id)
+        # Blocks are decoded left to right: nothing to the left is masked, so the guard only
+        # looks inside the block, and the quota counts only the block.
+        return _top_k_mask(confidence, eligible, self._step_quota(index, masked))
+
+    def _step_done(self, index, state):
+        _lo, hi, j, n = self._blocks[index]
+        if j + 1 == n and state.on_prefix is not None:
+            state.on_prefix(_tokens_of(state), hi)
+
+
+class ReMDM(MaskedSampler):
+    """ReMDM (Wang et al. 2025): ancestral steps that may also re-mask decoded tokens.
+
+    A generated token is re-masked with probability sigma_t = min(eta, (1 - alpha_s) / alpha_t)
+    (the "cap" schedule) and masked positions are revealed with probability
+    (alpha_s - (1 - sigma_t) alpha_t) / (1 - alpha_t), which keeps the forward marginals, so
+    later steps can correct early mistakes.
+    """
+
+    def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
+                 top_p: float = 1.0, eos_guard: bool = False, eta: float = 0.04) -> None:
+        super().__init__(schedule, temperature, top_p, eos_guard)
+        if not 0 <= eta <= 1:
+            raise ValueError(f"eta must be in [0, 1], got {eta}")
+        self.eta = float(eta)
+
+    def _remask_probability(self, index: int) -> float:
+        alpha_t, alpha_s = self.alphas[index], self.alphas[index + 1]
+        if alpha_t <= 0:
+            return 0.0
+        return min(self.eta, (1.0 - alpha_s) / alpha_t)
+
+    def _has_work(self, index, state):
+        tokens = _tokens_of(state)
+        return bool((tokens == state.mask_id).any()) or self._remask_probability(index) > 0
+
+    def _idle_step(self, index, state, rng):
+        rng.random((3, *_tokens_of(state).shape))
+
+    def _commit(self, index, tokens, masked, confidence, candidates, state, rng, uniform):
+        alpha_t, alpha_s = self.alphas[index], self.alphas[index + 1]
+        sigma = self._remask_probability(index)
+        reveal = (alpha_s - (1.0 - sigma) * alpha_t) / (1.0 - alpha_t) if alpha_t < 1 else 1.0
+        return self._eligible(masked, candidates, state.eos_id) & (uniform < reveal)
+
+    def _after_commit(self, index, tokens, state, rng):
+        # Positions revealed in this very step are not re-masked: re-masking acts on what was
+        # decoded at time t, which the masked-before-commit positions were not.
+        remask_u = rng.random(tokens.shape)
+        sigma = self._remask_probability(index)
+        decoded_before = self._decoded_before
+        remask = decoded_before & (remask_u < sigma)
+        return np.where(remask, state.mask_id, tokens)
+
+    def step(self, logits, index, state, rng):
+        tokens = _tokens_of(state)
+        if index == 0 and not self._started:
+            self._begin(state)
+        self._decoded_before = self._generated & (tokens != state.mask_id)
+        return super().step(logits, index, state, rng)
