@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, help="random seed for a reproducible output")
     generate.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
     generate.set_defaults(handler=_generate)
+
+    from aios.cli_memory import add_memory_commands
+    add_memory_commands(commands)
     return parser
 
 

@@ -212,8 +212,8 @@ class MemoryStore:
 
     def _prepare_directory(self, dim: int | None) -> None:
         if dim is None:
-            raise InvalidRecordError(f"{self.path} is a new store: pass dim=N, the length of "
-                                     "the embedding vectors it will hold")
+            raise InvalidRecordError(f"{self.path} is a new store: pass dim=N (`--dim N` on the "
+                                     "command line), the length of the vectors it will hold")
         schemas.check_dim(dim)
         self.path.mkdir(parents=True, exist_ok=True)
         foreign = [p.name for p in self.path.iterdir()
