@@ -187,3 +187,13 @@ def test_a_closed_store_refuses_use(open_store):
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.search(np.ones(8))
+
+
+def test_segment_vectors_are_mapped_in_place_and_64_byte_aligned(open_store):
+    store = open_store(dim=384 // 8)
+    store.add(embeddings=np.ones((50, 48)), contents="some text of odd length")
+    store.close()
+    again = open_store(dim=48)
+    matrix = again._segments[0].matrix()
+    assert matrix.ctypes.data % 64 == 0
+    assert not matrix.flags.owndata and not matrix.flags.writeable  # a view of the mapped file

@@ -7,6 +7,7 @@
 //! much again as an int8 scan). Rows are split across rayon's threads in chunks; for a batch of
 //! queries each row is loaded once and scored against all of them while it sits in L1.
 
+mod dense;
 mod topk;
 
 pub use topk::TopK;
@@ -17,6 +18,8 @@ use thiserror::Error;
 
 /// Rows per rayon task: large enough to amortise the per-task heaps, small enough to balance.
 const CHUNK_ROWS: usize = 4096;
+/// Rows scored together against all queries: a block of a 384-wide f32 matrix stays in L2.
+const BLOCK_ROWS: usize = 64;
 
 /// How a row is scored against a query; every score is "higher is closer".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +140,7 @@ pub fn top_k<T>(
     threshold: Option<f32>,
 ) -> Result<Vec<Vec<(usize, f32)>>, ScanError>
 where
-    T: SpatialSimilarity + Sync,
+    T: Element,
 {
     let n = rows.check()?;
     if k == 0 {
@@ -153,18 +156,48 @@ where
     }
     let nq = queries.len() / dim;
     let floor = threshold.unwrap_or(f32::NEG_INFINITY);
+    let query_norms: Vec<f32> = queries
+        .chunks_exact(dim)
+        .map(|q| T::dot(q, q).unwrap_or(0.0) as f32)
+        .collect();
     let scan_chunk = |(chunk_index, chunk): (usize, &[T])| -> Vec<TopK> {
         let mut heaps: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
-        let first = chunk_index * CHUNK_ROWS;
-        for (offset, row) in chunk.chunks_exact(dim).enumerate() {
-            let index = first + offset;
-            if rows.mask.is_some_and(|mask| !mask[index]) {
-                continue;
+        let mut scores = vec![0f32; BLOCK_ROWS * nq];
+        let mut norms = vec![0f32; BLOCK_ROWS];
+        for (block_index, block) in chunk.chunks(BLOCK_ROWS * dim).enumerate() {
+            let first = chunk_index * CHUNK_ROWS + block_index * BLOCK_ROWS;
+            let count = block.len() / dim;
+            if let Some(mask) = rows.mask {
+                if !mask[first..first + count].iter().any(|&allowed| allowed) {
+                    continue;
+                }
             }
-            for (heap, query) in heaps.iter_mut().zip(queries.chunks_exact(dim)) {
-                let score = score(rows, metric, index, row, query);
-                if score >= floor {
-                    heap.push(index, score);
+            T::block_scores(
+                block,
+                dim,
+                queries,
+                &query_norms,
+                metric,
+                &mut scores,
+                &mut norms,
+            );
+            for offset in 0..count {
+                let index = first + offset;
+                if rows.mask.is_some_and(|mask| !mask[index]) {
+                    continue;
+                }
+                let (scale, bias) = match metric {
+                    ScanMetric::Dot => (
+                        rows.scale.map_or(1.0, |s| s[index]),
+                        rows.bias.map_or(0.0, |b| b[index]),
+                    ),
+                    _ => (1.0, 0.0),
+                };
+                for (q, heap) in heaps.iter_mut().enumerate() {
+                    let score = scores[offset * nq + q] * scale + bias;
+                    if score >= floor {
+                        heap.push(index, score);
+                    }
                 }
             }
         }
@@ -188,22 +221,96 @@ where
     Ok(heaps.into_iter().map(TopK::into_sorted).collect())
 }
 
-#[inline]
-fn score<T: SpatialSimilarity>(
-    rows: &Rows<'_, T>,
+/// A vector element type the scan supports; `block_scores` is where a type brings a faster
+/// kernel than simsimd's one-pair-at-a-time functions.
+pub trait Element: SpatialSimilarity + Copy + Sync + Send {
+    /// `scores[r * nq + q]` = the metric's score (before scale and bias) of row `r` of `block`
+    /// against query `q`; `query_norms` are the queries' squared norms; `norms` is scratch.
+    fn block_scores(
+        block: &[Self],
+        dim: usize,
+        queries: &[Self],
+        query_norms: &[f32],
+        metric: ScanMetric,
+        scores: &mut [f32],
+        norms: &mut [f32],
+    ) {
+        let _ = (query_norms, norms);
+        pairwise_scores(block, dim, queries, metric, scores);
+    }
+}
+
+/// Every (row, query) pair scored with simsimd, one pair at a time (the portable path).
+fn pairwise_scores<T: SpatialSimilarity>(
+    block: &[T],
+    dim: usize,
+    queries: &[T],
     metric: ScanMetric,
-    index: usize,
-    row: &[T],
-    query: &[T],
-) -> f32 {
+    scores: &mut [f32],
+) {
+    let nq = queries.len() / dim;
+    for (r, row) in block.chunks_exact(dim).enumerate() {
+        for (q, query) in queries.chunks_exact(dim).enumerate() {
+            scores[r * nq + q] = pair_score(metric, row, query);
+        }
+    }
+}
+
+impl Element for i8 {}
+impl Element for simsimd::f16 {}
+
+impl Element for f32 {
+    fn block_scores(
+        block: &[f32],
+        dim: usize,
+        queries: &[f32],
+        query_norms: &[f32],
+        metric: ScanMetric,
+        scores: &mut [f32],
+        norms: &mut [f32],
+    ) {
+        let need_norms = metric != ScanMetric::Dot;
+        let row_norms = if need_norms { Some(&mut *norms) } else { None };
+        if !dense::block_dots(block, dim, queries, scores, row_norms) {
+            // No AVX2/FMA here: simsimd's portable kernels.
+            pairwise_scores(block, dim, queries, metric, scores);
+            return;
+        }
+        let nq = queries.len() / dim;
+        let count = block.len() / dim;
+        match metric {
+            ScanMetric::Dot => {}
+            ScanMetric::Cosine => {
+                for r in 0..count {
+                    for q in 0..nq {
+                        let denominator = (norms[r] * query_norms[q]).sqrt();
+                        let value = &mut scores[r * nq + q];
+                        *value = if denominator > 0.0 {
+                            *value / denominator
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+            ScanMetric::L2 => {
+                for r in 0..count {
+                    for q in 0..nq {
+                        let value = &mut scores[r * nq + q];
+                        *value = -(norms[r] - 2.0 * *value + query_norms[q]).max(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One row against one query with simsimd (the portable path).
+#[inline]
+fn pair_score<T: SpatialSimilarity>(metric: ScanMetric, row: &[T], query: &[T]) -> f32 {
     // Lengths are equal by construction, so simsimd always returns a value.
     match metric {
-        ScanMetric::Dot => {
-            let dot = T::dot(row, query).unwrap_or(0.0) as f32;
-            let scale = rows.scale.map_or(1.0, |s| s[index]);
-            let bias = rows.bias.map_or(0.0, |b| b[index]);
-            dot * scale + bias
-        }
+        ScanMetric::Dot => T::dot(row, query).unwrap_or(0.0) as f32,
         ScanMetric::Cosine => {
             // simsimd returns the cosine *distance*, 1 when either vector is zero.
             let similarity = 1.0 - T::cos(row, query).unwrap_or(1.0) as f32;
