@@ -25,9 +25,11 @@ from aios.memory.store import MemoryStore, Retention
 
 
 def reference_store(path: str, dim: int | None = None, read_only: bool = False,
-                    flush_rows: int = 100_000, **options: Any) -> MemoryStore:
+                    flush_rows: int = 100_000,
+                    retention: Retention | Mapping[str, Any] | None = None) -> MemoryStore:
     """Reference storage: NumPy/BLAS exact search over memory-mapped Arrow segments."""
-    return MemoryStore(path, dim, read_only=read_only, flush_rows=flush_rows, **options)
+    return MemoryStore(path, dim, read_only=read_only, flush_rows=flush_rows,
+                       retention=retention)
 
 
 def open_memory(

@@ -84,12 +84,26 @@ def load(directory: Path, entry: SegmentEntry, dim: int) -> pa.Table:
         table = reader.read_all()
         table = table.select(schemas.record_schema(dim).names).replace_schema_metadata(None)
         for batch in table.to_batches():
-            batch.validate(full=True)  # offsets and UTF-8 too: no later read may run off a buffer
+            batch.validate()  # buffer sizes against lengths; `validate_full` checks contents
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         raise _bad(path, f"Arrow cannot read it ({exc})") from None
     if len(table) != entry.rows:
         raise _bad(path, f"it holds {len(table)} rows but the manifest says {entry.rows}")
     return table
+
+
+def validate_full(path: Path, table: pa.Table) -> None:
+    """Check every offset and UTF-8 string, so no read of a string column runs off a buffer.
+
+    This costs a pass over the string columns, so the store runs it on a segment's first use
+    beyond vector search (which reads only the fixed-size vectors, checked at open) rather than
+    at open.
+    """
+    try:
+        for batch in table.to_batches():
+            batch.validate(full=True)
+    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+        raise _bad(path, f"its content is inconsistent ({exc})") from None
 
 
 def embedding_matrix(table: pa.Table, dim: int) -> np.ndarray:

@@ -96,11 +96,14 @@ class Retention:
 class Segment:
     """Rows of one segment file (or of the unflushed log) with their deletions and caches."""
 
-    def __init__(self, entry: manifests.SegmentEntry | None, table: pa.Table, dim: int) -> None:
+    def __init__(self, entry: manifests.SegmentEntry | None, table: pa.Table, dim: int,
+                 directory: Path | None = None) -> None:
         self.entry = entry
         self.dim = dim
         self._batches: list[pa.Table] = [table]
         self._table: pa.Table | None = table
+        # A mapped file is fully validated on first use of its non-vector columns (see `table`).
+        self._unchecked = directory / entry.file if directory and entry else None
         self.alive = np.ones(len(table), bool)
         if entry is not None:
             self.alive[list(entry.deleted)] = False
@@ -108,6 +111,9 @@ class Segment:
 
     @property
     def table(self) -> pa.Table:
+        if self._unchecked is not None:
+            segments.validate_full(self._unchecked, self._batches[0])
+            self._unchecked = None
         if self._table is None:
             self._table = pa.concat_tables(self._batches).combine_chunks()
             self._batches = [self._table]
@@ -127,7 +133,9 @@ class Segment:
 
     def matrix(self) -> np.ndarray:
         if "f32" not in self._cache:
-            self._cache["f32"] = segments.embedding_matrix(self.table, self.dim)
+            # Vectors need no full validation: their buffer size was checked when mapped.
+            table = self._table if self._table is not None else self.table
+            self._cache["f32"] = segments.embedding_matrix(table, self.dim)
         return self._cache["f32"]
 
     def quantized(self, precision: str,
@@ -238,8 +246,8 @@ class MemoryStore:
                 self._manifest = manifests.read(self.path)
                 self.dim = self._manifest.dim
                 self.retention = Retention.of(self._manifest.retention)
-                self._segments = [Segment(e, segments.load(self.path, e, self.dim), self.dim)
-                                  for e in self._manifest.segments]
+                self._segments = [Segment(e, segments.load(self.path, e, self.dim), self.dim,
+                                          self.path) for e in self._manifest.segments]
                 entries, self._wal_length = wal.read(self.path / self._manifest.wal)
                 break
             except (FileNotFoundError, CorruptStoreError):
@@ -382,7 +390,8 @@ class MemoryStore:
         for entry in entries:
             segment = kept.get(entry.file)
             if segment is None:
-                segment = Segment(entry, segments.load(self.path, entry, self.dim), self.dim)
+                segment = Segment(entry, segments.load(self.path, entry, self.dim), self.dim,
+                                  self.path)
             else:
                 segment.entry = entry
             self._segments.append(segment)

@@ -3,7 +3,7 @@
 //! The matrix is usually a view of a memory-mapped Arrow segment; it is borrowed read-only for
 //! the duration of the call, with the GIL released while the kernel runs on rayon's threads.
 
-use aios_native_core::storage::{self, Rows, ScanError, ScanMetric};
+use aios_native_core::storage::{self, Element, Rows, ScanError, ScanMetric};
 use numpy::ndarray::Array2;
 use numpy::{
     IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1,
@@ -11,7 +11,6 @@ use numpy::{
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use simsimd::SpatialSimilarity;
 
 type TopKArrays<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
 
@@ -31,7 +30,7 @@ fn contiguous<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run<'py, T: SpatialSimilarity + Sync + Send>(
+fn run<'py, T: Element>(
     py: Python<'py>,
     data: &[T],
     dim: usize,

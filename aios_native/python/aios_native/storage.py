@@ -8,11 +8,12 @@ reads the memory-mapped segment through NumPy's buffer).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from aios.memory import MemoryStore
+from aios.memory import MemoryStore, Retention
 from aios_native import _native
 
 _SCANS = {
@@ -50,7 +51,8 @@ class NativeKernel:
 
 
 def native_store(path: str, dim: int | None = None, read_only: bool = False,
-                 flush_rows: int = 100_000, **options: Any) -> MemoryStore:
+                 flush_rows: int = 100_000,
+                 retention: Retention | Mapping[str, Any] | None = None) -> MemoryStore:
     """Native storage: Rust SIMD search (fused top-k, int8/f16 scans) over the shared format."""
     return MemoryStore(path, dim, read_only=read_only, flush_rows=flush_rows,
-                       kernel=NativeKernel(), backend="native", **options)
+                       retention=retention, kernel=NativeKernel(), backend="native")
