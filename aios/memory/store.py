@@ -306,9 +306,9 @@ class MemoryStore:
         """Delete records by id; returns how many were live (unknown ids are ignored)."""
         self._writable()
         array = schemas.ids_array(ids)
-        if not self._live_ids(array):
-            return 0
         count = len(self._live_ids(array))
+        if not count:
+            return 0
         self._log_and_apply(wal.DELETE, pa.RecordBatch.from_arrays([array], names=["id"]))
         return count
 
@@ -517,20 +517,18 @@ class MemoryStore:
             coded = np.rint(queries / q_scale).clip(-127, 127).astype(np.int8)
         else:
             coded = queries.astype(np.float16)
-        rows = np.empty((len(queries), candidates), np.int64)
-        for i in range(len(queries)):
-            if metric == "dot" and scale is not None:
-                found, _ = self._kernel.top_k(copy, coded[i:i + 1], candidates, "dot", mask=mask,
-                                              scale=scale)
-            elif metric == "l2" and scale is not None:
-                # -(|x|^2 - 2 x.q) ranks like -|x - q|^2; x.q ~ codes.q_codes * scale * q_scale
-                found, _ = self._kernel.top_k(copy, coded[i:i + 1], candidates, "dot", mask=mask,
-                                              scale=scale * np.float32(2 * q_scale[i, 0]),
-                                              bias=-sq)
-            else:
-                found, _ = self._kernel.top_k(copy, coded[i:i + 1], candidates, kernel_metric,
-                                              mask=mask)
-            rows[i] = found[0]
+        if metric == "l2" and scale is not None:
+            # -(|x|^2 - 2 x.q) ranks like -|x - q|^2, and x.q ~ codes.q_codes * scale * q_scale:
+            # the scale differs per query, so each query is its own scan.
+            rows = np.concatenate([
+                self._kernel.top_k(copy, coded[i:i + 1], candidates, "dot", mask=mask,
+                                   scale=scale * np.float32(2 * q_scale[i, 0]), bias=-sq)[0]
+                for i in range(len(queries))])
+        else:
+            # One scan for the whole batch: a per-query factor does not change a ranking.
+            rows, _ = self._kernel.top_k(copy, coded, candidates,
+                                         "dot" if metric == "dot" else kernel_metric,
+                                         mask=mask, scale=scale if metric == "dot" else None)
         out_rows = np.full((len(queries), k), -1, np.int64)
         out_scores = np.full((len(queries), k), -np.inf, np.float32)
         matrix = segment.matrix()
