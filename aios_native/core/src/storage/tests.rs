@@ -251,3 +251,28 @@ fn bad_shapes_are_refused_with_their_cause() {
         Err(ScanError::UnknownMetric("cosine".into()))
     );
 }
+
+#[test]
+fn blocked_float32_dots_equal_pairwise_dots_for_every_tile_shape() {
+    // 7 rows (a 4-row tile and 3 leftovers), 5 queries (two 2-query tiles and one left), and a
+    // dimension with a tail after the 8-wide and 32-wide strides.
+    let dim = 45;
+    let block = pseudo_random(7, dim, 21);
+    let queries = pseudo_random(5, dim, 22);
+    let mut out = vec![0f32; 7 * 5];
+    let mut norms = vec![0f32; 7];
+    if !dense::block_dots(&block, dim, &queries, &mut out, Some(&mut norms)) {
+        return; // no AVX2 on this CPU: the portable path is what runs, tested elsewhere
+    }
+    let dot =
+        |a: &[f32], b: &[f32]| -> f64 { a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum() };
+    for (r, row) in block.chunks_exact(dim).enumerate() {
+        assert!((norms[r] as f64 - dot(row, row)).abs() < 1e-4);
+        for (q, query) in queries.chunks_exact(dim).enumerate() {
+            assert!(
+                (out[r * 5 + q] as f64 - dot(row, query)).abs() < 1e-4,
+                "row {r} query {q}"
+            );
+        }
+    }
+}
