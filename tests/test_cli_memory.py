@@ -82,3 +82,12 @@ def test_a_query_of_the_wrong_dimension_exits_2_naming_the_problem(tmp_path, not
 def test_adding_to_a_new_store_without_dim_exits_2(tmp_path, notes, capsys):
     assert aios("add", "--path", tmp_path / "s", notes) == 2
     assert "--dim N" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action", ["add", "search", "get", "delete", "stats", "compact",
+                                    "export"])
+def test_every_memory_action_has_help(action, capsys):
+    with pytest.raises(SystemExit) as caught:
+        aios(action, "--help")
+    assert caught.value.code == 0
+    assert f"usage: aios memory {action}" in capsys.readouterr().out
