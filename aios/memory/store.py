@@ -184,7 +184,9 @@ class MemoryStore:
         self.path = Path(path).expanduser()
         self.backend = backend
         self.read_only = read_only
-        self.flush_rows = int(flush_rows)
+        if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
+            raise InvalidRecordError(f"flush_rows must be a positive integer, got {flush_rows!r}")
+        self.flush_rows = flush_rows
         self._kernel: Kernel = kernel or ReferenceKernel()
         self._lock: WriteLock | None = None
         self._log: wal.Writer | None = None
@@ -200,6 +202,8 @@ class MemoryStore:
             self._prepare_directory(dim)
         if not read_only:
             self._lock = WriteLock(self.path)
+            # Another writer may have created the store between our check and the lock.
+            is_new = not (self.path / manifests.NAME).exists()
         try:
             if is_new:
                 self._create(schemas.check_dim(dim), Retention.of(retention))
