@@ -138,18 +138,22 @@ class Segment:
             self._cache["f32"] = segments.embedding_matrix(table, self.dim)
         return self._cache["f32"]
 
-    def quantized(self, precision: str,
-                  kernel: Kernel) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """(copy, per-row scale or None, squared norms) of the vectors at a lower precision."""
+    def quantized(self, precision: str, kernel: Kernel) -> tuple[np.ndarray, np.ndarray | None]:
+        """(copy, per-row scale or None) of the vectors at a lower precision, built once."""
         if precision not in self._cache:
             matrix = self.matrix()
-            sq = np.einsum("ij,ij->i", matrix, matrix).astype(np.float32)
             if precision == "f16":
-                self._cache[precision] = (matrix.astype(np.float16), None, sq)
+                self._cache[precision] = (matrix.astype(np.float16), None)
             else:
-                codes, scale = kernel.quantize_i8(matrix)
-                self._cache[precision] = (codes, scale, sq)
+                self._cache[precision] = kernel.quantize_i8(matrix)
         return self._cache[precision]
+
+    def squared_norms(self) -> np.ndarray:
+        """|row|² of every vector (what turns an int8 dot scan into an L2 ranking), built once."""
+        if "sq" not in self._cache:
+            matrix = self.matrix()
+            self._cache["sq"] = np.einsum("ij,ij->i", matrix, matrix).astype(np.float32)
+        return self._cache["sq"]
 
     def locate(self, ids: pa.Array) -> np.ndarray:
         """Rows holding live records with these ids."""
@@ -513,7 +517,7 @@ class MemoryStore:
         if precision == "f32":
             return self._kernel.top_k(segment.matrix(), queries, k, kernel_metric, mask=mask,
                                       threshold=threshold)
-        copy, scale, sq = segment.quantized(precision, self._kernel)
+        copy, scale = segment.quantized(precision, self._kernel)
         candidates = max(k * RESCORE_FACTOR, 64)
         if precision == "i8":
             peak = np.abs(queries).max(axis=1, keepdims=True)
@@ -526,7 +530,8 @@ class MemoryStore:
             # the scale differs per query, so each query is its own scan.
             rows = np.concatenate([
                 self._kernel.top_k(copy, coded[i:i + 1], candidates, "dot", mask=mask,
-                                   scale=scale * np.float32(2 * q_scale[i, 0]), bias=-sq)[0]
+                                   scale=scale * np.float32(2 * q_scale[i, 0]),
+                                   bias=-segment.squared_norms())[0]
                 for i in range(len(queries))])
         else:
             # One scan for the whole batch: a per-query factor does not change a ranking.
