@@ -26,10 +26,11 @@ from aios.memory.store import MemoryStore, Retention
 
 def reference_store(path: str, dim: int | None = None, read_only: bool = False,
                     flush_rows: int = 100_000,
-                    retention: Retention | Mapping[str, Any] | None = None) -> MemoryStore:
+                    retention: Retention | Mapping[str, Any] | None = None,
+                    copies: str | None = None) -> MemoryStore:
     """Reference storage: NumPy/BLAS exact search over memory-mapped Arrow segments."""
     return MemoryStore(path, dim, read_only=read_only, flush_rows=flush_rows,
-                       retention=retention)
+                       retention=retention, copies=copies)
 
 
 def open_memory(

@@ -20,16 +20,32 @@ NAME = "MANIFEST.json"
 FORMAT = "aios-memory"
 VERSION = 1
 _MAX_BYTES = 256 << 20
+#: Lower precisions a segment's vectors may be copied to (see `aios.memory.search`).
+PRECISIONS = ("f16", "i8")
+
+
+@dataclass(frozen=True)
+class CopyEntry:
+    """A lower-precision copy of a segment's vectors ("f16" or "i8"), in its own Arrow file."""
+
+    precision: str
+    file: str
+    bytes: int
 
 
 @dataclass(frozen=True)
 class SegmentEntry:
-    """One immutable Arrow IPC file: its name, row count, byte size and deleted row numbers."""
+    """One immutable Arrow IPC file: its name, row count, byte size, deleted row numbers and the
+    files of its persisted lower-precision copies."""
 
     file: str
     rows: int
     bytes: int
     deleted: tuple[int, ...] = ()
+    copies: tuple[CopyEntry, ...] = ()
+
+    def files(self) -> list[str]:
+        return [self.file, *(c.file for c in self.copies)]
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,7 @@ class Manifest:
     generation: int
     segments: tuple[SegmentEntry, ...] = ()
     retention: dict[str, Any] = field(default_factory=dict)
+    copies: tuple[str, ...] = ()  # precisions persisted beside every new segment
 
     @property
     def wal(self) -> str:
@@ -46,9 +63,12 @@ class Manifest:
     def body(self) -> dict[str, Any]:
         return {
             "format": FORMAT, "version": VERSION, "dim": self.dim, "generation": self.generation,
-            "wal": self.wal, "retention": self.retention,
+            "wal": self.wal, "retention": self.retention, "copies": list(self.copies),
             "segments": [{"file": s.file, "rows": s.rows, "bytes": s.bytes,
-                          "deleted": list(s.deleted)} for s in self.segments],
+                          "deleted": list(s.deleted),
+                          "copies": [{"precision": c.precision, "file": c.file,
+                                      "bytes": c.bytes} for c in s.copies]}
+                         for s in self.segments],
         }
 
 
@@ -102,20 +122,41 @@ def read(directory: Path) -> Manifest:
     segments = body.get("segments")
     if not isinstance(segments, list):
         raise _bad(path, "its segment list is missing")
+    copies = body.get("copies", [])
+    if not isinstance(copies, list) or not all(c in PRECISIONS for c in copies):
+        raise _bad(path, "its copies setting is invalid")
     return Manifest(dim, generation, tuple(_segment(path, s) for s in segments),
-                    dict(body["retention"]))
+                    dict(body["retention"]), tuple(copies))
 
 
 def _segment(path: Path, entry: Any) -> SegmentEntry:
     if not isinstance(entry, dict):
         raise _bad(path, "a segment entry is not an object")
     name, rows, size, deleted = (entry.get(k) for k in ("file", "rows", "bytes", "deleted"))
-    if (not isinstance(name, str) or not name.startswith("seg-") or not name.endswith(".arrow")
-            or "/" in name or not _is_int(rows, 0, 2**40) or not _is_int(size, 0, 2**50)
+    if (not _is_file_name(name) or not _is_int(rows, 0, 2**40) or not _is_int(size, 0, 2**50)
             or not isinstance(deleted, list)
             or not all(_is_int(r, 0, rows - 1) for r in deleted)):
         raise _bad(path, f"segment entry {entry!r:.200} is invalid")
-    return SegmentEntry(name, rows, size, tuple(sorted(set(deleted))))
+    copies = entry.get("copies", [])
+    if not isinstance(copies, list):
+        raise _bad(path, f"segment entry {entry!r:.200} has invalid copies")
+    return SegmentEntry(name, rows, size, tuple(sorted(set(deleted))),
+                        tuple(_copy(path, c) for c in copies))
+
+
+def _copy(path: Path, entry: Any) -> CopyEntry:
+    if not isinstance(entry, dict):
+        raise _bad(path, "a copy entry is not an object")
+    precision, name, size = (entry.get(k) for k in ("precision", "file", "bytes"))
+    if (precision not in PRECISIONS or not _is_file_name(name)
+            or not _is_int(size, 0, 2**50)):
+        raise _bad(path, f"copy entry {entry!r:.200} is invalid")
+    return CopyEntry(precision, name, size)
+
+
+def _is_file_name(name: Any) -> bool:
+    return (isinstance(name, str) and name.startswith("seg-") and name.endswith(".arrow")
+            and "/" not in name)
 
 
 def _is_int(value: Any, low: int, high: int) -> bool:

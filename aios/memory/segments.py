@@ -20,7 +20,7 @@ import pyarrow as pa
 from aios.memory import schema as schemas
 from aios.memory.errors import CorruptStoreError
 from aios.memory.files import write_atomic
-from aios.memory.manifest import SegmentEntry
+from aios.memory.manifest import CopyEntry, SegmentEntry
 
 ALIGNMENT = 64
 _PAD_KEY = b"aios.align"
@@ -44,6 +44,66 @@ def write(directory: Path, name: str, table: pa.Table) -> SegmentEntry:
 
     write_atomic(directory / name, dump)
     return SegmentEntry(name, len(table), os.path.getsize(directory / name))
+
+
+_COPY_TYPES = {"f16": pa.float16(), "i8": pa.int8()}
+
+
+def copy_schema(precision: str, dim: int) -> pa.Schema:
+    """A lower-precision copy: the vectors (first, aligned) and, for int8, per-row scales."""
+    fields = [pa.field("vectors", pa.list_(pa.field("item", _COPY_TYPES[precision],
+                                                    nullable=False), dim), nullable=False)]
+    if precision == "i8":
+        fields.append(pa.field("scale", pa.float32(), nullable=False))
+    return pa.schema(fields)
+
+
+def write_copy(directory: Path, segment: str, precision: str, matrix: np.ndarray,
+               scale: np.ndarray | None) -> CopyEntry:
+    """Persist a segment's float16 or int8 copy beside it, durably, vectors 64-byte aligned."""
+    name = segment.removesuffix(".arrow") + f".{precision}.arrow"
+    dim = matrix.shape[1]
+    flat = pa.array(matrix.reshape(-1), _COPY_TYPES[precision])
+    columns = [pa.FixedSizeListArray.from_arrays(flat, type=copy_schema(precision, dim)[0].type)]
+    if scale is not None:
+        columns.append(pa.array(scale, pa.float32()))
+    table = pa.Table.from_arrays(columns, schema=copy_schema(precision, dim))
+    schema = _aligned_schema(table)
+
+    def dump(f: object) -> None:
+        with pa.ipc.new_file(f, schema) as writer:
+            writer.write_table(table.replace_schema_metadata(schema.metadata))
+
+    write_atomic(directory / name, dump)
+    return CopyEntry(precision, name, os.path.getsize(directory / name))
+
+
+def load_copy(directory: Path, entry: CopyEntry, dim: int,
+              rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Memory-map a persisted copy: (rows, dim) vectors and the int8 scales, checked first."""
+    path = directory / entry.file
+    try:
+        if path.stat().st_size != entry.bytes:
+            raise _bad(path, f"it is not the {entry.bytes} bytes the manifest says")
+        reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+        if not reader.schema.remove_metadata().equals(copy_schema(entry.precision, dim)):
+            raise _bad(path, "its schema is not that of a copy of this store's vectors")
+        table = reader.read_all()
+        for batch in table.to_batches():
+            batch.validate()
+    except FileNotFoundError:
+        raise CorruptStoreError(f"{path} listed in the manifest is missing; restore it, or "
+                                "remove its entry from the manifest") from None
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        raise _bad(path, f"Arrow cannot read it ({exc})") from None
+    if len(table) != rows:
+        raise _bad(path, f"it holds {len(table)} rows, its segment {rows}")
+    vectors = table.column("vectors")
+    chunk = vectors.chunk(0) if vectors.num_chunks == 1 else vectors.combine_chunks()
+    matrix = (chunk.flatten().to_numpy(zero_copy_only=True).reshape(rows, dim) if rows
+              else np.zeros((0, dim), chunk.type.value_type.to_pandas_dtype()))
+    scale = (table.column("scale").to_numpy() if entry.precision == "i8" else None)
+    return matrix, scale
 
 
 def _aligned_schema(table: pa.Table) -> pa.Schema:

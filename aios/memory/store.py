@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,7 @@ class Segment:
         self.dim = dim
         self._batches: list[pa.Table] = [table]
         self._table: pa.Table | None = table
+        self.directory = directory
         # A mapped file is fully validated on first use of its non-vector columns (see `table`).
         self._unchecked = directory / entry.file if directory and entry else None
         self.alive = np.ones(len(table), bool)
@@ -140,6 +141,11 @@ class Segment:
 
     def quantized(self, precision: str, kernel: Kernel) -> tuple[np.ndarray, np.ndarray | None]:
         """(copy, per-row scale or None) of the vectors at a lower precision, built once."""
+        persisted = [c for c in (self.entry.copies if self.entry else ()) if c.precision ==
+                     precision]
+        if precision not in self._cache and persisted and self.directory is not None:
+            self._cache[precision] = segments.load_copy(self.directory, persisted[0], self.dim,
+                                                        len(self))
         if precision not in self._cache:
             matrix = self.matrix()
             if precision == "f16":
@@ -182,6 +188,7 @@ class MemoryStore:
         read_only: bool = False,
         retention: Retention | Mapping[str, Any] | None = None,
         flush_rows: int = 100_000,
+        copies: str | Sequence[str] | None = None,
         kernel: Kernel | None = None,
         backend: str = "reference",
     ) -> None:
@@ -191,6 +198,7 @@ class MemoryStore:
         if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
             raise InvalidRecordError(f"flush_rows must be a positive integer, got {flush_rows!r}")
         self.flush_rows = flush_rows
+        wanted_copies = None if copies is None else _precisions(copies)
         self._kernel: Kernel = kernel or ReferenceKernel()
         self._lock: WriteLock | None = None
         self._log: wal.Writer | None = None
@@ -210,13 +218,16 @@ class MemoryStore:
             is_new = not (self.path / manifests.NAME).exists()
         try:
             if is_new:
-                self._create(schemas.check_dim(dim), Retention.of(retention))
+                self._create(schemas.check_dim(dim), Retention.of(retention),
+                             wanted_copies or ())
             self._load()
             if dim is not None and schemas.check_dim(dim) != self.dim:
                 raise InvalidRecordError(f"the store {self.path} holds {self.dim}-dimensional "
                                          f"vectors, not {dim}; pass dim={self.dim} or omit dim")
             if retention is not None:
                 self.retention = Retention.of(retention)
+            if wanted_copies is not None:
+                self.copies = wanted_copies
             if not read_only:
                 self._remove_orphans()
                 self._log = wal.Writer(self.path / self._manifest.wal, self._wal_length)
@@ -239,9 +250,9 @@ class MemoryStore:
                              f"(it holds {', '.join(sorted(foreign)[:3])}); choose an empty or "
                              "new directory")
 
-    def _create(self, dim: int, retention: Retention) -> None:
+    def _create(self, dim: int, retention: Retention, copies: tuple[str, ...]) -> None:
         """Write generation 0 under the lock: an empty log, then the manifest naming it."""
-        manifest = manifests.Manifest(dim, 0, (), _retention_dict(retention))
+        manifest = manifests.Manifest(dim, 0, (), _retention_dict(retention), copies)
         wal.create(self.path / manifest.wal)
         fsync_dir(self.path)
         manifests.write(self.path, manifest)
@@ -254,6 +265,7 @@ class MemoryStore:
                 self._manifest = manifests.read(self.path)
                 self.dim = self._manifest.dim
                 self.retention = Retention.of(self._manifest.retention)
+                self.copies = self._manifest.copies
                 self._segments = [Segment(e, segments.load(self.path, e, self.dim), self.dim,
                                           self.path) for e in self._manifest.segments]
                 entries, self._wal_length = wal.read(self.path / self._manifest.wal)
@@ -271,7 +283,7 @@ class MemoryStore:
 
     def _remove_orphans(self) -> None:
         """Files a killed writer left behind that the manifest does not name."""
-        live = {s.file for s in self._manifest.segments} | {self._manifest.wal}
+        live = {f for s in self._manifest.segments for f in s.files()} | {self._manifest.wal}
         remove_temporaries(self.path)
         for path in self.path.iterdir():
             if path.name.startswith(("seg-", "wal-")) and path.name not in live:
@@ -347,12 +359,11 @@ class MemoryStore:
         if not len(self._pending) and not self._changed_segments:
             return
         generation = self._manifest.generation + 1
-        entries = [manifests.SegmentEntry(s.entry.file, s.entry.rows, s.entry.bytes,
-                                          s.deleted_rows())
+        entries = [replace(s.entry, deleted=s.deleted_rows())
                    for s in self._segments if s.entry is not None]
         new = self._pending.live_table()
         if len(new):
-            entries.append(segments.write(self.path, manifests.segment_name(generation), new))
+            entries.append(self._write_segment(generation, new))
         self._switch(generation, entries)
 
     def compact(self, retention: Retention | Mapping[str, Any] | None = None) -> dict[str, int]:
@@ -371,20 +382,31 @@ class MemoryStore:
         generation = self._manifest.generation + 1
         entries = []
         if len(table):
-            entries.append(segments.write(self.path, manifests.segment_name(generation), table))
-        old = [s.entry.file for s in self._segments if s.entry is not None]
+            entries.append(self._write_segment(generation, table))
+        old = [f for s in self._segments if s.entry is not None for f in s.entry.files()]
         self._switch(generation, entries)
         for name in old:
             with contextlib.suppress(OSError):
                 (self.path / name).unlink()
         return {"before": before, "after": len(table), "dropped": before - len(table)}
 
+    def _write_segment(self, generation: int, table: pa.Table) -> manifests.SegmentEntry:
+        """A new segment file and, per the store's `copies`, its lower-precision copies."""
+        entry = segments.write(self.path, manifests.segment_name(generation), table)
+        if not self.copies:
+            return entry
+        segment = Segment(entry, segments.load(self.path, entry, self.dim), self.dim)
+        copies = tuple(segments.write_copy(self.path, entry.file, precision,
+                                           *segment.quantized(precision, self._kernel))
+                       for precision in self.copies)
+        return replace(entry, copies=copies)
+
     def _switch(self, generation: int, entries: list[manifests.SegmentEntry]) -> None:
         """Start a new log, then make the new manifest current: the one atomic step."""
         wal.create(self.path / manifests.wal_name(generation))
         fsync_dir(self.path)
         manifest = manifests.Manifest(self.dim, generation, tuple(entries),
-                                      _retention_dict(self.retention))
+                                      _retention_dict(self.retention), self.copies)
         manifests.write(self.path, manifest)
         old_log = self.path / self._manifest.wal
         assert self._log is not None
@@ -588,6 +610,7 @@ class MemoryStore:
             "generation": self._manifest.generation,
             "bytes_on_disk": sum(p.stat().st_size for p in files),
             "retention": _retention_dict(self.retention),
+            "copies": list(self.copies),
             "read_only": self.read_only,
         }
 
@@ -640,6 +663,17 @@ class MemoryStore:
         if self.read_only:
             raise StoreError(f"the memory store {self.path} is open read-only; open it without "
                              "read_only=True to change it (one writer at a time)")
+
+
+def _precisions(copies: str | Sequence[str]) -> tuple[str, ...]:
+    """`"i8,f16"` or `["i8"]` as a checked tuple of precisions to persist beside segments."""
+    names = [c.strip() for c in copies.split(",")] if isinstance(copies, str) else list(copies)
+    names = [c for c in names if c]
+    unknown = [c for c in names if c not in manifests.PRECISIONS]
+    if unknown:
+        raise InvalidRecordError(f"copies {unknown!r} are unknown; persist any of "
+                                 f"{', '.join(manifests.PRECISIONS)} (e.g. copies='i8')")
+    return tuple(dict.fromkeys(names))
 
 
 def _retention_dict(retention: Retention) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from aios.memory import MemoryStore, StoreError
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("fuzz") / "store"
-    with MemoryStore(path, 4, flush_rows=10) as store:
+    with MemoryStore(path, 4, flush_rows=10, copies="i8") as store:
         store.add(embeddings=np.arange(48, dtype=np.float32).reshape(12, 4), contents="text",
                   category="c")
         store.delete(store.to_table().column("id").to_pylist()[0])
@@ -26,7 +26,7 @@ def pristine(tmp_path_factory) -> Path:
     return path
 
 
-FILES = ["MANIFEST.json", "seg-", "wal-"]
+FILES = ["MANIFEST.json", "seg-*[0-9].arrow", "seg-*.i8.arrow", "wal-*.log"]
 
 
 @settings(max_examples=300, deadline=None,
@@ -38,7 +38,7 @@ def test_a_damaged_file_opens_or_raises_a_store_error(pristine, tmp_path, which,
     store_path = tmp_path / "copy"
     shutil.rmtree(store_path, ignore_errors=True)
     shutil.copytree(pristine, store_path)
-    target = next(p for p in store_path.iterdir() if p.name.startswith(which))
+    target = next(store_path.glob(which))
     content = bytearray(target.read_bytes())
     at = int(position * (len(content) - 1))
     if action == "truncate":
@@ -54,7 +54,8 @@ def test_a_damaged_file_opens_or_raises_a_store_error(pristine, tmp_path, which,
         return
     with store:  # damage found on first use of a segment is a StoreError too
         for use in (store.count, store.to_table,
-                    lambda: store.search(np.ones(4), k=3, metric="dot")):
+                    lambda: store.search(np.ones(4), k=3, metric="dot"),
+                    lambda: store.search(np.ones(4), k=3, metric="dot", precision="i8")):
             try:
                 use()
             except StoreError:

@@ -197,3 +197,36 @@ def test_segment_vectors_are_mapped_in_place_and_64_byte_aligned(open_store):
     matrix = again._segments[0].matrix()
     assert matrix.ctypes.data % 64 == 0
     assert not matrix.flags.owndata and not matrix.flags.writeable  # a view of the mapped file
+
+
+def test_persisted_copies_are_written_with_each_segment_and_mapped_when_reopened(open_store):
+    store = open_store(dim=16, flush_rows=50, copies="i8,f16")
+    x = np.random.default_rng(3).normal(size=(120, 16)).astype(np.float32)
+    for start in (0, 50, 100):  # 50 + 50 flushed while adding, 20 on close
+        part = x[start:start + 50]
+        store.add(embeddings=part, ids=[str(start + i) for i in range(len(part))])
+    store.close()
+    assert len(list(store.path.glob("seg-*.i8.arrow"))) == 3
+    assert len(list(store.path.glob("seg-*.f16.arrow"))) == 3
+    again = open_store(dim=16)
+    assert again.stats()["copies"] == ["i8", "f16"]
+    codes, scale = again._segments[0].quantized("i8", again._kernel)
+    assert codes.dtype == np.int8 and not codes.flags.owndata and codes.ctypes.data % 64 == 0
+    assert scale.shape == (50,)
+    for precision in ("i8", "f16"):
+        assert again.search(x[:5], k=5, precision=precision)[3].ids == \
+            again.search(x[:5], k=5)[3].ids
+
+
+def test_compact_replaces_the_copies_with_those_of_the_new_segment(open_store):
+    store = open_store(flush_rows=10, copies=["i8"])
+    store.add(embeddings=unit_rows(30))
+    store.compact()
+    names = sorted(p.name for p in store.path.glob("seg-*"))
+    generation = store.stats()["generation"]
+    assert names == [f"seg-{generation:08d}-0000.arrow", f"seg-{generation:08d}-0000.i8.arrow"]
+
+
+def test_an_unknown_copy_precision_is_refused(open_store):
+    with pytest.raises(InvalidRecordError, match="copies \\['i4'\\] are unknown"):
+        open_store(copies="i4")

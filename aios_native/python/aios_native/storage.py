@@ -52,7 +52,9 @@ class NativeKernel:
 
 def native_store(path: str, dim: int | None = None, read_only: bool = False,
                  flush_rows: int = 100_000,
-                 retention: Retention | Mapping[str, Any] | None = None) -> MemoryStore:
+                 retention: Retention | Mapping[str, Any] | None = None,
+                 copies: str | None = None) -> MemoryStore:
     """Native storage: Rust SIMD search (fused top-k, int8/f16 scans) over the shared format."""
     return MemoryStore(path, dim, read_only=read_only, flush_rows=flush_rows,
-                       retention=retention, kernel=NativeKernel(), backend="native")
+                       retention=retention, copies=copies, kernel=NativeKernel(),
+                       backend="native")
