@@ -47,6 +47,8 @@ def add_memory_commands(commands: argparse._SubParsersAction) -> None:
                                   "table with the store's columns, or a .npy matrix of vectors")
     add.add_argument("--dim", type=int, help="vector length (required to create a new store)")
     add.add_argument("--modality", default="text", help="modality for .npy input (default text)")
+    add.add_argument("--copies", help="persist lower-precision copies beside each new segment, "
+                                      "e.g. i8 or i8,f16 (kept as the store's setting)")
 
     search = action("search", "the records nearest a query vector", _search)
     query = search.add_mutually_exclusive_group(required=True)
@@ -96,7 +98,8 @@ def _add(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise InvalidRecordError(f"{path} does not exist or is not a file")
     total, chunks = _read_records(path, args.modality)
-    with _open(args, args.dim) as store:
+    options = {} if args.copies is None else {"copies": args.copies}
+    with _open(args, args.dim, **options) as store:
         added = 0
         with tqdm(total=total, unit="rec", desc="adding", disable=total < ADD_BATCH,
                   file=sys.stderr) as bar:

@@ -91,3 +91,10 @@ def test_every_memory_action_has_help(action, capsys):
         aios(action, "--help")
     assert caught.value.code == 0
     assert f"usage: aios memory {action}" in capsys.readouterr().out
+
+
+def test_add_can_persist_int8_copies_of_the_segments(tmp_path, vectors, capsys):
+    assert aios("add", "--path", tmp_path / "s", "--dim", 8, "--copies", "i8", vectors) == 0
+    assert len(list((tmp_path / "s").glob("seg-*.i8.arrow"))) == 1
+    aios("stats", "--path", tmp_path / "s", "--json")
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["copies"] == ["i8"]
