@@ -4,6 +4,7 @@ from aios.config import Config, load_config
 from aios.engine import ArrowEngine
 from aios.errors import AiosError, ConfigError, IncompatiblePluginError, PluginNotFoundError
 from aios.hookspecs import CONTRACT_VERSION, hookimpl
+from aios.memory import open_memory
 from aios.protocols import GenerationRequest
 from aios.registry import Registry, default_registry
 
@@ -23,4 +24,5 @@ __all__ = [
     "default_registry",
     "hookimpl",
     "load_config",
+    "open_memory",
 ]

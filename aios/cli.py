@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
+from aios.cli_memory import add_memory_commands
 from aios.config import Config, load_config
 from aios.errors import AiosError
 from aios.hookspecs import CONTRACT_VERSION
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "doctor", help="check the installation: versions, native extension, SIMD, load errors")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(handler=_doctor)
+    add_memory_commands(commands)
 
     generate = commands.add_parser(
         "generate", help="generate from a prompt with the configured head")

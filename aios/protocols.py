@@ -7,7 +7,7 @@ of the core: any head of a family runs under any sampler of the same family.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -184,16 +184,39 @@ class Conditioner(Protocol):
 
 @runtime_checkable
 class MemoryStore(Protocol):
-    """A store of records with searchable embeddings (the full protocol grows with ArrowStorage)."""
+    """A store of records with searchable embeddings (`aios.memory.MemoryStore` implements it).
 
-    def add(self, records: Any) -> Sequence[str]:
-        """Store records and return their ids."""
+    Records follow `aios.memory.record_schema`: id, timestamp, modality, content, embedding,
+    metadata (category, source, quality, extra JSON). Tables are pyarrow tables.
+    """
 
-    def search(self, query: Any, k: int = 10) -> Any:
-        """The `k` nearest records to `query`."""
+    def add(self, records: Any = None, **columns: Any) -> Sequence[str]:
+        """Store records (a pyarrow table, dicts, or ``embeddings=`` arrays); return their ids."""
+
+    def get(self, ids: str | Sequence[str]) -> Any:
+        """The records with these ids, in the order asked, as a pyarrow table."""
+
+    def update(self, records: Any = None, **columns: Any) -> Sequence[str]:
+        """Replace existing records, matched by id."""
+
+    def delete(self, ids: str | Sequence[str]) -> int:
+        """Delete records by id; return how many were live."""
+
+    def search(self, query: Any, k: int = 10, *, metric: str = "cosine", filter: Any = None,
+               threshold: float | None = None, precision: str = "f32") -> Any:
+        """The `k` nearest records to `query` (a `SearchResult`; a list for a batch)."""
 
     def count(self) -> int:
         """How many live records the store holds."""
+
+    def batches(self) -> Iterator[Any]:
+        """Every live record, as pyarrow record batches."""
+
+    def compact(self, retention: Any = None) -> dict[str, int]:
+        """Merge segments and apply the retention policy."""
+
+    def export(self, path: str) -> int:
+        """Write every live record to a Parquet file; return the count."""
 
     def close(self) -> None:
         """Flush and release files; the store is unusable afterwards."""

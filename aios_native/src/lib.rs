@@ -4,6 +4,8 @@ use aios_native_core::{threads, Capabilities};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+mod storage;
+
 /// Map of every SIMD family simsimd knows to whether this CPU can use it.
 #[pyfunction]
 fn simd_capabilities(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -32,5 +34,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_capabilities, m)?)?;
     m.add_function(wrap_pyfunction!(simd_dynamic_dispatch, m)?)?;
     m.add_function(wrap_pyfunction!(thread_count, m)?)?;
+    storage::register(m)?;
     Ok(())
 }

@@ -49,3 +49,10 @@ def _cpu_flags() -> set[str] | None:
     except OSError:
         return None
     return None
+
+
+def test_the_native_storage_backend_ranks_above_the_reference():
+    registry = Registry.discover()
+    native, reference = registry.get("storage", "native"), registry.get("storage", "reference")
+    assert native.plugin == "native" and native.priority > reference.priority
+    assert registry.best("storage").name == "native"

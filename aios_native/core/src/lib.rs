@@ -5,6 +5,9 @@
 
 pub mod scoring;
 pub mod simd;
+pub mod storage;
+#[cfg(test)]
+mod testing;
 
 pub use scoring::{scores, KernelError, Metric};
 pub use simd::Capabilities;

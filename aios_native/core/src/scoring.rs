@@ -82,21 +82,7 @@ mod tests {
         )
     }
 
-    fn pseudo_random(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                (0..dim)
-                    .map(|_| {
-                        state = state
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-                    })
-                    .collect()
-            })
-            .collect()
-    }
+    use crate::testing::pseudo_random;
 
     fn dot(a: &[f32], b: &[f32]) -> f64 {
         a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()

@@ -1,5 +1,29 @@
+import numpy as np
+import numpy.typing as npt
+
 __version__: str
 
 def simd_capabilities() -> dict[str, bool]: ...
 def simd_dynamic_dispatch() -> bool: ...
 def thread_count() -> int: ...
+
+def top_k_f32(matrix: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], k: int,
+              metric: str, mask: npt.NDArray[np.bool_] | None = None,
+              scale: npt.NDArray[np.float32] | None = None,
+              bias: npt.NDArray[np.float32] | None = None,
+              threshold: float | None = None,
+              ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+def top_k_f16(matrix: npt.NDArray[np.uint16], queries: npt.NDArray[np.uint16], k: int,
+              metric: str, mask: npt.NDArray[np.bool_] | None = None,
+              scale: npt.NDArray[np.float32] | None = None,
+              bias: npt.NDArray[np.float32] | None = None,
+              threshold: float | None = None,
+              ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+def top_k_i8(matrix: npt.NDArray[np.int8], queries: npt.NDArray[np.int8], k: int,
+             metric: str, mask: npt.NDArray[np.bool_] | None = None,
+             scale: npt.NDArray[np.float32] | None = None,
+             bias: npt.NDArray[np.float32] | None = None,
+             threshold: float | None = None,
+             ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+def quantize_i8(matrix: npt.NDArray[np.float32], codes: npt.NDArray[np.int8],
+                scales: npt.NDArray[np.float32]) -> None: ...

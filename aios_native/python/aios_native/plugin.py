@@ -1,7 +1,7 @@
 """The aios plugin of the native layer.
 
-Storage and quantization backends register here as they are built; today the plugin reports
-what the native layer found on this machine, which is how `aios doctor` shows it.
+It registers the `native` storage backend (Rust search over the shared on-disk format, above the
+core's `reference`), and reports what the native layer found on this machine to `aios doctor`.
 """
 
 from __future__ import annotations
@@ -22,3 +22,10 @@ def aios_diagnostics(report: Callable[[str, Any], None]) -> None:
     report("SIMD", ", ".join(enabled) if enabled else "none (portable serial kernels)")
     report("dynamic dispatch", aios_native.simd_dynamic_dispatch())
     report("threads", aios_native.thread_count())
+
+
+@aios.hookimpl
+def aios_register_storage(register: Callable[..., None]) -> None:
+    from aios_native.storage import native_store
+
+    register("native", native_store, priority=10)

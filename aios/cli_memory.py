@@ -1,0 +1,240 @@
+"""`aios memory ...`: the memory store from the command line.
+
+    aios memory add --path DIR [--dim N] FILE      records from .jsonl, .parquet, .arrow or .npy
+    aios memory search --path DIR --query "[...]"  top-k (or --query-file vectors.npy)
+    aios memory get|delete --path DIR ID...
+    aios memory stats|compact|export --path DIR
+
+Kept apart from `aios.cli` so the core command stays small; `aios.cli` only hooks it in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from aios.memory import Filter, MemoryStore, open_memory
+from aios.memory.errors import InvalidRecordError
+
+#: Records per write when adding from a file: each batch is one fsynced log entry.
+ADD_BATCH = 10_000
+
+
+def add_memory_commands(commands: argparse._SubParsersAction) -> None:
+    """Register `aios memory` and its actions on the top-level subcommand parser."""
+    memory = commands.add_parser("memory", help="add, search and maintain a memory store")
+    actions = memory.add_subparsers(title="memory commands", metavar="ACTION", required=True)
+
+    def action(name: str, help_: str, handler: Any) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help_)
+        parser.add_argument("--path", required=True, help="the store directory")
+        parser.add_argument("--backend", default="auto",
+                            help="storage backend: native, reference or auto (default)")
+        parser.set_defaults(handler=handler)
+        return parser
+
+    add = action("add", "add records from a file (.jsonl, .parquet, .arrow or .npy)", _add)
+    add.add_argument("file", help="records: JSON lines with an 'embedding' key, a Parquet/Arrow "
+                                  "table with the store's columns, or a .npy matrix of vectors")
+    add.add_argument("--dim", type=int, help="vector length (required to create a new store)")
+    add.add_argument("--modality", default="text", help="modality for .npy input (default text)")
+    add.add_argument("--copies", help="persist lower-precision copies beside each new segment, "
+                                      "e.g. i8 or i8,f16 (kept as the store's setting)")
+
+    search = action("search", "the records nearest a query vector", _search)
+    query = search.add_mutually_exclusive_group(required=True)
+    query.add_argument("--query", help='the query vector as JSON, e.g. "[0.1, 0.2, ...]"')
+    query.add_argument("--query-file", help="a .npy file with one query (or a batch of them)")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--metric", default="cosine", choices=["cosine", "dot", "l2"])
+    search.add_argument("--precision", default="f32", choices=["f32", "f16", "i8"],
+                        help="scan a lower-precision copy, then re-score exactly")
+    search.add_argument("--threshold", type=float, help="least similarity (l2: most distance)")
+    search.add_argument("--modality-filter", dest="modality", help="only this modality")
+    search.add_argument("--category", help="only this metadata category")
+    search.add_argument("--source", help="only this metadata source")
+    search.add_argument("--since", type=datetime.fromisoformat, help="ISO time, inclusive")
+    search.add_argument("--until", type=datetime.fromisoformat, help="ISO time, inclusive")
+    search.add_argument("--min-quality", type=float, help="least quality score")
+    search.add_argument("--json", action="store_true", help="machine-readable output")
+
+    get = action("get", "print records by id", _get)
+    get.add_argument("ids", nargs="+")
+    get.add_argument("--json", action="store_true", help="machine-readable output")
+
+    delete = action("delete", "delete records by id", _delete)
+    delete.add_argument("ids", nargs="+")
+
+    stats = action("stats", "counts, sizes and settings of a store", _stats)
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+
+    compact = action("compact", "merge segments and apply the retention policy", _compact)
+    compact.add_argument("--max-records", type=int, help="keep only the newest N records")
+    compact.add_argument("--max-age-days", type=float, help="forget records older than this")
+    compact.add_argument("--min-quality", type=float, help="forget records of lower quality")
+
+    export = action("export", "write every record to a Parquet file", _export)
+    export.add_argument("output", help="the .parquet file to write")
+
+
+def _open(args: argparse.Namespace, dim: int | None = None, **options: Any) -> MemoryStore:
+    return open_memory(args.path, dim, backend=args.backend, **options)
+
+
+# -- add ---------------------------------------------------------------------------------------
+
+
+def _add(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise InvalidRecordError(f"{path} does not exist or is not a file")
+    total, chunks = _read_records(path, args.modality)
+    options = {} if args.copies is None else {"copies": args.copies}
+    with _open(args, args.dim, **options) as store:
+        added = 0
+        with tqdm(total=total, unit="rec", desc="adding", disable=total < ADD_BATCH,
+                  file=sys.stderr) as bar:
+            for chunk in chunks:
+                added += len(store.add(**chunk))
+                bar.update(added - bar.n)
+        print(f"added {added} records to {store.path} ({store.count()} in total)")
+    return 0
+
+
+def _read_records(path: Path, modality: str) -> tuple[int, Iterator[dict[str, Any]]]:
+    """The number of records in `path` and an iterator of `add` keyword arguments per batch."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        matrix = np.load(path, mmap_mode="r")
+        if matrix.ndim != 2:
+            raise InvalidRecordError(f"{path} holds an array of shape {matrix.shape}; a .npy of "
+                                     "vectors must be 2-D (rows, dim)")
+        return len(matrix), ({"embeddings": matrix[i:i + ADD_BATCH], "modality": modality}
+                             for i in range(0, len(matrix), ADD_BATCH))
+    if suffix in (".parquet", ".arrow", ".feather", ".ipc"):
+        import pyarrow.feather as feather
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path) if suffix == ".parquet" else feather.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InvalidRecordError(f"{path} is not a readable {suffix} table: {exc}") from None
+        return len(table), ({"records": b} for b in table.to_batches(ADD_BATCH))
+    if suffix in (".jsonl", ".json"):
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        try:
+            records = [json.loads(line) for line in lines]
+        except ValueError as exc:
+            raise InvalidRecordError(f"{path} is not JSON lines: {exc}") from None
+        return len(records), ({"records": records[i:i + ADD_BATCH]}
+                              for i in range(0, len(records), ADD_BATCH))
+    raise InvalidRecordError(f"cannot read records from {path.name}: use .jsonl, .parquet, "
+                             ".arrow or .npy")
+
+
+# -- search, get -------------------------------------------------------------------------------
+
+
+def _search(args: argparse.Namespace) -> int:
+    if args.query is not None:
+        try:
+            query = np.asarray(json.loads(args.query), dtype=np.float32)
+        except (ValueError, TypeError):
+            raise InvalidRecordError("--query must be a JSON list of numbers") from None
+    else:
+        query = np.load(args.query_file)
+    chosen = Filter(modality=args.modality, category=args.category, source=args.source,
+                    since=args.since, until=args.until, min_quality=args.min_quality)
+    with _open(args, read_only=True) as store:
+        found = store.search(query, args.k, metric=args.metric, filter=chosen,
+                             threshold=args.threshold, precision=args.precision)
+    results = [found] if not isinstance(found, list) else found
+    if args.json:
+        print(json.dumps([[{"id": i, "score": float(s), **_plain(r)}
+                           for i, s, r in zip(res.ids, res.scores, res.records.to_pylist(),
+                                              strict=True)] for res in results], indent=1))
+        return 0
+    for n, result in enumerate(results):
+        if len(results) > 1:
+            print(f"query {n}:")
+        _print_records(result.records, result.scores)
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    with _open(args, read_only=True) as store:
+        table = store.get(args.ids)
+    if args.json:
+        print(json.dumps([_plain(r) for r in table.to_pylist()], indent=1))
+    else:
+        _print_records(table)
+    return 0
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    record = dict(record)
+    record["timestamp"] = record["timestamp"].isoformat()
+    record.pop("embedding", None)
+    return record
+
+
+def _print_records(table: pa.Table, scores: np.ndarray | None = None) -> None:
+    if not table.num_rows:
+        print("no records")
+        return
+    for n, record in enumerate(table.to_pylist()):
+        score = f"{scores[n]:.4f}  " if scores is not None else ""
+        meta = {k: round(v, 4) if isinstance(v, float) else v
+                for k, v in record["metadata"].items() if v is not None}
+        content = record["content"].replace("\n", " ")
+        print(f"{score}{record['id']}  [{record['modality']}] "
+              f"{content[:80] + ('…' if len(content) > 80 else '')}"
+              f"{'  ' + json.dumps(meta) if meta else ''}")
+
+
+# -- delete, stats, compact, export ------------------------------------------------------------
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        print(f"deleted {store.delete(args.ids)} of {len(args.ids)} records")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    with _open(args, read_only=True) as store:
+        stats = store.stats()
+    if args.json:
+        print(json.dumps(stats, indent=1))
+    else:
+        width = max(map(len, stats))
+        for key, value in stats.items():
+            print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    policy = {k: v for k, v in (("max_records", args.max_records),
+                                ("max_age_days", args.max_age_days),
+                                ("min_quality", args.min_quality)) if v is not None}
+    with _open(args) as store:
+        result = store.compact(policy or None)
+    print(f"compacted: {result['before']} records before, {result['after']} after "
+          f"({result['dropped']} forgotten)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    with _open(args, read_only=True) as store:
+        count = store.export(args.output)
+    print(f"exported {count} records to {args.output}")
+    return 0
