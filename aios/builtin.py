@@ -1,7 +1,7 @@
 """The core's own plugin: it registers through the same contract as every pack.
 
-For now it reports the core's environment to `aios doctor`; the reference storage backend and
-the reference quantizer join it when they exist.
+It reports the core's environment to `aios doctor` and registers the reference (NumPy)
+quantizer; the reference storage backend joins it when it exists.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
-from aios.hookspecs import CONTRACT_VERSION, hookimpl
+from aios.hookspecs import CONTRACT_VERSION, Register, hookimpl
 
 AIOS_CONTRACT_VERSION = CONTRACT_VERSION
 
@@ -38,3 +38,11 @@ def aios_diagnostics(report: Callable[[str, Any], None]) -> None:
         cuda = torch.cuda.is_available()
         report("torch", f"{torch.__version__} (CUDA {'available' if cuda else 'not available'}, "
                         f"{torch.get_num_threads()} CPU threads)")
+
+
+@hookimpl
+def aios_register_quantizers(register: Register) -> None:
+    from aios.quant import ReferenceQuantizer
+
+    register("reference", ReferenceQuantizer, priority=0,
+             summary="group-wise INT8/INT4/INT2 weight quantization in NumPy (the reference)")

@@ -1,7 +1,8 @@
 """The aios plugin of the native layer.
 
-Storage and quantization backends register here as they are built; today the plugin reports
-what the native layer found on this machine, which is how `aios doctor` shows it.
+It registers the native quantizer (above the reference one, so `auto` picks it) and reports
+what the native layer found on this machine, which is how `aios doctor` shows it. The storage
+backend registers here when it is built.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ import aios
 import aios_native
 
 AIOS_CONTRACT_VERSION = "1.0"
+
+
+@aios.hookimpl
+def aios_register_quantizers(register: Callable[..., None]) -> None:
+    from aios_native.quant import NativeQuantizer
+
+    register("native", NativeQuantizer, priority=10,
+             summary="group-wise INT8/INT4/INT2 quantization and fused kernels in Rust (rayon)")
 
 
 @aios.hookimpl

@@ -1,0 +1,311 @@
+//! Group-wise quantize and dequantize, one row per rayon task.
+
+use half::f16;
+use rayon::prelude::*;
+
+use super::{Layout, QuantError};
+
+const F16_MAX: f32 = 65504.0;
+
+/// The f16 scale (as bits) and zero point of one group, exactly as the reference computes them.
+fn group_params(values: &[f32], layout: &Layout) -> Option<(u16, f32, f32)> {
+    let scale = if layout.symmetric {
+        let amax = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        amax / ((1u32 << (layout.bits - 1)) - 1) as f32
+    } else {
+        let (lo, hi) = values
+            .iter()
+            .fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        (hi - lo) / layout.qmax() as f32
+    };
+    if scale > F16_MAX {
+        return None;
+    }
+    let mut s16 = f16::from_f32(scale);
+    if s16.to_f32() == 0.0 {
+        s16 = f16::ONE;
+    }
+    let s = s16.to_f32();
+    let zero = if layout.symmetric {
+        layout.symmetric_zero() as f32
+    } else {
+        let lo = values.iter().fold(0.0f32, |lo, &v| lo.min(v));
+        (-lo / s).round_ties_even().clamp(0.0, layout.qmax() as f32)
+    };
+    Some((s16.to_bits(), s, zero))
+}
+
+#[inline(always)]
+fn code(x: f32, s: f32, zero: f32, qmax: f32) -> u8 {
+    ((x / s).round_ties_even() + zero).clamp(0.0, qmax) as u8
+}
+
+/// Quantize a row-major `rows x cols` float matrix into packed codes, f16 scales (as their bit
+/// patterns) and zero points (`zeros` is empty for a symmetric layout).
+pub fn quantize(
+    matrix: &[f32],
+    layout: &Layout,
+    packed: &mut [u8],
+    scales: &mut [u16],
+    zeros: &mut [u8],
+) -> Result<(), QuantError> {
+    let (rows, cols, groups) = (layout.rows, layout.cols, layout.groups());
+    if matrix.len() != rows * cols {
+        return Err(QuantError::LengthMismatch {
+            what: "weights",
+            expected: rows * cols,
+            found: matrix.len(),
+        });
+    }
+    layout.check_quantized(packed.len(), scales.len(), zeros.len())?;
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let mut scratch_zeros;
+    let zeros: &mut [u8] = if layout.symmetric {
+        scratch_zeros = vec![0u8; rows * groups];
+        &mut scratch_zeros
+    } else {
+        zeros
+    };
+    packed
+        .par_chunks_mut(layout.row_bytes())
+        .zip(scales.par_chunks_mut(groups))
+        .zip(zeros.par_chunks_mut(groups))
+        .enumerate()
+        .try_for_each(|(r, ((packed_row, scale_row), zero_row))| {
+            quantize_row(
+                &matrix[r * cols..(r + 1) * cols],
+                r,
+                layout,
+                packed_row,
+                scale_row,
+                zero_row,
+            )
+        })
+}
+
+fn quantize_row(
+    row: &[f32],
+    r: usize,
+    layout: &Layout,
+    packed: &mut [u8],
+    scales: &mut [u16],
+    zeros: &mut [u8],
+) -> Result<(), QuantError> {
+    if let Some(col) = row.iter().position(|v| !v.is_finite()) {
+        return Err(QuantError::NonFinite { row: r, col });
+    }
+    let (gs, bits) = (layout.group_size, layout.bits);
+    let per = 8 / bits as usize;
+    let qmax = layout.qmax() as f32;
+    let last = row[row.len() - 1];
+    packed.fill(0);
+    for g in 0..layout.groups() {
+        let start = g * gs;
+        let real = &row[start.min(row.len())..(start + gs).min(row.len())];
+        // Padding repeats `last`, which already lies in the last group: the range is unchanged.
+        let (s16, s, zero) =
+            group_params(real, layout).ok_or(QuantError::ScaleOverflow { row: r, group: g })?;
+        scales[g] = s16;
+        zeros[g] = zero as u8;
+        for j in 0..gs {
+            let x = real.get(j).copied().unwrap_or(last);
+            let col = start + j;
+            packed[col / per] |= code(x, s, zero, qmax) << ((col % per) as u32 * bits);
+        }
+    }
+    Ok(())
+}
+
+/// Write the float32 values of one packed row (its first `out.len()` columns) into `out`.
+#[inline(always)]
+pub(crate) fn dequantize_row(
+    packed: &[u8],
+    scales: &[u16],
+    zeros: Option<&[u8]>,
+    layout: &Layout,
+    out: &mut [f32],
+) {
+    let gs = layout.group_size;
+    let group_bytes = gs * layout.bits as usize / 8;
+    let sym_zero = layout.symmetric_zero() as f32;
+    for (g, out_group) in out.chunks_mut(gs).enumerate() {
+        let s = f16::from_bits(scales[g]).to_f32();
+        let z = zeros.map_or(sym_zero, |z| z[g] as f32);
+        let bytes = &packed[g * group_bytes..(g + 1) * group_bytes];
+        match layout.bits {
+            8 => expand::<8>(bytes, s, z, out_group),
+            4 => expand::<4>(bytes, s, z, out_group),
+            _ => expand::<2>(bytes, s, z, out_group),
+        }
+    }
+}
+
+#[inline(always)]
+fn expand<const BITS: u32>(bytes: &[u8], s: f32, z: f32, out: &mut [f32]) {
+    let per = 8 / BITS as usize;
+    let mask = ((1u16 << BITS) - 1) as u8;
+    if out.len() == bytes.len() * per {
+        for (chunk, &byte) in out.chunks_exact_mut(per).zip(bytes) {
+            for (i, o) in chunk.iter_mut().enumerate() {
+                *o = (((byte >> (i as u32 * BITS)) & mask) as f32 - z) * s;
+            }
+        }
+    } else {
+        for (j, o) in out.iter_mut().enumerate() {
+            let c = (bytes[j / per] >> ((j % per) as u32 * BITS)) & mask;
+            *o = (c as f32 - z) * s;
+        }
+    }
+}
+
+/// Dequantize into a caller's row-major `rows x cols` float32 buffer, rows split across cores.
+pub fn dequantize(
+    packed: &[u8],
+    scales: &[u16],
+    zeros: &[u8],
+    layout: &Layout,
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    layout.check_quantized(packed.len(), scales.len(), zeros.len())?;
+    let (rows, cols, groups, rb) = (
+        layout.rows,
+        layout.cols,
+        layout.groups(),
+        layout.row_bytes(),
+    );
+    if out.len() != rows * cols {
+        return Err(QuantError::LengthMismatch {
+            what: "output",
+            expected: rows * cols,
+            found: out.len(),
+        });
+    }
+    if cols == 0 {
+        return Ok(());
+    }
+    out.par_chunks_mut(cols)
+        .enumerate()
+        .for_each(|(r, out_row)| {
+            let z = (!layout.symmetric).then(|| &zeros[r * groups..(r + 1) * groups]);
+            dequantize_row(
+                &packed[r * rb..(r + 1) * rb],
+                &scales[r * groups..(r + 1) * groups],
+                z,
+                layout,
+                out_row,
+            );
+        });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::values;
+    use super::*;
+
+    fn run(matrix: &[f32], layout: &Layout) -> (Vec<u8>, Vec<u16>, Vec<u8>) {
+        let mut packed = vec![0u8; layout.rows * layout.row_bytes()];
+        let mut scales = vec![0u16; layout.rows * layout.groups()];
+        let nz = if layout.symmetric { 0 } else { scales.len() };
+        let mut zeros = vec![0u8; nz];
+        quantize(matrix, layout, &mut packed, &mut scales, &mut zeros).unwrap();
+        (packed, scales, zeros)
+    }
+
+    fn round_trip(layout: &Layout, matrix: &[f32]) -> Vec<f32> {
+        let (p, s, z) = run(matrix, layout);
+        let mut out = vec![0.0; matrix.len()];
+        dequantize(&p, &s, &z, layout, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_error_of_every_value_is_within_one_step() {
+        for bits in [2u32, 4, 8] {
+            for symmetric in [false, true] {
+                let layout = Layout::new(5, 100, 32, bits, symmetric).unwrap();
+                let matrix = values(500, bits as u64);
+                let (_, scales, _) = run(&matrix, &layout);
+                let out = round_trip(&layout, &matrix);
+                for (i, (a, b)) in matrix.iter().zip(&out).enumerate() {
+                    let (r, c) = (i / 100, i % 100);
+                    let s = f16::from_bits(scales[r * 4 + c / 32]).to_f32();
+                    // Half a step inside the range; at its ends the rounded zero point and the
+                    // f16 rounding of the scale can add up to (a little over) half a step more.
+                    assert!(
+                        (a - b).abs() <= 1.2 * s,
+                        "{bits} bits, {symmetric}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_is_exact_in_asymmetric_groups() {
+        let layout = Layout::new(1, 32, 32, 4, false).unwrap();
+        let mut matrix = values(32, 3);
+        matrix[5] = 0.0;
+        assert_eq!(round_trip(&layout, &matrix)[5], 0.0);
+    }
+
+    #[test]
+    fn an_all_zero_group_gets_scale_one() {
+        let layout = Layout::new(1, 32, 32, 4, false).unwrap();
+        let (_, scales, _) = run(&[0.0; 32], &layout);
+        assert_eq!(scales, vec![f16::ONE.to_bits()]);
+    }
+
+    #[test]
+    fn padding_repeats_the_last_value() {
+        let layout = Layout::new(1, 6, 8, 8, false).unwrap();
+        let (packed, _, _) = run(&[1.0, -2.0, 3.0, 0.5, 0.25, -1.0], &layout);
+        assert_eq!(packed[5], packed[6]);
+        assert_eq!(packed[5], packed[7]);
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_with_their_position() {
+        let layout = Layout::new(2, 4, 4, 8, false).unwrap();
+        let mut packed = vec![0u8; 8];
+        let mut scales = vec![0u16; 2];
+        let mut zeros = vec![0u8; 2];
+        let matrix = [0.0, 1.0, 2.0, 3.0, 4.0, f32::NAN, 6.0, 7.0];
+        assert_eq!(
+            quantize(&matrix, &layout, &mut packed, &mut scales, &mut zeros),
+            Err(QuantError::NonFinite { row: 1, col: 1 })
+        );
+    }
+
+    #[test]
+    fn a_range_beyond_f16_is_refused() {
+        let layout = Layout::new(1, 4, 4, 2, false).unwrap();
+        let mut packed = vec![0u8; 1];
+        let mut scales = vec![0u16; 1];
+        let mut zeros = vec![0u8; 1];
+        assert_eq!(
+            quantize(
+                &[1e6, -1e6, 0.0, 1.0],
+                &layout,
+                &mut packed,
+                &mut scales,
+                &mut zeros
+            ),
+            Err(QuantError::ScaleOverflow { row: 0, group: 0 })
+        );
+    }
+
+    #[test]
+    fn parallel_and_single_threaded_runs_write_the_same_bytes() {
+        let layout = Layout::new(64, 300, 64, 4, false).unwrap();
+        let matrix = values(64 * 300, 11);
+        let parallel = run(&matrix, &layout);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(pool.install(|| run(&matrix, &layout)), parallel);
+    }
+}
