@@ -3,19 +3,54 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::{Layout, QuantError};
+use super::{pack, Layout, QuantError};
 
 const F16_MAX: f32 = 65504.0;
 
-/// The f16 scale (as bits) and zero point of one group, exactly as the reference computes them.
+/// Whether every value is finite: `x * 0` is NaN exactly for NaN and infinities, and a sum in
+/// eight lanes vectorises where a search with an early exit would not.
+#[inline(always)]
+fn all_finite(values: &[f32]) -> bool {
+    let mut acc = [0.0f32; 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for l in 0..8 {
+            acc[l] += chunk[l] * 0.0;
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|v| v * 0.0).sum();
+    (acc.iter().sum::<f32>() + tail).is_finite()
+}
+
+/// The smallest and largest value of a group, including 0 (the range is widened to hold it).
+/// Eight independent lanes let the compiler use vector min/max; the result is exact either way.
+#[inline(always)]
+fn range_with_zero(values: &[f32]) -> (f32, f32) {
+    let mut lo = [0.0f32; 8];
+    let mut hi = [0.0f32; 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for l in 0..8 {
+            lo[l] = if chunk[l] < lo[l] { chunk[l] } else { lo[l] };
+            hi[l] = if chunk[l] > hi[l] { chunk[l] } else { hi[l] };
+        }
+    }
+    for &v in chunks.remainder() {
+        lo[0] = if v < lo[0] { v } else { lo[0] };
+        hi[0] = if v > hi[0] { v } else { hi[0] };
+    }
+    let lo = lo.iter().fold(0.0f32, |a, &b| if b < a { b } else { a });
+    let hi = hi.iter().fold(0.0f32, |a, &b| if b > a { b } else { a });
+    (lo, hi)
+}
+
+/// The f16 scale (as bits), its float32 value and the zero point of one group, exactly as the
+/// reference computes them.
 fn group_params(values: &[f32], layout: &Layout) -> Option<(u16, f32, f32)> {
+    let (lo, hi) = range_with_zero(values);
     let scale = if layout.symmetric {
-        let amax = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        amax / ((1u32 << (layout.bits - 1)) - 1) as f32
+        (-lo).max(hi) / ((1u32 << (layout.bits - 1)) - 1) as f32
     } else {
-        let (lo, hi) = values
-            .iter()
-            .fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         (hi - lo) / layout.qmax() as f32
     };
     if scale > F16_MAX {
@@ -29,15 +64,33 @@ fn group_params(values: &[f32], layout: &Layout) -> Option<(u16, f32, f32)> {
     let zero = if layout.symmetric {
         layout.symmetric_zero() as f32
     } else {
-        let lo = values.iter().fold(0.0f32, |lo, &v| lo.min(v));
-        (-lo / s).round_ties_even().clamp(0.0, layout.qmax() as f32)
+        rint(-lo / s).clamp(0.0, layout.qmax() as f32)
     };
     Some((s16.to_bits(), s, zero))
 }
 
+/// Round half to even, like `np.rint`. `f32::round_ties_even` is a library call on baseline
+/// x86-64 (no SSE4.1), so values in range use the classic trick: adding 1.5 * 2^23 leaves no
+/// fraction bits and the FPU's default rounding (to nearest, ties to even) does the rest.
+#[inline(always)]
+pub(crate) fn rint(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    if v.abs() < 4_194_304.0 {
+        (v + MAGIC) - MAGIC
+    } else {
+        v.round_ties_even()
+    }
+}
+
+/// The code of `x`. Clamping `x / s` to +-2^22 first keeps the rounding trick exact without a
+/// branch (so the loop vectorises) and changes no result: the code is clamped to `qmax` anyway.
 #[inline(always)]
 fn code(x: f32, s: f32, zero: f32, qmax: f32) -> u8 {
-    ((x / s).round_ties_even() + zero).clamp(0.0, qmax) as u8
+    const MAGIC: f32 = 12_582_912.0;
+    let v = (x / s).clamp(-4_194_304.0, 4_194_304.0);
+    let c = (((v + MAGIC) - MAGIC) + zero).clamp(0.0, qmax);
+    // SAFETY: `c` is an integer in 0..=255, so the conversion is exact.
+    unsafe { c.to_int_unchecked::<i32>() as u8 }
 }
 
 /// Quantize a row-major `rows x cols` float matrix into packed codes, f16 scales (as their bit
@@ -93,15 +146,15 @@ fn quantize_row(
     scales: &mut [u16],
     zeros: &mut [u8],
 ) -> Result<(), QuantError> {
-    if let Some(col) = row.iter().position(|v| !v.is_finite()) {
+    if !all_finite(row) {
+        let col = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
         return Err(QuantError::NonFinite { row: r, col });
     }
-    let (gs, bits) = (layout.group_size, layout.bits);
-    let per = 8 / bits as usize;
+    let gs = layout.group_size;
     let qmax = layout.qmax() as f32;
     let last = row[row.len() - 1];
-    packed.fill(0);
-    for g in 0..layout.groups() {
+    let mut codes = vec![0u8; layout.padded_cols()];
+    for (g, group_codes) in codes.chunks_exact_mut(gs).enumerate() {
         let start = g * gs;
         let real = &row[start.min(row.len())..(start + gs).min(row.len())];
         // Padding repeats `last`, which already lies in the last group: the range is unchanged.
@@ -109,13 +162,13 @@ fn quantize_row(
             group_params(real, layout).ok_or(QuantError::ScaleOverflow { row: r, group: g })?;
         scales[g] = s16;
         zeros[g] = zero as u8;
-        for j in 0..gs {
-            let x = real.get(j).copied().unwrap_or(last);
-            let col = start + j;
-            packed[col / per] |= code(x, s, zero, qmax) << ((col % per) as u32 * bits);
+        let (head, pad) = group_codes.split_at_mut(real.len());
+        for (c, &x) in head.iter_mut().zip(real) {
+            *c = code(x, s, zero, qmax);
         }
+        pad.fill(code(last, s, zero, qmax));
     }
-    Ok(())
+    pack(&codes, layout.bits, packed)
 }
 
 /// Write the float32 values of one packed row (its first `out.len()` columns) into `out`.
@@ -249,6 +302,23 @@ mod tests {
         let mut matrix = values(32, 3);
         matrix[5] = 0.0;
         assert_eq!(round_trip(&layout, &matrix)[5], 0.0);
+    }
+
+    #[test]
+    fn rint_rounds_half_to_even_like_numpy() {
+        let cases = [
+            (0.5, 0.0),
+            (1.5, 2.0),
+            (2.5, 2.0),
+            (-0.5, -0.0),
+            (-1.5, -2.0),
+            (3.49, 3.0),
+        ];
+        for (v, expected) in cases {
+            assert_eq!(rint(v), expected, "{v}");
+        }
+        assert_eq!(rint(1e9), 1e9);
+        assert_eq!(rint(8_388_609.5), 8_388_609.5f32.round_ties_even());
     }
 
     #[test]

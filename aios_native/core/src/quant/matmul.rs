@@ -204,7 +204,8 @@ fn code_dot<const BITS: u32>(bytes: &[u8], plane: &[f32], shift: u32, acc: &mut 
     }
 }
 
-/// The same row product with AVX2/FMA intrinsics: 8 codes widened to 8 floats per step.
+/// The same row product with AVX2/FMA intrinsics: 8 codes widened to 8 floats per step, each
+/// widened vector multiplied with up to 8 input rows, so codes are unpacked once per batch.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{f16, Layout, Planes, Row};
@@ -219,57 +220,93 @@ mod avx2 {
         layout: &Layout,
         out: &mut [f32],
     ) {
+        out.fill(0.0);
+        let mut b0 = 0;
+        while b0 < out.len() {
+            let left = out.len() - b0;
+            // SAFETY: the caller guarantees AVX2 and FMA.
+            unsafe {
+                if left >= 8 {
+                    block::<BITS, 8>(row, inputs, layout, b0, out);
+                    b0 += 8;
+                } else if left >= 4 {
+                    block::<BITS, 4>(row, inputs, layout, b0, out);
+                    b0 += 4;
+                } else if left >= 2 {
+                    block::<BITS, 2>(row, inputs, layout, b0, out);
+                    b0 += 2;
+                } else {
+                    block::<BITS, 1>(row, inputs, layout, b0, out);
+                    b0 += 1;
+                }
+            }
+        }
+    }
+
+    /// Input rows `b0 .. b0 + NB` against one row of codes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn block<const BITS: u32, const NB: usize>(
+        row: &Row<'_>,
+        inputs: &Planes,
+        layout: &Layout,
+        b0: usize,
+        out: &mut [f32],
+    ) {
         let groups = row.scales.len();
         let group_bytes = layout.group_size * BITS as usize / 8;
         let sym_zero = layout.symmetric_zero() as f32;
         let mask = _mm256_set1_epi32((1 << BITS) - 1);
-        out.fill(0.0);
+        let m = ((1u16 << BITS) - 1) as u8;
         for g in 0..groups {
             let s = f16::from_bits(row.scales[g]).to_f32();
             let z = row.zeros.map_or(sym_zero, |z| z[g] as f32);
             let start = g * group_bytes;
             let bytes = &row.codes[start..start + group_bytes];
-            for (b, o) in out.iter_mut().enumerate() {
-                let mut acc0 = _mm256_setzero_ps();
-                let mut acc1 = _mm256_setzero_ps();
-                let mut tail = 0.0f32;
-                for i in 0..8 / BITS as usize {
-                    let plane = &inputs.plane(b, i)[start..start + group_bytes];
-                    let shift = _mm_cvtsi32_si128((i as u32 * BITS) as i32);
-                    let mut k = 0;
-                    while k + 16 <= group_bytes {
-                        // SAFETY: k + 16 <= group_bytes == bytes.len() == plane.len().
-                        let (c0, c1) = unsafe {
-                            let lo = _mm_loadl_epi64(bytes.as_ptr().add(k) as *const __m128i);
-                            let hi = _mm_loadl_epi64(bytes.as_ptr().add(k + 8) as *const __m128i);
-                            (_mm256_cvtepu8_epi32(lo), _mm256_cvtepu8_epi32(hi))
-                        };
-                        let f0 =
-                            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(c0, shift), mask));
-                        let f1 =
-                            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(c1, shift), mask));
-                        // SAFETY: as above.
-                        let (p0, p1) = unsafe {
-                            (
-                                _mm256_loadu_ps(plane.as_ptr().add(k)),
-                                _mm256_loadu_ps(plane.as_ptr().add(k + 8)),
-                            )
-                        };
-                        acc0 = _mm256_fmadd_ps(f0, p0, acc0);
-                        acc1 = _mm256_fmadd_ps(f1, p1, acc1);
-                        k += 16;
+            let mut acc0 = [_mm256_setzero_ps(); NB];
+            let mut acc1 = [_mm256_setzero_ps(); NB];
+            let mut tail = [0.0f32; NB];
+            for i in 0..8 / BITS as usize {
+                let shift = _mm_cvtsi32_si128((i as u32 * BITS) as i32);
+                let planes: [&[f32]; NB] =
+                    std::array::from_fn(|j| &inputs.plane(b0 + j, i)[start..start + group_bytes]);
+                let mut k = 0;
+                while k + 16 <= group_bytes {
+                    // SAFETY: k + 16 <= group_bytes == bytes.len() == every plane's length.
+                    unsafe {
+                        let lo = _mm_loadl_epi64(bytes.as_ptr().add(k) as *const __m128i);
+                        let hi = _mm_loadl_epi64(bytes.as_ptr().add(k + 8) as *const __m128i);
+                        let c0 = _mm256_and_si256(
+                            _mm256_srl_epi32(_mm256_cvtepu8_epi32(lo), shift),
+                            mask,
+                        );
+                        let c1 = _mm256_and_si256(
+                            _mm256_srl_epi32(_mm256_cvtepu8_epi32(hi), shift),
+                            mask,
+                        );
+                        let (f0, f1) = (_mm256_cvtepi32_ps(c0), _mm256_cvtepi32_ps(c1));
+                        for j in 0..NB {
+                            let p = planes[j].as_ptr().add(k);
+                            acc0[j] = _mm256_fmadd_ps(f0, _mm256_loadu_ps(p), acc0[j]);
+                            acc1[j] = _mm256_fmadd_ps(f1, _mm256_loadu_ps(p.add(8)), acc1[j]);
+                        }
                     }
-                    let m = ((1u16 << BITS) - 1) as u8;
-                    for (&byte, &p) in bytes[k..].iter().zip(&plane[k..]) {
-                        tail += ((byte >> (i as u32 * BITS)) & m) as f32 * p;
+                    k += 16;
+                }
+                for (kk, &byte) in bytes.iter().enumerate().skip(k) {
+                    let c = ((byte >> (i as u32 * BITS)) & m) as f32;
+                    for j in 0..NB {
+                        tail[j] += c * planes[j][kk];
                     }
                 }
-                let acc = _mm256_add_ps(acc0, acc1);
+            }
+            for j in 0..NB {
+                let acc = _mm256_add_ps(acc0[j], acc1[j]);
                 let quad = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
                 let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
                 let one = _mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1));
-                let dot = _mm_cvtss_f32(one) + tail;
-                *o += s * (dot - z * inputs.sums[b * groups + g]);
+                let dot = _mm_cvtss_f32(one) + tail[j];
+                out[b0 + j] += s * (dot - z * inputs.sums[(b0 + j) * groups + g]);
             }
         }
     }
@@ -292,7 +329,7 @@ mod tests {
             quantize(&matrix, &layout, &mut packed, &mut scales, &mut zeros).unwrap();
             let mut w = vec![0.0f32; 37 * 150];
             dequantize(&packed, &scales, &zeros, &layout, &mut w).unwrap();
-            let batch = 3;
+            let batch = 11;
             let x = values(batch * 150, 9);
             let mut out = vec![0.0f32; batch * 37];
             matmul(&x, batch, &packed, &scales, &zeros, &layout, &mut out).unwrap();

@@ -19,14 +19,26 @@ pub fn pack(codes: &[u8], bits: u32, out: &mut [u8]) -> Result<(), QuantError> {
             found: codes.len(),
         });
     }
-    let mask = ((1u16 << bits) - 1) as u8;
-    for (byte, chunk) in out.iter_mut().zip(codes.chunks_exact(n)) {
-        *byte = chunk
-            .iter()
-            .enumerate()
-            .fold(0u8, |acc, (i, &c)| acc | ((c & mask) << (i as u32 * bits)));
+    match n {
+        1 => out.copy_from_slice(codes),
+        2 => pack_n::<2>(codes, out),
+        _ => pack_n::<4>(codes, out),
     }
     Ok(())
+}
+
+/// `N` codes of `8 / N` bits per byte; a constant `N` lets the compiler vectorise the loop.
+#[inline(always)]
+fn pack_n<const N: usize>(codes: &[u8], out: &mut [u8]) {
+    let bits = 8 / N as u32;
+    let mask = ((1u16 << bits) - 1) as u8;
+    for (byte, chunk) in out.iter_mut().zip(codes.chunks_exact(N)) {
+        let mut b = 0u8;
+        for (i, &c) in chunk.iter().enumerate() {
+            b |= (c & mask) << (i as u32 * bits);
+        }
+        *byte = b;
+    }
 }
 
 /// Unpack `packed` bytes into `out` codes (`out.len() == packed.len() * 8 / bits`).
