@@ -2,7 +2,7 @@
 //! `.numpy()` shares its memory), outputs are written in place, and the GIL is released while a
 //! kernel runs, so other Python threads keep going.
 
-use aios_native_core::quant::{self, Layout, QuantError};
+use aios_native_core::quant::{self, Layout, QuantError, Quantized};
 use numpy::{PyReadonlyArrayDyn, PyReadwriteArrayDyn};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -68,6 +68,19 @@ fn quantize(
         .map_err(value_error)
 }
 
+/// Borrow a quantized matrix's three arrays as slices.
+fn borrowed<'a>(
+    packed: &'a PyReadonlyArrayDyn<'_, u8>,
+    scales: &'a PyReadonlyArrayDyn<'_, u16>,
+    zeros: &'a PyReadonlyArrayDyn<'_, u8>,
+) -> PyResult<Quantized<'a>> {
+    Ok(Quantized {
+        packed: contiguous(packed.as_slice(), "packed")?,
+        scales: contiguous(scales.as_slice(), "scales")?,
+        zeros: contiguous(zeros.as_slice(), "zero_points")?,
+    })
+}
+
 /// Dequantize into the caller's float32 buffer `out` of rows x cols values.
 #[pyfunction]
 fn dequantize(
@@ -79,11 +92,9 @@ fn dequantize(
     mut out: PyReadwriteArrayDyn<'_, f32>,
 ) -> PyResult<()> {
     let layout = layout.0;
-    let packed = contiguous(packed.as_slice(), "packed")?;
-    let scales = contiguous(scales.as_slice(), "scales")?;
-    let zeros = contiguous(zeros.as_slice(), "zero_points")?;
+    let q = borrowed(&packed, &scales, &zeros)?;
     let out = contiguous(out.as_slice_mut(), "out")?;
-    py.detach(|| quant::dequantize(packed, scales, zeros, &layout, out))
+    py.detach(|| quant::dequantize(q, &layout, out))
         .map_err(value_error)
 }
 
@@ -99,14 +110,11 @@ fn matmul(
     mut out: PyReadwriteArrayDyn<'_, f32>,
 ) -> PyResult<()> {
     let layout = layout.0;
-    let cols = layout.cols.max(1);
     let x = contiguous(x.as_slice(), "inputs")?;
-    let batch = x.len() / cols;
-    let packed = contiguous(packed.as_slice(), "packed")?;
-    let scales = contiguous(scales.as_slice(), "scales")?;
-    let zeros = contiguous(zeros.as_slice(), "zero_points")?;
+    let batch = x.len() / layout.cols.max(1);
+    let q = borrowed(&packed, &scales, &zeros)?;
     let out = contiguous(out.as_slice_mut(), "out")?;
-    py.detach(|| quant::matmul(x, batch, packed, scales, zeros, &layout, out))
+    py.detach(|| quant::matmul(x, batch, q, &layout, out))
         .map_err(value_error)
 }
 

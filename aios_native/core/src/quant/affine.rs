@@ -3,7 +3,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::{pack, Layout, QuantError};
+use super::{expect_len, pack, Layout, QuantError, Quantized};
 
 const F16_MAX: f32 = 65504.0;
 
@@ -103,13 +103,7 @@ pub fn quantize(
     zeros: &mut [u8],
 ) -> Result<(), QuantError> {
     let (rows, cols, groups) = (layout.rows, layout.cols, layout.groups());
-    if matrix.len() != rows * cols {
-        return Err(QuantError::LengthMismatch {
-            what: "weights",
-            expected: rows * cols,
-            found: matrix.len(),
-        });
-    }
+    expect_len("weights", rows * cols, matrix.len())?;
     layout.check_quantized(packed.len(), scales.len(), zeros.len())?;
     if rows == 0 || cols == 0 {
         return Ok(());
@@ -214,37 +208,25 @@ fn expand<const BITS: u32>(bytes: &[u8], s: f32, z: f32, out: &mut [f32]) {
 }
 
 /// Dequantize into a caller's row-major `rows x cols` float32 buffer, rows split across cores.
-pub fn dequantize(
-    packed: &[u8],
-    scales: &[u16],
-    zeros: &[u8],
-    layout: &Layout,
-    out: &mut [f32],
-) -> Result<(), QuantError> {
-    layout.check_quantized(packed.len(), scales.len(), zeros.len())?;
+pub fn dequantize(q: Quantized<'_>, layout: &Layout, out: &mut [f32]) -> Result<(), QuantError> {
+    q.check(layout)?;
     let (rows, cols, groups, rb) = (
         layout.rows,
         layout.cols,
         layout.groups(),
         layout.row_bytes(),
     );
-    if out.len() != rows * cols {
-        return Err(QuantError::LengthMismatch {
-            what: "output",
-            expected: rows * cols,
-            found: out.len(),
-        });
-    }
+    expect_len("output", rows * cols, out.len())?;
     if cols == 0 {
         return Ok(());
     }
     out.par_chunks_mut(cols)
         .enumerate()
         .for_each(|(r, out_row)| {
-            let z = (!layout.symmetric).then(|| &zeros[r * groups..(r + 1) * groups]);
+            let z = (!layout.symmetric).then(|| &q.zeros[r * groups..(r + 1) * groups]);
             dequantize_row(
-                &packed[r * rb..(r + 1) * rb],
-                &scales[r * groups..(r + 1) * groups],
+                &q.packed[r * rb..(r + 1) * rb],
+                &q.scales[r * groups..(r + 1) * groups],
                 z,
                 layout,
                 out_row,
@@ -270,7 +252,12 @@ mod tests {
     fn round_trip(layout: &Layout, matrix: &[f32]) -> Vec<f32> {
         let (p, s, z) = run(matrix, layout);
         let mut out = vec![0.0; matrix.len()];
-        dequantize(&p, &s, &z, layout, &mut out).unwrap();
+        let q = Quantized {
+            packed: &p,
+            scales: &s,
+            zeros: &z,
+        };
+        dequantize(q, layout, &mut out).unwrap();
         out
     }
 

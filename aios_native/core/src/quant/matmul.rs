@@ -13,36 +13,25 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::{Layout, QuantError};
+use super::{expect_len, Layout, QuantError, Quantized};
 
 /// `out[b, r] = sum_c x[b, c] * W[r, c]` for `x` of `batch x cols`, `out` of `batch x rows`,
 /// `W` given by its packed codes, f16 scales (bit patterns) and zero points.
 pub fn matmul(
     x: &[f32],
     batch: usize,
-    packed: &[u8],
-    scales: &[u16],
-    zeros: &[u8],
+    q: Quantized<'_>,
     layout: &Layout,
     out: &mut [f32],
 ) -> Result<(), QuantError> {
-    layout.check_quantized(packed.len(), scales.len(), zeros.len())?;
+    q.check(layout)?;
     let (rows, cols) = (layout.rows, layout.cols);
-    for (what, expected, found) in [
-        ("inputs", batch * cols, x.len()),
-        ("output", batch * rows, out.len()),
-    ] {
-        if expected != found {
-            return Err(QuantError::LengthMismatch {
-                what,
-                expected,
-                found,
-            });
-        }
-    }
+    expect_len("inputs", batch * cols, x.len())?;
+    expect_len("output", batch * rows, out.len())?;
     if batch == 0 || rows == 0 {
         return Ok(());
     }
+    let (packed, scales, zeros) = (q.packed, q.scales, q.zeros);
     let inputs = Planes::new(x, batch, layout);
     let mut by_row = vec![0.0f32; rows * batch];
     let run = |by_row: &mut [f32]| match layout.bits {
@@ -95,6 +84,13 @@ impl Planes {
     fn plane(&self, b: usize, i: usize) -> &[f32] {
         let start = (b * self.per + i) * self.row_bytes;
         &self.planes[start..start + self.row_bytes]
+    }
+
+    /// Every plane of input row `b`, one after the other.
+    #[cfg(target_arch = "x86_64")]
+    fn row_planes(&self, b: usize) -> &[f32] {
+        let len = self.per * self.row_bytes;
+        &self.planes[b * len..(b + 1) * len]
     }
 }
 
@@ -266,37 +262,40 @@ mod avx2 {
             let mut acc0 = [_mm256_setzero_ps(); NB];
             let mut acc1 = [_mm256_setzero_ps(); NB];
             let mut tail = [0.0f32; NB];
-            for i in 0..8 / BITS as usize {
-                let shift = _mm_cvtsi32_si128((i as u32 * BITS) as i32);
-                let planes: [&[f32]; NB] =
-                    std::array::from_fn(|j| &inputs.plane(b0 + j, i)[start..start + group_bytes]);
-                let mut k = 0;
-                while k + 16 <= group_bytes {
-                    // SAFETY: k + 16 <= group_bytes == bytes.len() == every plane's length.
-                    unsafe {
-                        let lo = _mm_loadl_epi64(bytes.as_ptr().add(k) as *const __m128i);
-                        let hi = _mm_loadl_epi64(bytes.as_ptr().add(k + 8) as *const __m128i);
-                        let c0 = _mm256_and_si256(
-                            _mm256_srl_epi32(_mm256_cvtepu8_epi32(lo), shift),
-                            mask,
-                        );
-                        let c1 = _mm256_and_si256(
-                            _mm256_srl_epi32(_mm256_cvtepu8_epi32(hi), shift),
-                            mask,
-                        );
+            let per = 8 / BITS as usize;
+            let rb = inputs.row_bytes;
+            let shifts: [__m128i; 4] =
+                std::array::from_fn(|i| _mm_cvtsi32_si128((i as u32 * BITS) as i32));
+            // Input row j's plane i starts at bases[j] + i * rb (planes of a row are adjacent).
+            let bases: [&[f32]; NB] = std::array::from_fn(|j| inputs.row_planes(b0 + j));
+            let mut k = 0;
+            while k + 16 <= group_bytes {
+                // Each 16 bytes are loaded and widened once, then every code position in them
+                // (plane i) is shifted out and multiplied with every input row.
+                // SAFETY: start + k + 16 <= start + group_bytes <= rb, so every access lies in
+                // bytes (group_bytes long) and in bases[j] (per * rb long).
+                unsafe {
+                    let lo = _mm_loadl_epi64(bytes.as_ptr().add(k) as *const __m128i);
+                    let hi = _mm_loadl_epi64(bytes.as_ptr().add(k + 8) as *const __m128i);
+                    let (w0, w1) = (_mm256_cvtepu8_epi32(lo), _mm256_cvtepu8_epi32(hi));
+                    for (i, &shift) in shifts.iter().enumerate().take(per) {
+                        let c0 = _mm256_and_si256(_mm256_srl_epi32(w0, shift), mask);
+                        let c1 = _mm256_and_si256(_mm256_srl_epi32(w1, shift), mask);
                         let (f0, f1) = (_mm256_cvtepi32_ps(c0), _mm256_cvtepi32_ps(c1));
                         for j in 0..NB {
-                            let p = planes[j].as_ptr().add(k);
+                            let p = bases[j].as_ptr().add(i * rb + start + k);
                             acc0[j] = _mm256_fmadd_ps(f0, _mm256_loadu_ps(p), acc0[j]);
                             acc1[j] = _mm256_fmadd_ps(f1, _mm256_loadu_ps(p.add(8)), acc1[j]);
                         }
                     }
-                    k += 16;
                 }
+                k += 16;
+            }
+            for i in 0..per {
                 for (kk, &byte) in bytes.iter().enumerate().skip(k) {
                     let c = ((byte >> (i as u32 * BITS)) & m) as f32;
-                    for j in 0..NB {
-                        tail[j] += c * planes[j][kk];
+                    for (j, t) in tail.iter_mut().enumerate() {
+                        *t += c * inputs.plane(b0 + j, i)[start + kk];
                     }
                 }
             }
@@ -328,11 +327,16 @@ mod tests {
             let mut zeros = vec![0u8; if symmetric { 0 } else { scales.len() }];
             quantize(&matrix, &layout, &mut packed, &mut scales, &mut zeros).unwrap();
             let mut w = vec![0.0f32; 37 * 150];
-            dequantize(&packed, &scales, &zeros, &layout, &mut w).unwrap();
+            let q = Quantized {
+                packed: &packed,
+                scales: &scales,
+                zeros: &zeros,
+            };
+            dequantize(q, &layout, &mut w).unwrap();
             let batch = 11;
             let x = values(batch * 150, 9);
             let mut out = vec![0.0f32; batch * 37];
-            matmul(&x, batch, &packed, &scales, &zeros, &layout, &mut out).unwrap();
+            matmul(&x, batch, q, &layout, &mut out).unwrap();
             for b in 0..batch {
                 for r in 0..37 {
                     let expected: f64 = (0..150)
@@ -353,7 +357,17 @@ mod tests {
         let layout = Layout::new(2, 8, 4, 8, true).unwrap();
         let mut out = vec![0.0; 2];
         assert_eq!(
-            matmul(&[0.0; 7], 1, &[0; 16], &[0; 4], &[], &layout, &mut out),
+            matmul(
+                &[0.0; 7],
+                1,
+                Quantized {
+                    packed: &[0; 16],
+                    scales: &[0; 4],
+                    zeros: &[],
+                },
+                &layout,
+                &mut out
+            ),
             Err(QuantError::LengthMismatch {
                 what: "inputs",
                 expected: 8,

@@ -94,18 +94,6 @@ impl Layout {
         1 << (self.bits - 1)
     }
 
-    fn check(&self, what: &'static str, expected: usize, found: usize) -> Result<(), QuantError> {
-        if expected == found {
-            Ok(())
-        } else {
-            Err(QuantError::LengthMismatch {
-                what,
-                expected,
-                found,
-            })
-        }
-    }
-
     /// Check the lengths of packed codes, scales and zero points (empty when symmetric).
     pub fn check_quantized(
         &self,
@@ -113,14 +101,47 @@ impl Layout {
         scales: usize,
         zeros: usize,
     ) -> Result<(), QuantError> {
-        self.check("packed", self.rows * self.row_bytes(), packed)?;
-        self.check("scales", self.rows * self.groups(), scales)?;
+        expect_len("packed", self.rows * self.row_bytes(), packed)?;
+        expect_len("scales", self.rows * self.groups(), scales)?;
         let expected_zeros = if self.symmetric {
             0
         } else {
             self.rows * self.groups()
         };
-        self.check("zero_points", expected_zeros, zeros)
+        expect_len("zero_points", expected_zeros, zeros)
+    }
+}
+
+/// A quantized matrix as borrowed slices: packed codes, f16 scales (as their bit patterns) and
+/// zero points (empty for a symmetric layout).
+#[derive(Debug, Clone, Copy)]
+pub struct Quantized<'a> {
+    pub packed: &'a [u8],
+    pub scales: &'a [u16],
+    pub zeros: &'a [u8],
+}
+
+impl Quantized<'_> {
+    /// Check the slices' lengths against `layout`.
+    pub fn check(&self, layout: &Layout) -> Result<(), QuantError> {
+        layout.check_quantized(self.packed.len(), self.scales.len(), self.zeros.len())
+    }
+}
+
+/// `Ok` when a buffer holds the expected number of values, else a `LengthMismatch` naming it.
+pub(crate) fn expect_len(
+    what: &'static str,
+    expected: usize,
+    found: usize,
+) -> Result<(), QuantError> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(QuantError::LengthMismatch {
+            what,
+            expected,
+            found,
+        })
     }
 }
 
