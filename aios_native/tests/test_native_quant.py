@@ -131,3 +131,9 @@ def test_nan_is_refused_by_the_native_backend_too():
     w[1, 2] = np.nan
     with pytest.raises(QuantizationError, match="NaN or infinite"):
         NativeQuantizer().quantize(w)
+
+
+def test_the_native_quantizer_satisfies_the_quantizer_protocol():
+    from aios.protocols import Quantizer
+
+    assert isinstance(NativeQuantizer(), Quantizer)

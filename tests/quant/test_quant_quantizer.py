@@ -77,3 +77,9 @@ def test_an_output_buffer_of_the_wrong_size_or_dtype_is_refused():
 def test_options_are_checked_when_the_quantizer_is_built():
     with pytest.raises(QuantizationError, match="choose 2, 4 or 8"):
         ReferenceQuantizer(bits=3)
+
+
+def test_the_reference_quantizer_satisfies_the_quantizer_protocol():
+    from aios.protocols import Quantizer
+
+    assert isinstance(ReferenceQuantizer(), Quantizer)
