@@ -180,6 +180,8 @@ def _alignment_pad(table: pa.Table, meta: dict[bytes, bytes]) -> int:
     depend on the data itself, so a tiny probe file with the same rows finds the padding.
     """
     n = table.num_rows
+    if n == 0:
+        return 0  # no data buffer to align
     probe_data = pa.LargeBinaryArray.from_buffers(
         pa.large_binary(), n,
         [None, pa.py_buffer(np.arange(n + 1, dtype=np.int64)), pa.py_buffer(b"\0" * n)])
@@ -226,10 +228,9 @@ class WeightFile(Mapping[str, Tensor]):
         if missing:
             raise WeightFileError(f"{self.path} lacks the columns {missing}; it is not an aios "
                                   f"weight file")
-        table = table.combine_chunks()
         self._columns = {name: table.column(name).to_pylist()
                          for name in SCHEMA.names if name not in ("data", "scales", "zero_points")}
-        self._binary = {name: _BinaryColumn(table.column(name).chunk(0))
+        self._binary = {name: _BinaryColumn(_one_chunk(table.column(name)))
                         for name in ("data", "scales", "zero_points")}
         self._index = {name: i for i, name in enumerate(self._columns["name"])}
         self._verified: set[int] = set()
@@ -316,6 +317,11 @@ class WeightFile(Mapping[str, Tensor]):
         rows = math.prod(shape[:-1])
         groups = cols // max(col["group_size"][i] or 1, 1)
         return rows * cols * (col["bits"][i] or 8) // 8, rows * groups * 2, rows * groups
+
+
+def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array: the chunk itself when there is one (no copy, as aios writes)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 class _BinaryColumn:

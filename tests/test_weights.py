@@ -103,8 +103,7 @@ def test_a_corrupt_quantized_tensor_fails_its_checksum(tmp_path):
 
 
 def rewrite_metadata(path, **changes):
-    with pa.memory_map(str(path)) as source:
-        table = ipc.open_file(source).read_all()
+    table = ipc.open_file(pa.BufferReader(path.read_bytes())).read_all()  # not mapped: rewritten
     meta = dict(table.schema.metadata)
     meta.update({k.encode(): v.encode() for k, v in changes.items()})
     table = table.replace_schema_metadata(meta)
@@ -148,3 +147,20 @@ def test_an_inconsistent_quantized_tensor_is_refused_before_writing(tmp_path):
                              q.data[:, :-1], q.scales, q.zero_points, q.padding)
     with pytest.raises(WeightFileError, match="'q' is not a valid quantized tensor: data"):
         save_weights(tmp_path / "m.arrow", {"q": broken})
+
+
+def test_an_empty_model_round_trips(tmp_path):
+    weights = load_weights(save_weights(tmp_path / "m.arrow", {}, metadata={"k": "v"}))
+    assert len(weights) == 0 and weights.metadata == {"k": "v"}
+
+
+def test_a_file_written_in_several_record_batches_is_read(tmp_path):
+    path = save_weights(tmp_path / "m.arrow", {"a": np.arange(3.0), "b": np.ones((2, 2))})
+    with pa.memory_map(str(path)) as source:
+        table = ipc.open_file(source).read_all()
+        with ipc.new_file(str(tmp_path / "batches.arrow"), table.schema) as writer:
+            for batch in table.to_batches(max_chunksize=1):
+                writer.write_batch(batch)
+    weights = load_weights(tmp_path / "batches.arrow")
+    np.testing.assert_array_equal(weights["b"], np.ones((2, 2)))
+    np.testing.assert_array_equal(weights["a"], np.arange(3.0))
