@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -91,9 +92,51 @@ class QuantizedLinear(nn.Module):
                 f"backend={getattr(self.backend, 'backend', type(self.backend).__name__)}")
 
 
+def quantize_linears(module: nn.Module, quantizer: Any) -> nn.Module:
+    """Replace, in place, every `nn.Linear` inside `module` whose weight the quantizer does not
+    keep in 16 bits by a `QuantizedLinear` (names as in ``module.state_dict()``)."""
+    for name, child in list(module.named_modules()):
+        if isinstance(child, nn.Linear) and not quantizer.keeps(f"{name}.weight", child.weight):
+            _replace(module, name, QuantizedLinear.from_linear(child, quantizer))
+    return module
+
+
+def load_quantized(module: nn.Module, weights: Any, *, backend: Any = None) -> nn.Module:
+    """Load a weight file (or any mapping of name -> tensor) into `module`: linears whose weight
+    is quantized become `QuantizedLinear` running on the (memory-mapped) codes; every other
+    tensor is copied into its parameter or buffer. Raises if a name is missing either side."""
+    backend = backend if backend is not None else best_quantizer()
+    state = module.state_dict()
+    unknown = sorted(set(weights) - set(state))
+    missing = sorted(set(state) - set(weights))
+    if unknown or missing:
+        raise QuantizationError(
+            f"the weights do not match the model: missing {missing[:5]}, unexpected "
+            f"{unknown[:5]}; load weights saved from this architecture")
+    for name, child in list(module.named_modules()):
+        quantized = weights[f"{name}.weight"] if isinstance(child, nn.Linear) else None
+        if isinstance(quantized, QuantizedTensor):
+            bias = None if child.bias is None else torch.as_tensor(
+                np.asarray(weights[f"{name}.bias"], dtype=np.float32))
+            _replace(module, name, QuantizedLinear(quantized, bias, backend=backend))
+    with torch.no_grad():
+        for name, target in module.state_dict(keep_vars=True).items():
+            value = weights[name]
+            if not isinstance(value, QuantizedTensor):
+                target.copy_(torch.as_tensor(np.array(value)))
+    return module
+
+
+def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, new)
+
+
 def quantized_bytes(module: nn.Module) -> int:
     """Bytes of the packed weights of every `QuantizedLinear` inside `module`."""
     return int(sum(m.weight_q.nbytes for m in module.modules() if isinstance(m, QuantizedLinear)))
 
 
-__all__ = ["FUSED_MAX_BATCH", "QuantizedLinear", "best_quantizer", "quantized_bytes"]
+__all__ = ["FUSED_MAX_BATCH", "QuantizedLinear", "best_quantizer", "load_quantized",
+           "quantize_linears", "quantized_bytes"]

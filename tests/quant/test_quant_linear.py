@@ -60,3 +60,52 @@ def test_a_weight_that_is_not_2d_is_refused():
     q = ReferenceQuantizer(group_size=32).quantize(np.ones((2, 2, 32), np.float32))
     with pytest.raises(QuantizationError, match="2-D weight"):
         QuantizedLinear(q)
+
+
+class TinyModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(50, 64)
+        self.up = torch.nn.Linear(64, 96)
+        self.down = torch.nn.Linear(96, 64, bias=False)
+        self.lm_head = torch.nn.Linear(64, 50)
+
+    def forward(self, ids):
+        h = self.embed(ids)
+        return self.lm_head(h + self.down(torch.relu(self.up(h))))
+
+
+def test_quantize_linears_replaces_all_but_the_kept_layers():
+    from aios.quant.linear import quantize_linears
+
+    model = quantize_linears(TinyModel(), ReferenceQuantizer(group_size=32))
+    assert isinstance(model.up, QuantizedLinear) and isinstance(model.down, QuantizedLinear)
+    assert type(model.lm_head) is torch.nn.Linear  # the output projection stays 16/32-bit
+
+
+def test_a_quantized_file_loads_into_a_model_that_runs_on_the_mapped_codes(tmp_path):
+    from aios.quant.linear import load_quantized
+    from aios.weights import load_weights, save_weights
+
+    torch.manual_seed(0)
+    source = TinyModel()
+    quantizer = ReferenceQuantizer(bits=4, group_size=32)
+    save_weights(tmp_path / "m.arrow", quantizer.quantize_model(source.state_dict()))
+    model = load_quantized(TinyModel(), load_weights(tmp_path / "m.arrow"), backend=quantizer)
+    assert isinstance(model.up, QuantizedLinear)
+    # The float twin: the source with every tensor replaced by what the file holds, dequantized.
+    twin = TinyModel()
+    with torch.no_grad():
+        for name, value in load_weights(tmp_path / "m.arrow").items():
+            tensor = quantizer.dequantize(value) if not isinstance(value, np.ndarray) else value
+            twin.state_dict()[name].copy_(torch.as_tensor(np.array(tensor)))
+        ids = torch.tensor([[1, 2, 3]])
+        torch.testing.assert_close(model(ids), twin(ids), rtol=1e-4, atol=1e-4)
+
+
+def test_loading_weights_of_another_architecture_is_refused(tmp_path):
+    from aios.quant.linear import load_quantized
+
+    with pytest.raises(QuantizationError, match=r"missing \['down.weight'"):
+        load_quantized(TinyModel(), {k: v for k, v in TinyModel().state_dict().items()
+                                     if k != "down.weight"})
