@@ -240,13 +240,19 @@ mod tests {
     use super::super::testing::values;
     use super::*;
 
-    fn run(matrix: &[f32], layout: &Layout) -> (Vec<u8>, Vec<u16>, Vec<u8>) {
+    type Outputs = (Vec<u8>, Vec<u16>, Vec<u8>);
+
+    fn try_run(matrix: &[f32], layout: &Layout) -> Result<Outputs, QuantError> {
         let mut packed = vec![0u8; layout.rows * layout.row_bytes()];
         let mut scales = vec![0u16; layout.rows * layout.groups()];
         let nz = if layout.symmetric { 0 } else { scales.len() };
         let mut zeros = vec![0u8; nz];
-        quantize(matrix, layout, &mut packed, &mut scales, &mut zeros).unwrap();
-        (packed, scales, zeros)
+        quantize(matrix, layout, &mut packed, &mut scales, &mut zeros)?;
+        Ok((packed, scales, zeros))
+    }
+
+    fn run(matrix: &[f32], layout: &Layout) -> Outputs {
+        try_run(matrix, layout).unwrap()
     }
 
     fn round_trip(layout: &Layout, matrix: &[f32]) -> Vec<f32> {
@@ -326,12 +332,9 @@ mod tests {
     #[test]
     fn non_finite_weights_are_refused_with_their_position() {
         let layout = Layout::new(2, 4, 4, 8, false).unwrap();
-        let mut packed = vec![0u8; 8];
-        let mut scales = vec![0u16; 2];
-        let mut zeros = vec![0u8; 2];
         let matrix = [0.0, 1.0, 2.0, 3.0, 4.0, f32::NAN, 6.0, 7.0];
         assert_eq!(
-            quantize(&matrix, &layout, &mut packed, &mut scales, &mut zeros),
+            try_run(&matrix, &layout),
             Err(QuantError::NonFinite { row: 1, col: 1 })
         );
     }
@@ -339,17 +342,8 @@ mod tests {
     #[test]
     fn a_range_beyond_f16_is_refused() {
         let layout = Layout::new(1, 4, 4, 2, false).unwrap();
-        let mut packed = vec![0u8; 1];
-        let mut scales = vec![0u16; 1];
-        let mut zeros = vec![0u8; 1];
         assert_eq!(
-            quantize(
-                &[1e6, -1e6, 0.0, 1.0],
-                &layout,
-                &mut packed,
-                &mut scales,
-                &mut zeros
-            ),
+            try_run(&[1e6, -1e6, 0.0, 1.0], &layout),
             Err(QuantError::ScaleOverflow { row: 0, group: 0 })
         );
     }

@@ -1,6 +1,6 @@
 //! Packing codes into bytes: `8 / bits` codes per byte, the lowest index in the lowest bits.
 
-use super::QuantError;
+use super::{expect_len, QuantError};
 
 fn per_byte(bits: u32) -> Result<usize, QuantError> {
     match bits {
@@ -12,13 +12,7 @@ fn per_byte(bits: u32) -> Result<usize, QuantError> {
 /// Pack `codes` (each below `2^bits`; higher bits are dropped) into `out`.
 pub fn pack(codes: &[u8], bits: u32, out: &mut [u8]) -> Result<(), QuantError> {
     let n = per_byte(bits)?;
-    if codes.len() != out.len() * n {
-        return Err(QuantError::LengthMismatch {
-            what: "codes",
-            expected: out.len() * n,
-            found: codes.len(),
-        });
-    }
+    expect_len("codes", out.len() * n, codes.len())?;
     match n {
         1 => out.copy_from_slice(codes),
         2 => pack_n::<2>(codes, out),
@@ -44,13 +38,7 @@ fn pack_n<const N: usize>(codes: &[u8], out: &mut [u8]) {
 /// Unpack `packed` bytes into `out` codes (`out.len() == packed.len() * 8 / bits`).
 pub fn unpack(packed: &[u8], bits: u32, out: &mut [u8]) -> Result<(), QuantError> {
     let n = per_byte(bits)?;
-    if out.len() != packed.len() * n {
-        return Err(QuantError::LengthMismatch {
-            what: "codes",
-            expected: packed.len() * n,
-            found: out.len(),
-        });
-    }
+    expect_len("codes", packed.len() * n, out.len())?;
     let mask = ((1u16 << bits) - 1) as u8;
     for (&byte, chunk) in packed.iter().zip(out.chunks_exact_mut(n)) {
         for (i, c) in chunk.iter_mut().enumerate() {
