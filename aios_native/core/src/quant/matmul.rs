@@ -254,6 +254,10 @@ mod avx2 {
         let sym_zero = layout.symmetric_zero() as f32;
         let mask = _mm256_set1_epi32((1 << BITS) - 1);
         let m = ((1u16 << BITS) - 1) as u8;
+        // Per input row: scaled partial sums kept in a vector across groups (one horizontal sum
+        // per row, not per group), and the scalar terms (zero points, tails) beside them.
+        let mut total = [_mm256_setzero_ps(); NB];
+        let mut scalar = [0.0f32; NB];
         for g in 0..groups {
             let s = f16::from_bits(row.scales[g]).to_f32();
             let z = row.zeros.map_or(sym_zero, |z| z[g] as f32);
@@ -299,14 +303,18 @@ mod avx2 {
                     }
                 }
             }
+            let sv = _mm256_set1_ps(s);
             for j in 0..NB {
-                let acc = _mm256_add_ps(acc0[j], acc1[j]);
-                let quad = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-                let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
-                let one = _mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1));
-                let dot = _mm_cvtss_f32(one) + tail[j];
-                out[b0 + j] += s * (dot - z * inputs.sums[(b0 + j) * groups + g]);
+                total[j] = _mm256_fmadd_ps(_mm256_add_ps(acc0[j], acc1[j]), sv, total[j]);
+                scalar[j] += s * (tail[j] - z * inputs.sums[(b0 + j) * groups + g]);
             }
+        }
+        for j in 0..NB {
+            let acc = total[j];
+            let quad = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+            let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+            let one = _mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1));
+            out[b0 + j] = _mm_cvtss_f32(one) + scalar[j];
         }
     }
 }
