@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from aios.quant import ReferenceQuantizer
+from aios.quant import QuantizedTensor, ReferenceQuantizer
 from aios.quant.linear import QuantizedLinear
 from aios.weights import load_weights, save_weights
 
@@ -154,6 +154,11 @@ def model_rows(layers: int, width: int, repeat: int, progress: tqdm) -> list[tup
             ref.quantize_model(state)
             t_ref = time.perf_counter() - start
             path = save_weights(Path(tmp) / f"model{bits}.arrow", quantized)
+            packed = [q for q in quantized.values() if isinstance(q, QuantizedTensor)]
+            t_deq_fast = median_seconds(lambda fast=fast, packed=packed: [
+                fast.dequantize(q) for q in packed], repeat)
+            t_deq_ref = median_seconds(lambda ref=ref, packed=packed: [
+                ref.dequantize(q) for q in packed], max(1, repeat // 2))
 
             def open_lazy(path=path):
                 return load_weights(path)
@@ -169,6 +174,9 @@ def model_rows(layers: int, width: int, repeat: int, progress: tqdm) -> list[tup
             rows.append((f"model {params / 1e6:.0f}M params: quantize int{bits} g128",
                          f"{t_fast:.2f} s native", f"{t_ref:.2f} s NumPy reference",
                          f"{t_ref / t_fast:.1f}x"))
+            rows.append((f"model int{bits}: dequantize every quantized tensor",
+                         f"{t_deq_fast * 1e3:.1f} ms native", f"{t_deq_ref * 1e3:.1f} ms NumPy "
+                         f"reference", f"{t_deq_ref / t_deq_fast:.1f}x"))
             rows.append((f"model int{bits}: file size", f"{mb:.1f} MiB",
                          f"float32 .pt {os.path.getsize(pt) / 2**20:.1f} MiB",
                          f"{os.path.getsize(pt) / 2**20 / mb:.1f}x smaller"))
