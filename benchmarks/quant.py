@@ -7,6 +7,10 @@ reference; the quantized linear layer's forward at batch 1 vs torch float32 nn.L
 dynamic int8 quantization; reconstruction error per bit width; on a whole synthetic model
 (transformer-shaped linears), quantize time, file size and load time vs torch.load. Timings
 are the median of `--repeat` runs after a warm-up; the machine's other load shows in them.
+
+torch's OpenMP threads busy-wait for a while after each parallel region and then compete with
+the native kernel's rayon threads for the same cores; unless told otherwise the benchmark sets
+``OMP_WAIT_POLICY=PASSIVE`` (before torch loads) so that both sides get the cores they ask for.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP threads
 
 import numpy as np
 import torch
@@ -77,30 +83,49 @@ def matrix_rows(size: int, repeat: int, progress: tqdm) -> list[tuple[str, ...]]
     return rows
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median time of each function, calling them in turn each round, so that load from other
+    processes on a shared machine falls on all of them alike."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def linear_rows(size: int, repeat: int, progress: tqdm) -> list[tuple[str, ...]]:
     torch.manual_seed(0)
     linear = torch.nn.Linear(size, size, bias=False)
+    layers = {bits: QuantizedLinear.from_linear(linear, native_quantizer(bits=bits, group_size=128))
+              for bits in (8, 4, 2)}
+    try:
+        dynamic = torch.ao.quantization.quantize_dynamic(
+            torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8)
+    except (RuntimeError, AttributeError):  # no quantized engine on this CPU
+        dynamic = None
     rows = []
     with torch.no_grad():
         for batch in (1, 8):
             x = torch.randn(batch, size)
-            t_float = median_seconds(lambda x=x: linear(x), repeat * 4)
-            try:
-                dynamic = torch.ao.quantization.quantize_dynamic(
-                    torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8)
-                t_dyn = median_seconds(lambda x=x, d=dynamic: d(x), repeat * 4)
-                dyn = f"{t_dyn * 1e3:.2f} ms"
-            except (RuntimeError, AttributeError) as exc:  # no quantized engine on this CPU
-                dyn, t_dyn = f"unavailable ({type(exc).__name__})", float("nan")
-            for bits in (8, 4, 2):
-                layer = QuantizedLinear.from_linear(
-                    linear, native_quantizer(bits=bits, group_size=128))
-                t_q = median_seconds(lambda x=x, layer=layer: layer(x), repeat * 4)
+            fns = {"float": lambda x=x: linear(x)}
+            if dynamic is not None:
+                fns["dynamic"] = lambda x=x: dynamic(x)
+            fns.update({f"int{bits}": (lambda x=x, layer=layer: layer(x))
+                        for bits, layer in layers.items()})
+            t = interleaved_medians(fns, repeat * 8)
+            t_dyn = t.get("dynamic", float("nan"))
+            dyn = f"{t_dyn * 1e3:.2f} ms" if dynamic is not None else "unavailable"
+            for bits in layers:
+                t_q = t[f"int{bits}"]
                 rows.append((
                     f"linear {size}x{size} batch {batch}, int{bits} g128 fused",
                     f"{t_q * 1e3:.2f} ms",
-                    f"float32 nn.Linear {t_float * 1e3:.2f} ms; torch dynamic int8 {dyn}",
-                    f"{t_float / t_q:.2f}x vs float, {t_dyn / t_q:.2f}x vs dynamic int8"))
+                    f"float32 nn.Linear {t['float'] * 1e3:.2f} ms; torch dynamic int8 {dyn}",
+                    f"{t['float'] / t_q:.2f}x vs float, {t_dyn / t_q:.2f}x vs dynamic int8"))
             progress.update()
     return rows
 
@@ -207,7 +232,8 @@ def main() -> None:
                  "-", "-"))
     progress.close()
     print(f"\nnative threads: {aios_native.thread_count()}, torch threads: "
-          f"{torch.get_num_threads()}, SIMD: {', '.join(aios_native.enabled_simd()) or 'none'}")
+          f"{torch.get_num_threads()}, SIMD: {', '.join(aios_native.enabled_simd()) or 'none'}, "
+          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     print(table(rows))
 
 

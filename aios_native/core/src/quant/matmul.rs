@@ -201,7 +201,7 @@ fn code_dot<const BITS: u32>(bytes: &[u8], plane: &[f32], shift: u32, acc: &mut 
 }
 
 /// The same row product with AVX2/FMA intrinsics: 8 codes widened to 8 floats per step, each
-/// widened vector multiplied with up to 8 input rows, so codes are unpacked once per batch.
+/// widened vector multiplied with up to 4 input rows, so codes are unpacked once per block.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{f16, Layout, Planes, Row};
@@ -222,10 +222,8 @@ mod avx2 {
             let left = out.len() - b0;
             // SAFETY: the caller guarantees AVX2 and FMA.
             unsafe {
-                if left >= 8 {
-                    block::<BITS, 8>(row, inputs, layout, b0, out);
-                    b0 += 8;
-                } else if left >= 4 {
+                // Blocks of at most 4 rows: 8 accumulators stay in the 16 vector registers.
+                if left >= 4 {
                     block::<BITS, 4>(row, inputs, layout, b0, out);
                     b0 += 4;
                 } else if left >= 2 {
