@@ -120,6 +120,18 @@ fn rows_dispatch<const BITS: u32>(
                 };
                 #[cfg(target_arch = "x86_64")]
                 if wide {
+                    // Ask for the next row's codes while this row is computed: the loop is too
+                    // short per row for the hardware prefetcher to run far enough ahead.
+                    if let Some(next) = packed.get((r + 1) * rb..(r + 2) * rb) {
+                        for line in next.chunks(64) {
+                            // SAFETY: a prefetch of a valid address has no other effect.
+                            unsafe {
+                                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                                    line.as_ptr() as *const i8,
+                                )
+                            };
+                        }
+                    }
                     // SAFETY: the CPU supports AVX2 and FMA (`has_avx2_fma`).
                     unsafe { avx2::row_dot::<BITS>(&row, inputs, layout, out_row) };
                     continue;
