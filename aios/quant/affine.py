@@ -1,12 +1,12 @@
 """Group-wise affine quantization in NumPy: the reference every other backend must match.
 
 Asymmetric (per group): the range is widened to include 0 so that 0 is exact,
-``scale = (max - min) / (2**bits - 1)`` rounded to f16, ``zero = round(-min / scale)``,
+``scale = (max - min) / (2**bits - 1)`` rounded up to f16, ``zero = round(-min / scale)``,
 ``code = clamp(round(x / scale) + zero, 0, 2**bits - 1)``.
 Symmetric: ``scale = max|x| / (2**(bits-1) - 1)``, ``code = clamp(round(x / scale),
 -2**(bits-1), 2**(bits-1) - 1) + 2**(bits-1)``. Rounding is half-to-even and all arithmetic is
 float32 with the f16-rounded scale, which is what makes a native kernel able to produce the
-very same bytes. A scale that rounds to 0 (an all-zero group) is stored as 1.
+very same bytes. A scale of 0 (an all-zero group) is stored as 1.
 Dequantization is ``(code - zero) * scale`` in float32.
 """
 
@@ -81,7 +81,11 @@ def group_params(
         raise QuantizationError(
             f"a group's range needs a scale above {F16_MAX:g}, the float16 maximum; weights "
             f"this large cannot be quantized with f16 scales (rescale the layer first)")
-    scales16 = scale.astype(np.float16)
+    scales16 = np.asarray(scale.astype(np.float16))
+    # Round the scale up, never down: a scale below the range's would clip the group's extreme
+    # values by whole steps (it matters for small groups, whose f16 scales are subnormal).
+    low = scales16.astype(np.float32) < scale
+    scales16[low] = np.nextafter(scales16[low], np.float16(np.inf))
     scales16[scales16 == 0] = np.float16(1)
     s = scales16.astype(np.float32)
     if symmetric:

@@ -142,3 +142,13 @@ def test_odd_shapes_round_trip_within_one_step(rows, cols, bits, group_size, sym
     restored = dequantize(q)
     assert restored.shape == w.shape
     assert np.all(np.abs(restored - w) <= 1.2 * step_of(q) + 1e-12)
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_tiny_groups_with_subnormal_f16_scales_are_not_clipped(bits):
+    # 0.00049 / 255 is an f16 subnormal; rounding the scale down would clip this value by 2.5
+    # steps, so the scale is rounded up instead.
+    w = np.array([[0.00048637]], np.float32)
+    q = quantize(w, bits=bits, group_size=4)
+    assert q.scales.astype(np.float32)[0, 0] * ((1 << bits) - 1) >= w[0, 0]
+    assert abs(dequantize(q)[0, 0] - w[0, 0]) <= 0.5 * float(q.scales[0, 0]) + 1e-12

@@ -57,6 +57,10 @@ fn group_params(values: &[f32], layout: &Layout) -> Option<(u16, f32, f32)> {
         return None;
     }
     let mut s16 = f16::from_f32(scale);
+    // Round up, never down (as the reference): a smaller scale would clip the extremes.
+    if s16.to_f32() < scale {
+        s16 = f16::from_bits(s16.to_bits() + 1);
+    }
     if s16.to_f32() == 0.0 {
         s16 = f16::ONE;
     }
