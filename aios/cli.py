@@ -17,7 +17,7 @@ from aios import cli_quantize
 from aios.config import Config, load_config
 from aios.errors import AiosError
 from aios.hookspecs import CONTRACT_VERSION
-from aios.registry import KINDS, Registry, default_registry
+from aios.registry import KINDS, Registration, Registry, default_registry
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, help="random seed for a reproducible output")
     generate.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
     generate.set_defaults(handler=_generate)
+    train = commands.add_parser("train", help="train a pack's model with its recipe")
+    train.add_argument("name", help="the recipe to run (e.g. text); `aios plugins` lists them")
+    train.add_argument("--recipe", metavar="FILE",
+                       help="recipe YAML file (default: the pack's default recipe)")
+    train.add_argument("--out", metavar="DIR",
+                       help="run directory; a run of the same recipe there is resumed "
+                            "(default: runs/NAME)")
+    train.set_defaults(handler=_train)
     cli_quantize.add_parser(commands)
     return parser
 
@@ -111,19 +119,17 @@ def _plugins_data(registry: Registry) -> dict[str, Any]:
         "contract_version": CONTRACT_VERSION,
         "plugins": [info.as_dict() for info in registry.plugins.values()],
         "registrations": {
-            kind: {
-                name: {
-                    "plugin": registry.get(kind, name).plugin,
-                    "summary": registry.get(kind, name).summary,
-                    "priority": registry.get(kind, name).priority,
-                    "family": registry.get(kind, name).family,
-                }
-                for name in registry.names(kind)
-            }
+            kind: {name: _registration_data(registry.get(kind, name))
+                   for name in registry.names(kind)}
             for kind in KINDS
         },
         "failures": [f.as_dict() for f in registry.failures],
     }
+
+
+def _registration_data(entry: Registration) -> dict[str, Any]:
+    return {"plugin": entry.plugin, "summary": entry.summary, "priority": entry.priority,
+            "family": entry.family}
 
 
 def _print_failures(registry: Registry) -> None:
@@ -207,21 +213,43 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- aios train -------------------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace) -> int:
+    entry = default_registry().get("recipe", args.name)
+    metrics = entry.factory(recipe=args.recipe, out=args.out or f"runs/{args.name}",
+                            progress=True)
+    print(_table([("METRIC", "VALUE"), *((str(k), str(v)) for k, v in metrics.items())]))
+    return 0
+
+
 # -- aios generate -----------------------------------------------------------------------------
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from aios.engine import ArrowEngine
 
     registry = default_registry()
     config = _load(args, registry)
-    with ArrowEngine.from_config(config, registry=registry) as engine:
+    # The bar goes to stderr and only to a terminal (disable=None), so piped output stays clean.
+    with ArrowEngine.from_config(config, registry=registry) as engine, tqdm(
+        desc="denoising", unit="step", disable=None, leave=False
+    ) as bar:
+
+        def advance(step: int, num_steps: int, state: Any) -> None:
+            bar.total = num_steps
+            bar.update(1)
+
         output = engine.diffuse(
             args.prompt,
             modality=args.modality,
             num_steps=args.steps,
             guidance_scale=args.guidance_scale,
             seed=args.seed,
+            callback=advance,
         )
     print(output)
     return 0

@@ -279,17 +279,19 @@ class _Builder:
         for key in data:
             if key not in _TOP_LEVEL:
                 raise self.unknown_key(str(key), _TOP_LEVEL)
-        sections: dict[str, Any] = {}
-        family: str | None = None
-        for name in ("head", "sampler", "memory", "quantizer", "generate"):
-            sections[name] = self.section(name, data.get(name),
-                                          family if name == "sampler" else None)
-            if name == "head" and self.registry is not None:
-                head = sections["head"].name
-                if head in self.registry.names("head"):
-                    family = self.registry.get("head", head).family
+        sections: dict[str, Any] = {"head": self.section("head", data.get("head"), None)}
+        # The sampler must speak the head's family, so `auto` only considers those.
+        sections["sampler"] = self.section("sampler", data.get("sampler"),
+                                           self.family_of(sections["head"].name))
+        for name in ("memory", "quantizer", "generate"):
+            sections[name] = self.section(name, data.get(name), None)
         sections[_CONDITIONERS] = self.conditioners(data.get(_CONDITIONERS))
         return Config(**sections, origins=MappingProxyType(dict(self.origins)))
+
+    def family_of(self, head: str) -> str | None:
+        if self.registry is None or head not in self.registry.names("head"):
+            return None
+        return self.registry.get("head", head).family
 
     def section(self, name: str, raw: Any, family: str | None) -> Any:
         spec = _SECTIONS[name]
@@ -396,12 +398,55 @@ class _Builder:
         return checked
 
     def unknown_key(self, key: str, valid: Iterable[str], extra: str = "") -> ConfigError:
-        last = key.rsplit(".", 1)[-1]
-        valid = list(valid)
-        close = suggest(last, valid)
-        fix = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        fix = (fix + " " if fix else "") + f"Valid keys: {', '.join(valid)}{extra}"
-        return ConfigError(self.where(key), key, "unknown key", fix)
+        return unknown_key_error(self.where(key), key, valid, extra)
+
+
+def unknown_key_error(where: str, key: str, valid: Iterable[str], extra: str = "") -> ConfigError:
+    """The error for a key that is not one of `valid`, with "did you mean" suggestions."""
+    last = key.rsplit(".", 1)[-1]
+    valid = list(valid)
+    close = suggest(last, valid)
+    fix = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    fix = (fix + " " if fix else "") + f"Valid keys: {', '.join(valid)}{extra}"
+    return ConfigError(where, key, "unknown key", fix)
+
+
+def parse_dataclass(cls: type, data: Any, *, source: str, prefix: str = "") -> Any:
+    """Build a (frozen) dataclass from YAML data with the config's error messages.
+
+    Unknown keys get suggestions, simple fields are type-checked, nested dataclass fields are
+    parsed recursively and lists become tuples for tuple fields. Used for recipes and other
+    structured files that are not the main config.
+    """
+    where = prefix or "(document)"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, where, f"expected a mapping, got {_type_name(data)}",
+                          "write `key: value` pairs")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise unknown_key_error(source, path, names)
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = parse_dataclass(hint, value, source=source, prefix=path)
+        elif typing.get_origin(hint) is tuple:
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(source, path, f"expected a list, got {_type_name(value)}",
+                                  "write a YAML list, e.g. [a, b]")
+            item = typing.get_args(hint)[0]
+            values[key] = tuple(_check_type(v, item, source, f"{path}.{i}")
+                                for i, v in enumerate(value))
+        else:
+            values[key] = _check_type(value, hint, source, path)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(source, where, str(exc), "fix the values of this section") from exc
 
 
 def _choose_fix(exc: PluginNotFoundError) -> str:

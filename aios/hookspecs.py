@@ -12,7 +12,7 @@ hooks below with the `hookimpl` marker::
 
     import aios
 
-    AIOS_CONTRACT_VERSION = "1.0"
+    AIOS_CONTRACT_VERSION = "1.1"
 
     @aios.hookimpl
     def aios_register_samplers(register):
@@ -54,7 +54,7 @@ from typing import Any
 import pluggy
 
 #: The version of this contract. Bump MINOR for additions, MAJOR for changes that break plugins.
-CONTRACT_VERSION = "1.0"
+CONTRACT_VERSION = "1.1"
 
 #: The module attribute through which a plugin declares the contract version it implements.
 CONTRACT_ATTRIBUTE = "AIOS_CONTRACT_VERSION"
@@ -75,6 +75,7 @@ KIND_HOOKS = {
     "conditioner": "aios_register_conditioners",
     "storage": "aios_register_storage",
     "quantizer": "aios_register_quantizers",
+    "recipe": "aios_register_recipes",
 }
 
 
@@ -148,6 +149,19 @@ def aios_register_quantizers(register: Register) -> None:
     producing `aios.quant.QuantizedTensor`. Subclassing `aios.quant.ReferenceQuantizer` and
     replacing its kernels gives all of that. Register a native implementation with a higher
     ``priority`` than the reference one; both must produce identical packed data.
+    """
+
+
+@hookspec
+def aios_register_recipes(register: Register) -> None:
+    """Register training recipes: how a pack trains its model (added in contract 1.1).
+
+    ``aios train NAME`` calls the factory as ``factory(recipe=..., out=..., progress=...)``:
+    ``recipe`` is the path of a recipe file (YAML) or None for the pack's default recipe,
+    ``out`` the run directory (resume when it holds a run of the same recipe), and ``progress``
+    whether to show progress bars. It trains, evaluates and returns a mapping of metrics (plain
+    numbers and strings) that the command prints. Mistakes in the recipe should raise
+    `aios.errors.ConfigError` (exit code 2); other failures `aios.errors.AiosError`.
     """
 
 

@@ -36,6 +36,8 @@ INSTALL_HINTS = {
     "storage": "Install the native backend: `pip install aios-native` (aios_native/).",
     "quantizer": "Install the native backend: `pip install aios-native` (aios_native/).",
     "conditioner": "Install a pack that provides conditioners.",
+    "recipe": "Install the modality pack whose model you want to train, e.g. "
+    "`pip install aios-text`.",
 }
 
 
@@ -126,6 +128,17 @@ def check_contract(plugin: str, distribution: str, declared: object) -> str:
     return text
 
 
+def _check_marked(module: object) -> None:
+    """Refuse hook functions without `@aios.hookimpl`: pluggy would silently ignore them."""
+    hooks = {*KIND_HOOKS.values(), "aios_diagnostics"}
+    for attribute in dir(module):
+        looks_like_hook = attribute in hooks or attribute.startswith("aios_register_")
+        if looks_like_hook and callable(getattr(module, attribute)):
+            if not hasattr(getattr(module, attribute), "aios_impl"):
+                raise TypeError(f"{attribute} is not marked as a hook; decorate it with "
+                                "@aios.hookimpl")
+
+
 def _summary_of(factory: Callable[..., Any]) -> str:
     doc = inspect.getdoc(factory) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
@@ -179,6 +192,7 @@ class Registry:
             self.failures.append(LoadFailure(name, distribution, version, "contract", str(exc)))
             return None
         try:
+            _check_marked(module)
             self._manager.register(module, name=name)
             self._manager.check_pending()
         except Exception as exc:  # noqa: BLE001 - pluggy validation errors

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 import aios
+from aios.hookspecs import CONTRACT_VERSION
 from aios.registry import Registry
 
 
-def make_plugin(contract: str | None = "1.0", **hooks: Callable[..., Any]) -> types.ModuleType:
+def make_plugin(contract: str | None = CONTRACT_VERSION,
+                **hooks: Callable[..., Any]) -> types.ModuleType:
     """A plugin module implementing the given hooks (keyword = hook name)."""
     module = types.ModuleType("test_plugin")
     if contract is not None:

@@ -2,11 +2,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import NoisyHead, make_plugin, registering
 
 import aios
 from aios.config import Config, load_config
 from aios.errors import ConfigError
+from conftest import NoisyHead, make_plugin, registering
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -203,3 +203,46 @@ def test_config_objects_are_immutable(toys):
         config.sampler.options["fraction"] = 1.0
     with pytest.raises(TypeError):
         config.origins["x"] = "y"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    size: int = 1
+
+    def __post_init__(self):
+        if self.size < 1:
+            raise ValueError("size must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outer:
+    name: str = "x"
+    inner: _Inner = _Inner()
+    tags: tuple[str, ...] = ()
+    rate: float = 0.5
+
+
+def test_parse_dataclass_builds_nested_values_and_tuples():
+    from aios.config import parse_dataclass
+
+    parsed = parse_dataclass(_Outer, {"inner": {"size": 3}, "tags": ["a", "b"], "rate": 1},
+                             source="r.yaml")
+    assert parsed == _Outer(inner=_Inner(3), tags=("a", "b"), rate=1.0)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"inner": {"sise": 3}}, "r.yaml: inner.sise: unknown key; did you mean 'size'?"),
+        ({"tags": "a"}, "r.yaml: tags: expected a list, got str"),
+        ({"tags": [1]}, "r.yaml: tags.0: expected str, got int 1"),
+        ({"inner": {"size": 0}}, "r.yaml: inner: size must be positive"),
+        ([1], "r.yaml: (document): expected a mapping, got a list"),
+    ],
+)
+def test_parse_dataclass_reports_where_and_what(data, message):
+    from aios.config import parse_dataclass
+
+    with pytest.raises(ConfigError) as caught:
+        parse_dataclass(_Outer, data, source="r.yaml")
+    assert str(caught.value).startswith(message)

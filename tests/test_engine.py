@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
-from conftest import NoisyHead, make_plugin, registering
 
 import aios
 from aios.config import load_config
 from aios.engine import ArrowEngine
 from aios.errors import AiosError, ConfigError, PluginNotFoundError
 from aios.protocols import Conditioner, Head, Sampler
+from conftest import NoisyHead, make_plugin, registering
 
 
 def engine(registry, *overrides):

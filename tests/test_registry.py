@@ -1,9 +1,9 @@
 import pytest
-from conftest import HalfwaySampler, NoisyHead, make_plugin, registering
 
 from aios.errors import IncompatiblePluginError, PluginNotFoundError
 from aios.hookspecs import CONTRACT_VERSION
 from aios.registry import Registry, check_contract
+from conftest import HalfwaySampler, NoisyHead, make_plugin, registering
 
 
 def add(registry, module, name="p", distribution="dist-p", version="0.3"):
@@ -182,3 +182,12 @@ def test_discovery_finds_the_installed_core_first():
     assert next(iter(registry.plugins)) == "core"
     assert registry.plugins["core"].distribution == "aios"
     assert not [f for f in registry.failures if f.plugin == "core"]
+
+
+def test_a_hook_function_without_the_hookimpl_marker_is_refused_not_ignored():
+    registry = Registry()
+    module = make_plugin()
+    module.aios_register_heads = lambda register: register("x", NoisyHead)
+    assert add(registry, module, name="forgot") is None
+    assert registry.failures[0].error == (
+        "TypeError: aios_register_heads is not marked as a hook; decorate it with @aios.hookimpl")

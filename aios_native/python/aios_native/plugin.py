@@ -13,7 +13,7 @@ from typing import Any
 import aios
 import aios_native
 
-AIOS_CONTRACT_VERSION = "1.0"
+AIOS_CONTRACT_VERSION = "1.1"
 
 
 @aios.hookimpl

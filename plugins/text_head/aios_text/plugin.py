@@ -1,7 +1,19 @@
 """The aios registration of aios-text.
 
-It declares the contract version and registers nothing yet: its components arrive with their
-own issues, and registering placeholders would let a config select something that cannot run.
+It registers the training recipe (`aios train text`); the generating head is registered once a
+trained model ships with the pack, so that a config can never select a head without weights.
 """
 
-AIOS_CONTRACT_VERSION = "1.0"
+from collections.abc import Callable
+
+import aios
+
+AIOS_CONTRACT_VERSION = "1.1"
+
+
+@aios.hookimpl
+def aios_register_recipes(register: Callable[..., None]) -> None:
+    from aios_text.recipe import train_command
+
+    register("text", train_command,
+             summary="masked-diffusion language model on offline English text")

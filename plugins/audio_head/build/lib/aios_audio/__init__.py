@@ -1,6 +1,0 @@
-"""aios-audio: Audio head: waveform diffusion at 16 kHz.
-
-The pack registers with aios through the entry point in its pyproject.toml; see `plugin.py`.
-"""
-
-__version__ = "0.1.0"

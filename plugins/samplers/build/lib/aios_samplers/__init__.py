@@ -1,6 +1,0 @@
-"""aios-samplers: Continuous and discrete diffusion samplers.
-
-The pack registers with aios through the entry point in its pyproject.toml; see `plugin.py`.
-"""
-
-__version__ = "0.1.0"

