@@ -1,7 +1,7 @@
 """The core's own plugin: it registers through the same contract as every pack.
 
 It reports the core's environment to `aios doctor` and registers the reference storage backend
-(NumPy/BLAS search over the shared on-disk format); the reference quantizer joins it later.
+(NumPy/BLAS search over the shared on-disk format) and the reference (NumPy) quantizer.
 """
 
 from __future__ import annotations
@@ -45,3 +45,11 @@ def aios_register_storage(register: Register) -> None:
     from aios.memory import reference_store
 
     register("reference", reference_store, priority=0)
+
+
+@hookimpl
+def aios_register_quantizers(register: Register) -> None:
+    from aios.quant import ReferenceQuantizer
+
+    register("reference", ReferenceQuantizer, priority=0,
+             summary="group-wise INT8/INT4/INT2 weight quantization in NumPy (the reference)")

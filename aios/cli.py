@@ -14,6 +14,7 @@ from importlib import metadata
 from typing import Any
 
 from aios.cli_memory import add_memory_commands
+from aios import cli_quantize
 from aios.config import Config, load_config
 from aios.errors import AiosError
 from aios.hookspecs import CONTRACT_VERSION
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="run directory; a run of the same recipe there is resumed "
                             "(default: runs/NAME)")
     train.set_defaults(handler=_train)
+    cli_quantize.add_parser(commands)
     return parser
 
 

@@ -58,3 +58,13 @@ class IncompatiblePluginError(AiosError):
 def suggest(word: str, candidates: Iterable[str]) -> list[str]:
     """The closest candidates to a misspelt word, best first (for "did you mean" hints)."""
     return difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)
+
+
+class QuantizationError(AiosError):
+    """A tensor or an option cannot be quantized: the message names the tensor and the fix."""
+
+    exit_code = 2
+
+
+class WeightFileError(AiosError):
+    """A weight file cannot be read or written (truncated, corrupt, newer format, bad tensor)."""

@@ -164,9 +164,13 @@ def aios_register_quantizers(register: Register) -> None:
     """Register weight quantizers.
 
     The factory is called as ``factory(**options)`` with the options of the config's
-    ``quantizer`` section and returns an `aios.protocols.Quantizer` (``quantize(weights)`` and
-    ``dequantize(quantized)``). Register a native implementation with a higher ``priority`` than
-    the reference one; both must produce identical packed data.
+    ``quantizer`` section (and of ``aios quantize``'s flags: ``bits``, ``group_size``,
+    ``symmetric``, ``keep``, ``error_correction``) and returns an `aios.protocols.Quantizer`:
+    ``quantize(weights, *, name, calibration)``, ``dequantize(quantized, out=None)``,
+    ``quantize_model(tensors, *, calibration, progress)`` and ``matmul(quantized, x, out)``,
+    producing `aios.quant.QuantizedTensor`. Subclassing `aios.quant.ReferenceQuantizer` and
+    replacing its kernels gives all of that. Register a native implementation with a higher
+    ``priority`` than the reference one; both must produce identical packed data.
     """
 
 

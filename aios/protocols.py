@@ -224,10 +224,34 @@ class MemoryStore(Protocol):
 
 @runtime_checkable
 class Quantizer(Protocol):
-    """Turns float weights into packed low-bit tensors and back."""
+    """Turns float weights into packed low-bit tensors and back (`aios.quant.QuantizedTensor`).
 
-    def quantize(self, weights: np.ndarray) -> Any:
-        """Quantize one float tensor with the options the quantizer was built with."""
+    Every backend of the same options must produce identical bytes, so a file written by one is
+    read by any other; a faster backend replaces kernels, never the format.
+    """
 
-    def dequantize(self, quantized: Any) -> np.ndarray:
-        """Rebuild a float32 tensor from what `quantize` returned."""
+    bits: int
+    group_size: int
+    symmetric: bool
+
+    def quantize(self, weights: Any, *, name: str = "tensor", calibration: Any = None) -> Any:
+        """Quantize one float tensor with the options the quantizer was built with.
+
+        `name` appears in error messages; `calibration` (inputs of the layer, shape
+        (..., in_features)) enables error correction where the quantizer supports it.
+        """
+
+    def dequantize(self, quantized: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Rebuild a float32 tensor from what `quantize` returned, into `out` when given."""
+
+    def quantize_model(
+        self,
+        tensors: Mapping[str, Any],
+        *,
+        calibration: Mapping[str, Any] | None = None,
+        progress: bool = False,
+    ) -> dict[str, Any]:
+        """Quantize a model's tensors, keeping the ones its policy keeps in 16 bits."""
+
+    def matmul(self, quantized: Any, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out = x @ W.T`` for float32 `x` (batch, in) and a quantized 2-D weight `W`."""

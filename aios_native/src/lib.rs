@@ -1,5 +1,7 @@
 //! PyO3 bindings of aios-native-core: the `aios_native._native` extension module.
 
+mod quant;
+
 use aios_native_core::{threads, Capabilities};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -35,5 +37,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_dynamic_dispatch, m)?)?;
     m.add_function(wrap_pyfunction!(thread_count, m)?)?;
     storage::register(m)?;
+    quant::register(m)?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 """The aios plugin of the native layer.
 
 It registers the `native` storage backend (Rust search over the shared on-disk format, above the
-core's `reference`), and reports what the native layer found on this machine to `aios doctor`.
+core's `reference`) and the native quantizer (above the reference one, so `auto` picks both), and
+reports what the native layer found on this machine to `aios doctor`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ import aios
 import aios_native
 
 AIOS_CONTRACT_VERSION = "1.1"
+
+
+@aios.hookimpl
+def aios_register_quantizers(register: Callable[..., None]) -> None:
+    from aios_native.quant import NativeQuantizer
+
+    register("native", NativeQuantizer, priority=10,
+             summary="group-wise INT8/INT4/INT2 quantization and fused kernels in Rust (rayon)")
 
 
 @aios.hookimpl

@@ -1,0 +1,142 @@
+"""A linear layer whose weight stays quantized: what a quantized model runs at inference.
+
+At small batch (decoding one token at a time) a linear layer is bound by reading its weight,
+so the layer hands the packed codes straight to the quantizer backend's ``matmul``: the native
+backend dequantizes one row at a time in cache while multiplying, reading 4-8x fewer bytes
+than float32. Larger batches are bound by arithmetic instead; there the weight is dequantized
+(into a fresh buffer, by the same backend) and torch's BLAS does the product.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aios.errors import QuantizationError
+from aios.quant.tensor import QuantizedTensor
+
+#: Up to this many input rows the fused kernel is used; above it, dequantize + BLAS.
+FUSED_MAX_BATCH = 8
+
+
+def best_quantizer(**options: Any) -> Any:
+    """Build the highest-priority installed quantizer (native over reference)."""
+    from aios.registry import default_registry
+
+    registration = default_registry().best("quantizer")
+    if registration is None:  # pragma: no cover - the core always registers `reference`
+        from aios.quant.quantizer import ReferenceQuantizer
+
+        return ReferenceQuantizer(**options)
+    return registration.factory(**options)
+
+
+class QuantizedLinear(nn.Module):
+    """``y = x W^T + b`` with `W` a 2-D `QuantizedTensor` (inference only: `W` has no gradient)."""
+
+    def __init__(
+        self, weight: QuantizedTensor, bias: torch.Tensor | None = None, *, backend: Any = None
+    ) -> None:
+        super().__init__()
+        if len(weight.shape) != 2:
+            raise QuantizationError(
+                f"a linear layer needs a 2-D weight, got shape {list(weight.shape)}")
+        self.weight_q = weight.validate()
+        self.out_features, self.in_features = weight.shape
+        self.backend = backend if backend is not None else best_quantizer()
+        if bias is not None and tuple(bias.shape) != (self.out_features,):
+            raise QuantizationError(
+                f"bias has shape {list(bias.shape)}, expected [{self.out_features}]")
+        self.bias = None if bias is None else nn.Parameter(
+            bias.detach().float().clone(), requires_grad=False)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, quantizer: Any) -> QuantizedLinear:
+        """Quantize an `nn.Linear`'s weight with `quantizer` (which also runs the layer)."""
+        weight = quantizer.quantize(linear.weight.detach(), name="weight")
+        return cls(weight, linear.bias, backend=quantizer)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """The float32 weight, materialised (what the large-batch path multiplies with)."""
+        out = torch.empty(self.out_features, self.in_features, dtype=torch.float32)
+        self.backend.dequantize(self.weight_q, out=out.numpy())
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise QuantizationError(
+                f"input has {x.shape[-1]} features, the layer expects {self.in_features}")
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, self.in_features)
+        fused = (flat.shape[0] <= FUSED_MAX_BATCH and x.device.type == "cpu"
+                 and not (torch.is_grad_enabled() and x.requires_grad))
+        if fused:
+            inputs = flat.detach().to(torch.float32).contiguous()
+            out = torch.empty(flat.shape[0], self.out_features, dtype=torch.float32)
+            self.backend.matmul(self.weight_q, inputs.numpy(), out.numpy())
+            if self.bias is not None:
+                out += self.bias
+        else:
+            weight = self.dequantized_weight().to(x.device)
+            bias = None if self.bias is None else self.bias.to(x.device)
+            out = nn.functional.linear(flat.to(torch.float32), weight, bias)
+        return out.reshape(*lead, self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        q = self.weight_q
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"{q.quant_type}, group_size={q.group_size}, "
+                f"backend={getattr(self.backend, 'backend', type(self.backend).__name__)}")
+
+
+def quantize_linears(module: nn.Module, quantizer: Any) -> nn.Module:
+    """Replace, in place, every `nn.Linear` inside `module` whose weight the quantizer does not
+    keep in 16 bits by a `QuantizedLinear` (names as in ``module.state_dict()``)."""
+    for name, child in list(module.named_modules()):
+        if isinstance(child, nn.Linear) and not quantizer.keeps(f"{name}.weight", child.weight):
+            _replace(module, name, QuantizedLinear.from_linear(child, quantizer))
+    return module
+
+
+def load_quantized(module: nn.Module, weights: Any, *, backend: Any = None) -> nn.Module:
+    """Load a weight file (or any mapping of name -> tensor) into `module`: linears whose weight
+    is quantized become `QuantizedLinear` running on the (memory-mapped) codes; every other
+    tensor is copied into its parameter or buffer. Raises if a name is missing either side."""
+    backend = backend if backend is not None else best_quantizer()
+    state = module.state_dict()
+    unknown = sorted(set(weights) - set(state))
+    missing = sorted(set(state) - set(weights))
+    if unknown or missing:
+        raise QuantizationError(
+            f"the weights do not match the model: missing {missing[:5]}, unexpected "
+            f"{unknown[:5]}; load weights saved from this architecture")
+    for name, child in list(module.named_modules()):
+        quantized = weights[f"{name}.weight"] if isinstance(child, nn.Linear) else None
+        if isinstance(quantized, QuantizedTensor):
+            bias = None if child.bias is None else torch.as_tensor(
+                np.asarray(weights[f"{name}.bias"], dtype=np.float32))
+            _replace(module, name, QuantizedLinear(quantized, bias, backend=backend))
+    with torch.no_grad():
+        for name, target in module.state_dict(keep_vars=True).items():
+            value = weights[name]
+            if not isinstance(value, QuantizedTensor):
+                target.copy_(torch.as_tensor(np.array(value)))
+    return module
+
+
+def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, new)
+
+
+def quantized_bytes(module: nn.Module) -> int:
+    """Bytes of the packed weights of every `QuantizedLinear` inside `module`."""
+    return int(sum(m.weight_q.nbytes for m in module.modules() if isinstance(m, QuantizedLinear)))
+
+
+__all__ = ["FUSED_MAX_BATCH", "QuantizedLinear", "best_quantizer", "load_quantized",
+           "quantize_linears", "quantized_bytes"]
