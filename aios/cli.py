@@ -14,7 +14,7 @@ from importlib import metadata
 from typing import Any
 
 from aios.cli_memory import add_memory_commands
-from aios import cli_quantize
+from aios.cli_quantize import add_quantize_command
 from aios.config import Config, load_config
 from aios.errors import AiosError
 from aios.hookspecs import CONTRACT_VERSION
@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="run directory; a run of the same recipe there is resumed "
                             "(default: runs/NAME)")
     train.set_defaults(handler=_train)
-    cli_quantize.add_parser(commands)
+    add_quantize_command(commands)
     return parser
 
 

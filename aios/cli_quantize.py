@@ -23,7 +23,7 @@ _OPTION_FLAGS = {"bits": "bits", "group_size": "group_size", "symmetric": "symme
                  "keep": "keep", "error_correction": "error_correction"}
 
 
-def add_parser(commands: Any) -> None:
+def add_quantize_command(commands: Any) -> None:
     """Add the `quantize` subcommand to the `aios` parser's subcommands."""
     p = commands.add_parser(
         "quantize", help="quantize a model's weights into an aios weight file",
@@ -137,4 +137,4 @@ def _size(n: int) -> str:
     return str(n)  # pragma: no cover
 
 
-__all__ = ["add_parser", "run", "summary"]
+__all__ = ["add_quantize_command", "run", "summary"]
