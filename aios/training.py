@@ -8,6 +8,7 @@ nothing about modalities: a `TrainTask` supplies batches and computes its own lo
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from aios.errors import AiosError
+from aios.files import write_atomic
 
 
 class TrainTask(Protocol):
@@ -164,17 +166,7 @@ def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
         "ema": ema.shadow if ema is not None else None,
         "losses": losses,
     }
-    atomic_torch_save(state, path)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write with torch.save to a temporary file, fsync, then rename over `path`."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
 def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -196,10 +188,11 @@ def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
 
 
 def _write_losses_csv(losses: list[tuple[int, str, float]], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["step", "task", "loss"])
-        writer.writerows(losses)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["step", "task", "loss"])
+    writer.writerows(losses)
+    write_atomic(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def write_loss_curve(losses: list[tuple[int, str, float]], path: Path) -> Path:
@@ -223,9 +216,7 @@ def write_loss_curve(losses: list[tuple[int, str, float]], path: Path) -> Path:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
+    write_atomic(path, lambda f: fig.savefig(f, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 

@@ -23,9 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aios.errors import QuantizationError, WeightFileError
+from aios.files import write_atomic
 from aios.quant.affine import dequantize, to_numpy
 from aios.quant.tensor import QuantizedTensor, padding_for
-from aios.weights import FORMAT_VERSION, atomic_write, load_weights
+from aios.weights import FORMAT_VERSION, load_weights
 
 PARQUET_SCHEMA = pa.schema([
     pa.field("layer_name", pa.string(), nullable=False),
@@ -81,7 +82,7 @@ def export_parquet(tensors: Mapping[str, Any], path: str | os.PathLike[str]) -> 
     table = pa.table(rows, schema=PARQUET_SCHEMA).replace_schema_metadata(
         {_PARQUET_VERSION_KEY: str(FORMAT_VERSION).encode()})
     path = Path(path)
-    atomic_write(path, lambda f: pq.write_table(table, pa.PythonFile(f, mode="w")))
+    write_atomic(path, lambda f: pq.write_table(table, pa.PythonFile(f, mode="w")))
     return path
 
 
@@ -160,7 +161,7 @@ def export_safetensors(
                 _SAFETENSORS_QUANT_KEY: json.dumps(layouts, sort_keys=True)}
     payload = save(arrays, metadata=metadata)
     path = Path(path)
-    atomic_write(path, lambda f: f.write(payload))
+    write_atomic(path, lambda f: f.write(payload))
     return path
 
 

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from aios.errors import QuantizationError, WeightFileError
+from aios.files import write_atomic
 from aios.quant.affine import to_numpy
 from aios.quant.tensor import QuantizedTensor
 
@@ -88,29 +89,8 @@ def save_weights(
         _KEY_METADATA: json.dumps(dict(metadata or {}), sort_keys=True).encode(),
     }
     meta[_KEY_ALIGN] = b" " * _alignment_pad(table, meta)
-    atomic_write(path, lambda sink: _write_ipc(sink, table.replace_schema_metadata(meta)))
+    write_atomic(path, lambda sink: _write_ipc(sink, table.replace_schema_metadata(meta)))
     return path
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside `path`, fsync it, then rename it over
-    `path`: a crash leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _write_ipc(sink: Any, table: pa.Table) -> None:

@@ -1,8 +1,6 @@
-"""Durable file primitives: atomic replace, fsync of a directory, the single-writer lock.
+"""The store's file primitives: the single-writer lock and the clean-up of temporaries.
 
-Nothing the store writes is ever visible half-written: a new file is written under a temporary
-name, fsynced, renamed over its final name, and the directory is fsynced so the rename itself
-survives a power cut.
+Atomic replacement itself is the core's `aios.files.write_atomic` (re-exported here).
 """
 
 from __future__ import annotations
@@ -10,42 +8,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
+from aios.files import TEMPORARY_GLOB, fsync_dir, write_atomic
 from aios.memory.errors import StoreLockedError
+
+__all__ = ["LOCK_NAME", "WriteLock", "fsync_dir", "remove_temporaries", "write_atomic"]
 
 LOCK_NAME = "LOCK"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` through `write(file)` so that it holds either the old or the new content."""
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    fsync_dir(path.parent)
-
-
 def remove_temporaries(directory: Path) -> None:
     """Delete temporary files a killed writer left behind (they were never renamed)."""
-    for leftover in directory.glob(".*.tmp-*"):
+    for leftover in directory.glob(TEMPORARY_GLOB):
         with contextlib.suppress(OSError):
             leftover.unlink()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from aios.files import write_atomic
 from aios_text.corpus import Document
 from aios_text.diffusion import Alpha, mdlm_loss
 from aios_text.tokenizer import TextTokenizer
@@ -63,10 +63,7 @@ class TokenStream:
         return self.ids[: count * length].reshape(count, length)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, self.ids)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: np.save(f, self.ids))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TokenStream:

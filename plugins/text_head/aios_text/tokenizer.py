@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from aios.files import write_atomic
 
 SPECIAL_TOKENS = ("<pad>", "<mask>", "<bos>", "<eos>")
 
@@ -44,10 +45,7 @@ class TextTokenizer:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write `tokenizer.json` atomically (temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.tokenizer.to_str(), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: f.write(self.tokenizer.to_str().encode("utf-8")))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TextTokenizer:
