@@ -116,14 +116,18 @@ def load_quantized(module: nn.Module, weights: Any, *, backend: Any = None) -> n
     for name, child in list(module.named_modules()):
         quantized = weights[f"{name}.weight"] if isinstance(child, nn.Linear) else None
         if isinstance(quantized, QuantizedTensor):
+            # np.array copies: the mapped file is read-only
             bias = None if child.bias is None else torch.as_tensor(
-                np.asarray(weights[f"{name}.bias"], dtype=np.float32))
+                np.array(weights[f"{name}.bias"], dtype=np.float32))
             _replace(module, name, QuantizedLinear(quantized, bias, backend=backend))
     with torch.no_grad():
         for name, target in module.state_dict(keep_vars=True).items():
             value = weights[name]
-            if not isinstance(value, QuantizedTensor):
-                target.copy_(torch.as_tensor(np.array(value)))
+            if isinstance(value, QuantizedTensor):
+                raise QuantizationError(
+                    f"{name} is quantized but is not the weight of a linear layer; only linear "
+                    "layers run quantized: keep it in 16 bits when quantizing")
+            target.copy_(torch.as_tensor(np.array(value)))
     return module
 
 

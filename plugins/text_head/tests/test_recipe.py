@@ -28,7 +28,7 @@ def micro_recipe(corpus_dir, **overrides):
         "backbone": {"dim": 32, "depth": 2, "heads": 2, "max_len": 64},
         "sequence_length": 32,
         "batch_size": 16,
-        "train": {"steps": 60, "lr": 0.003, "warmup": 5, "checkpoint_every": 30, "ema_decay": 0.9},
+        "train": {"steps": 100, "lr": 0.003, "warmup": 5, "checkpoint_every": 50, "ema_decay": 0.9},
         "eval_windows": 16,
         **overrides,
     }
@@ -46,7 +46,7 @@ def test_a_micro_model_trains_its_loss_falls_and_it_is_evaluated(tmp_path, corpu
     recipe = load_recipe(write_recipe(tmp_path, micro_recipe(corpus_dir, objective=objective)))
     result = run_recipe(recipe, tmp_path / "run", progress=False)
     losses = [loss for _, _, loss in _losses(tmp_path / "run" / "train" / "losses.csv")]
-    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
+    assert sum(losses[-20:]) / 20 < 0.75 * sum(losses[:10]) / 10
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["objective"] == objective
     assert 1.0 < metrics["validation_perplexity"] < 300
@@ -63,7 +63,7 @@ def test_a_run_directory_resumes_only_with_its_own_recipe(tmp_path, corpus_dir):
     first = load_recipe(write_recipe(tmp_path, micro_recipe(corpus_dir)))
     done = run_recipe(first, tmp_path / "run", progress=False)
     again = run_recipe(first, tmp_path / "run", progress=False)  # resumes: nothing to train
-    assert len(_losses(tmp_path / "run" / "train" / "losses.csv")) == 60
+    assert len(_losses(tmp_path / "run" / "train" / "losses.csv")) == 100
     assert again.metrics["validation_nll_nats_per_token"] == \
         done.metrics["validation_nll_nats_per_token"]
     other = TextRecipe(**{**first.__dict__, "vocab_size": 301})

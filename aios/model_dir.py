@@ -1,0 +1,84 @@
+"""Model directories: the shared backbone and each head's weights, as the original plan laid out.
+
+A directory holds `model.yaml` (the backbone's config and one entry of settings per head),
+`backbone.arrow`, one `HEAD.arrow` per head (aios weight files, so a quantized model loads the
+same way as a float one, memory-mapped), and any files a head keeps itself (a tokenizer).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from torch import nn
+
+from aios.backbone import Backbone, BackboneConfig
+from aios.errors import AiosError
+from aios.files import write_atomic
+from aios.quant.linear import load_quantized
+from aios.weights import load_weights, save_weights
+
+MODEL_FILE = "model.yaml"
+
+
+def save_model_dir(
+    directory: str | os.PathLike[str],
+    backbone: Backbone,
+    heads: Mapping[str, tuple[nn.Module, Mapping[str, Any]]],
+    *,
+    quantizer: Any = None,
+) -> Path:
+    """Write the backbone and each head (module, settings); with a `quantizer`, every weight
+    matrix it does not keep in 16 bits is stored quantized."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _save_module(directory / "backbone.arrow", backbone, quantizer)
+    for name, (module, _) in heads.items():
+        _save_module(directory / f"{name}.arrow", module, quantizer)
+    config = {"backbone": backbone.config.to_dict(),
+              "heads": {name: dict(settings) for name, (_, settings) in heads.items()}}
+    text = yaml.safe_dump(config, sort_keys=False)
+    write_atomic(directory / MODEL_FILE, lambda f: f.write(text.encode()))
+    return directory
+
+
+def read_model_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(directory) / MODEL_FILE
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise AiosError(f"{directory} is not an aios model directory (no {MODEL_FILE}); give "
+                        "the directory a training recipe wrote") from None
+    except yaml.YAMLError as exc:
+        raise AiosError(f"{path} is malformed ({exc}); restore the model directory") from exc
+    if not isinstance(config, dict) or "backbone" not in config or "heads" not in config:
+        raise AiosError(f"{path} lacks `backbone` or `heads`; restore the model directory")
+    return config
+
+
+def load_backbone(directory: str | os.PathLike[str]) -> Backbone:
+    config = read_model_config(directory)
+    backbone = Backbone(BackboneConfig.from_dict(config["backbone"]))
+    return load_module(Path(directory) / "backbone.arrow", backbone)
+
+
+def load_module(path: Path, module: nn.Module) -> nn.Module:
+    """Load a weight file into `module` (quantized matrices become quantized linears)."""
+    return load_quantized(module, load_weights(path)).eval()
+
+
+def _save_module(path: Path, module: nn.Module, quantizer: Any) -> None:
+    # Only linear layers run quantized (QuantizedLinear); embeddings and the rest stay float.
+    linear_weights = {f"{n}.weight" for n, m in module.named_modules() if isinstance(m, nn.Linear)}
+    tensors: dict[str, Any] = {}
+    for name, value in module.state_dict().items():
+        array = value.detach().cpu().float().numpy().astype(np.float32)
+        if quantizer is not None and name in linear_weights and not quantizer.keeps(name, array):
+            tensors[name] = quantizer.quantize(array, name=name)
+        else:
+            tensors[name] = array
+    save_weights(path, tensors)

@@ -1,0 +1,42 @@
+"""Saving and loading a trained text model: backbone + text head + tokenizer in one directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from aios.backbone import Backbone
+from aios.model_dir import load_backbone, load_module, read_model_config, save_model_dir
+from aios_text.model import TextDiffusionModel, TextHead
+from aios_text.tokenizer import TextTokenizer
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def save_text_model(directory: str | os.PathLike[str], model: TextDiffusionModel,
+                    tokenizer: TextTokenizer, *, schedule: str = "linear",
+                    quantizer: Any = None) -> Path:
+    directory = Path(directory)
+    settings = {"vocab_size": tokenizer.vocab_size, "mask_id": tokenizer.mask_id,
+                "tie": model.head.project is None, "schedule": schedule,
+                "tokenizer": TOKENIZER_FILE}
+    save_model_dir(directory, model.backbone, {"text": (model.head, settings)},
+                   quantizer=quantizer)
+    tokenizer.save(directory / TOKENIZER_FILE)
+    return directory
+
+
+def load_text_model(directory: str | os.PathLike[str]
+                    ) -> tuple[TextDiffusionModel, TextTokenizer, dict[str, Any]]:
+    """The model (in eval mode), its tokenizer, and the head's settings."""
+    directory = Path(directory)
+    settings = read_model_config(directory)["heads"].get("text")
+    if settings is None:
+        raise ValueError(f"{directory} holds no text head; train one with `aios train text`")
+    backbone: Backbone = load_backbone(directory)
+    head = TextHead(int(settings["vocab_size"]), backbone.config.dim, int(settings["mask_id"]),
+                    tie=bool(settings["tie"]))
+    load_module(directory / "text.arrow", head)
+    tokenizer = TextTokenizer.load(directory / settings.get("tokenizer", TOKENIZER_FILE))
+    return TextDiffusionModel(backbone, head).eval(), tokenizer, settings

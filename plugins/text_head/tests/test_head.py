@@ -1,0 +1,118 @@
+"""Generation end to end: a micro model trained by the recipe, saved, loaded as a head and run
+through the engine with the samplers pack."""
+
+import types
+
+import numpy as np
+import pytest
+import yaml
+from aios_text.head import TextDiffusionHead
+from aios_text.model_dir import load_text_model, save_text_model
+from aios_text.recipe import load_recipe, run_recipe
+
+import aios
+from aios.config import load_config
+from aios.engine import ArrowEngine
+from aios.registry import Registry
+
+SENTENCE = "the cat sat on the mat. "
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("text")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for i in range(120):
+        (corpus / f"d{i:03d}.txt").write_text(SENTENCE * 6)
+    recipe = {"corpus": [str(corpus)], "vocab_size": 280,
+              "backbone": {"dim": 32, "depth": 2, "heads": 2, "max_len": 96},
+              "sequence_length": 32, "batch_size": 16, "eval_windows": 8,
+              "train": {"steps": 150, "lr": 0.005, "warmup": 10, "checkpoint_every": 150,
+                        "ema_decay": 0.9}}
+    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
+    return save_text_model(root / "model", result.model, result.tokenizer)
+
+
+def registry_with_head():
+    registry = Registry.discover()
+    module = types.ModuleType("text_test_plugin")
+    module.AIOS_CONTRACT_VERSION = aios.CONTRACT_VERSION
+
+    def heads(register):
+        register("text-test", TextDiffusionHead, family="discrete")
+
+    module.aios_register_heads = aios.hookimpl(heads)
+    registry.add_plugin(module, name="text-test", distribution="tests", version="0")
+    return registry
+
+
+def engine(model_dir, *overrides):
+    registry = registry_with_head()
+    config = load_config(overrides=["head.name=text-test", f"head.model={model_dir}",
+                                    *overrides], registry=registry)
+    return ArrowEngine.from_config(config, registry=registry)
+
+
+def test_a_saved_model_loads_back_with_identical_outputs(model_dir, tmp_path):
+    import torch
+
+    model, tokenizer, settings = load_text_model(model_dir)
+    tokens = torch.tensor([tokenizer.encode(SENTENCE * 2)])
+    again, _, _ = load_text_model(save_text_model(tmp_path / "copy", model, tokenizer))
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens, torch.tensor([0.5])),
+                                   again(tokens, torch.tensor([0.5])))
+    assert settings["mask_id"] == tokenizer.mask_id
+
+
+def test_the_trained_model_continues_its_training_text(model_dir):
+    out = engine(model_dir, "sampler.name=low-confidence", "head.length=12").diffuse(
+        "the cat sat", seed=0, num_steps=12)
+    assert out.startswith("the cat sat")
+    assert "mat" in out
+
+
+def test_a_seed_reproduces_the_output(model_dir):
+    e = engine(model_dir, "sampler.name=mdlm", "head.length=10")
+    assert e.diffuse("the", seed=3, num_steps=5) == e.diffuse("the", seed=3, num_steps=5)
+
+
+def test_a_batch_of_prompts_gives_one_text_per_prompt(model_dir):
+    out = engine(model_dir, "sampler.name=low-confidence", "head.length=8").diffuse(
+        ["the cat", "on the"], seed=0, num_steps=8)
+    assert len(out) == 2 and out[0].startswith("the cat") and out[1].startswith("on the")
+
+
+def test_infilling_keeps_prefix_and_suffix_and_fills_between(model_dir):
+    out = engine(model_dir, "sampler.name=low-confidence").diffuse(
+        "the cat", seed=0, num_steps=6, length=6, suffix=" the mat.")
+    assert out.startswith("the cat") and out.endswith(" the mat.")
+    assert len(out) > len("the cat the mat.")
+
+
+def test_each_step_unmasks_and_the_head_is_called_once_per_step(model_dir):
+    e = engine(model_dir, "sampler.name=low-confidence", "head.length=8")
+    masked = []
+    e.diffuse("the", seed=0, num_steps=4,
+              callback=lambda i, n, s: masked.append(int((s.tokens == e.head.tokenizer.mask_id)
+                                                         .sum())))
+    assert masked == sorted(masked, reverse=True) and masked[-1] == 0
+    assert e.head.calls <= 4
+
+
+def test_a_request_longer_than_the_model_is_refused(model_dir):
+    with pytest.raises(ValueError, match="more than the model's 96"):
+        engine(model_dir, "head.length=200").diffuse("the", seed=0, num_steps=2)
+
+
+def test_decoding_stops_at_end_of_sequence(model_dir):
+    e = engine(model_dir, "sampler.name=low-confidence", "head.length=6")
+    from aios.protocols import GenerationRequest, MaskedState
+
+    tok = e.head.tokenizer
+    ids = [*tok.encode("the cat"), tok.eos_id, *tok.encode(" junk")]
+    request = GenerationRequest(prompt="the cat", modality="text", num_steps=1)
+    state = MaskedState(np.array([ids]), tok.mask_id, tok.eos_id)
+    assert e.head.decode(state, request) == "the cat"
