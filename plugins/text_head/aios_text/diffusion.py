@@ -25,10 +25,6 @@ Alpha = Callable[[np.ndarray], Any]
 T_MIN = 1e-3
 
 
-def linear_alpha(t: np.ndarray) -> np.ndarray:
-    return 1.0 - np.asarray(t, dtype=np.float64)
-
-
 def loss_weight(alpha: Alpha, t: np.ndarray, h: float = 1e-5) -> np.ndarray:
     """-alpha'(t) / (1 - alpha(t)) by central differences, so any schedule (even a table) works."""
     t = np.asarray(t, dtype=np.float64)

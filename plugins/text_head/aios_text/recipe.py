@@ -21,6 +21,7 @@ import yaml
 from aios.backbone import Backbone, BackboneConfig
 from aios.config import parse_dataclass
 from aios.errors import AiosError, ConfigError
+from aios.schedules import masking_schedule
 from aios.training import TrainConfig, train
 from aios_text.corpus import load_corpus
 from aios_text.data import (
@@ -30,12 +31,10 @@ from aios_text.data import (
     evaluate_autoregressive,
     evaluate_nelbo,
 )
-from aios_text.diffusion import Alpha, linear_alpha
 from aios_text.model import TextDiffusionModel, TextHead
 from aios_text.tokenizer import TextTokenizer, train_tokenizer
 
 OBJECTIVES = ("diffusion", "autoregressive")
-SCHEDULES: dict[str, Alpha] = {"linear": linear_alpha}
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,7 @@ class TextRecipe:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective {self.objective!r} is not one of {OBJECTIVES}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule {self.schedule!r} is not one of {sorted(SCHEDULES)}")
+        masking_schedule(self.schedule)  # raises for an unknown schedule
         if self.sequence_length + 1 > self.backbone.max_len:
             raise ValueError(f"sequence_length {self.sequence_length} needs backbone.max_len > "
                              f"{self.sequence_length}")
@@ -99,7 +97,7 @@ def run_recipe(recipe: TextRecipe, out_dir: str | os.PathLike[str], *,
     _bind(out, recipe)
     tokenizer, train_stream, validation_stream = _prepare_data(recipe, out, progress)
     model = build_model(recipe, tokenizer)
-    alpha = SCHEDULES[recipe.schedule]
+    alpha = masking_schedule(recipe.schedule).alpha
     if recipe.objective == "diffusion":
         task: Any = MaskedDiffusionTask(train_stream, alpha, tokenizer.mask_id,
                                         recipe.sequence_length, recipe.batch_size)

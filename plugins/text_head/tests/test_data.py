@@ -12,12 +12,12 @@ from aios_text.data import (
     evaluate_autoregressive,
     evaluate_nelbo,
 )
-from aios_text.diffusion import linear_alpha
 from aios_text.model import TextDiffusionModel, TextHead
 from aios_text.tokenizer import train_tokenizer
 from torch import nn
 
 from aios.backbone import Backbone, BackboneConfig
+from aios.schedules import masking_schedule
 
 DOCS = [Document("t", str(i), f"document {i} says the fox is {i % 3} years old.")
         for i in range(30)]
@@ -64,6 +64,7 @@ def test_a_saved_stream_loads_memory_mapped_with_the_same_ids(tmp_path):
     assert isinstance(loaded.ids, np.memmap)
 
 
+linear_alpha = masking_schedule("linear").alpha
 VOCAB, MASK = 40, 1
 
 

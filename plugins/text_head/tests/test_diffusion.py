@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from aios_text.diffusion import (
-    linear_alpha,
     loss_weight,
     mask_tokens,
     mdlm_loss,
@@ -14,7 +13,9 @@ from aios_text.model import TextDiffusionModel, TextHead
 from torch import nn
 
 from aios.backbone import Backbone, BackboneConfig
+from aios.schedules import masking_schedule
 
+linear_alpha = masking_schedule("linear").alpha
 VOCAB, MASK = 50, 1
 
 

@@ -76,6 +76,7 @@ def test_a_run_directory_resumes_only_with_its_own_recipe(tmp_path, corpus_dir):
     [
         ({"objectiv": "diffusion"}, "objectiv: unknown key; did you mean 'objective'?"),
         ({"objective": "gan"}, "objective 'gan' is not one of"),
+        ({"schedule": "zigzag"}, "unknown masking schedule 'zigzag'"),
         ({"backbone": {"dim": 32, "heads": 3}}, "must split into 3 heads"),
         ({"train": {"steps": "many"}}, "train.steps: expected int, got str 'many'"),
         ({"sequence_length": 64}, "sequence_length 64 needs backbone.max_len > 64"),
