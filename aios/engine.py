@@ -120,6 +120,10 @@ class ArrowEngine:
         )
         return self.head.decode(state, request)
 
+    def generate(self, prompt: str, **kwargs: Any) -> str:
+        """The plain text entry point: `diffuse(prompt, modality="text", ...)`."""
+        return self.diffuse(prompt, modality="text", **kwargs)
+
     def close(self) -> None:
         """Release the memory store, if one is open."""
         if self.storage is not None and hasattr(self.storage, "close"):

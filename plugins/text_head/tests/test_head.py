@@ -74,6 +74,12 @@ def test_the_trained_model_continues_its_training_text(model_dir):
     assert "mat" in out
 
 
+def test_generate_is_the_plain_text_entry_point(model_dir):
+    e = engine(model_dir, "sampler.name=low-confidence", "head.length=8")
+    assert e.generate("the cat", seed=1, num_steps=8) == e.diffuse("the cat", seed=1,
+                                                                   num_steps=8, modality="text")
+
+
 def test_a_seed_reproduces_the_output(model_dir):
     e = engine(model_dir, "sampler.name=mdlm", "head.length=10")
     assert e.diffuse("the", seed=3, num_steps=5) == e.diffuse("the", seed=3, num_steps=5)
