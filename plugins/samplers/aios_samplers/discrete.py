@@ -227,8 +227,10 @@ class MaskedSampler:
         return count - np.minimum(keep, count)
 
     def _eligible(self, masked: np.ndarray, candidates: np.ndarray,
-                  eos_id: int | None) -> np.ndarray:
-        if not self.eos_guard or eos_id is None:
+                  eos_id: int | None, final: bool = False) -> np.ndarray:
+        # A final step reveals every remaining position at once, so no EOS can come "early"; the
+        # guard must not hold any back there, or the generation would end with masks left.
+        if not self.eos_guard or eos_id is None or final:
             return masked
         earlier_masked = np.cumsum(masked, axis=-1) - masked > 0
         return masked & ~((candidates == eos_id) & earlier_masked)
@@ -288,7 +290,7 @@ class MDLM(MaskedSampler):
     def _commit(self, index, tokens, masked, confidence, candidates, state, rng, uniform):
         alpha_t, alpha_s = self.alphas[index], self.alphas[index + 1]
         reveal = (alpha_s - alpha_t) / (1.0 - alpha_t)
-        return self._eligible(masked, candidates, state.eos_id) & (uniform < reveal)
+        return self._eligible(masked, candidates, state.eos_id, alpha_s >= 1.0) & (uniform < reveal)
 
 
 class CachedMDLM(MDLM):
@@ -321,8 +323,10 @@ class LowConfidence(MaskedSampler):
         return self._quota(masked, self.alphas[index], self.alphas[index + 1])
 
     def _commit(self, index, tokens, masked, confidence, candidates, state, rng, uniform):
-        eligible = self._eligible(masked, candidates, state.eos_id)
-        return _top_k_mask(confidence, eligible, self._step_quota(index, masked))
+        quota = self._step_quota(index, masked)
+        final = bool((quota >= masked.sum(axis=-1)).all())
+        eligible = self._eligible(masked, candidates, state.eos_id, final)
+        return _top_k_mask(confidence, eligible, quota)
 
 
 class Threshold(LowConfidence):
@@ -344,8 +348,10 @@ class Threshold(LowConfidence):
         return bool((_tokens_of(state) == state.mask_id).any())
 
     def _commit(self, index, tokens, masked, confidence, candidates, state, rng, uniform):
-        eligible = self._eligible(masked, candidates, state.eos_id)
-        at_least = np.maximum(self._step_quota(index, masked), masked.any(axis=-1))
+        quota = self._step_quota(index, masked)
+        final = bool((quota >= masked.sum(axis=-1)).all())
+        eligible = self._eligible(masked, candidates, state.eos_id, final)
+        at_least = np.maximum(quota, masked.any(axis=-1))
         quota = _top_k_mask(confidence, eligible, at_least)
         return quota | (eligible & (confidence >= self.threshold))
 
@@ -401,10 +407,12 @@ class SemiAutoregressive(LowConfidence):
         lo, hi, _, _ = self._blocks[index]
         inside = np.zeros_like(masked)
         inside[:, lo:hi] = masked[:, lo:hi]
-        eligible = self._eligible(inside, candidates, state.eos_id)
+        quota = self._step_quota(index, masked)
+        final = bool((quota >= inside.sum(axis=-1)).all())
+        eligible = self._eligible(inside, candidates, state.eos_id, final)
         # Blocks are decoded left to right: nothing to the left is masked, so the guard only
         # looks inside the block, and the quota counts only the block.
-        return _top_k_mask(confidence, eligible, self._step_quota(index, masked))
+        return _top_k_mask(confidence, eligible, quota)
 
     def _step_done(self, index, state):
         _lo, hi, j, n = self._blocks[index]
@@ -445,7 +453,8 @@ class ReMDM(MaskedSampler):
         alpha_t, alpha_s = self.alphas[index], self.alphas[index + 1]
         sigma = self._remask_probability(index)
         reveal = (alpha_s - (1.0 - sigma) * alpha_t) / (1.0 - alpha_t) if alpha_t < 1 else 1.0
-        return self._eligible(masked, candidates, state.eos_id) & (uniform < reveal)
+        final = bool(alpha_s >= 1.0)
+        return self._eligible(masked, candidates, state.eos_id, final) & (uniform < reveal)
 
     def _after_commit(self, index, tokens, state, rng):
         # Positions revealed in this very step are not re-masked: re-masking acts on what was
