@@ -9,7 +9,7 @@ resumed training run identical to an uninterrupted one.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,17 +129,12 @@ def evaluate_nelbo(model: nn.Module, stream: TokenStream, alpha: Alpha, mask_id:
     """Mean negative ELBO (nats per token) over the stream's first windows; exp() of it bounds
     the perplexity. Several draws of t per window reduce the Monte-Carlo noise."""
     model.eval()
-    windows = torch.tensor(stream.chunks(length)[:max_windows], dtype=torch.long)
-    if not len(windows):
-        raise ValueError("the stream is shorter than one evaluation window")
+    windows = _evaluation_windows(stream, length, max_windows)
     generator = torch.Generator().manual_seed(seed)
-    total, count = 0.0, 0
-    for _ in range(samples):
-        for start in range(0, len(windows), batch_size):
-            part = windows[start:start + batch_size]
-            total += float(mdlm_loss(model, part, alpha, mask_id, generator)) * len(part)
-            count += len(part)
-    return total / count
+    draws = [_batched_mean(windows, batch_size,
+                           lambda part: mdlm_loss(model, part, alpha, mask_id, generator))
+             for _ in range(samples)]
+    return sum(draws) / samples
 
 
 @torch.no_grad()
@@ -147,11 +142,21 @@ def evaluate_autoregressive(model: nn.Module, stream: TokenStream, *, length: in
                             max_windows: int = 256, batch_size: int = 32) -> float:
     """Mean next-token NLL (nats per token) of the autoregressive baseline on the same windows."""
     model.eval()
-    windows = torch.tensor(stream.chunks(length + 1)[:max_windows], dtype=torch.long)
+    windows = _evaluation_windows(stream, length + 1, max_windows)
+    return _batched_mean(windows, batch_size, lambda part: autoregressive_nll(model, part))
+
+
+def _evaluation_windows(stream: TokenStream, length: int, max_windows: int) -> Tensor:
+    windows = torch.tensor(stream.chunks(length)[:max_windows], dtype=torch.long)
     if not len(windows):
         raise ValueError("the stream is shorter than one evaluation window")
+    return windows
+
+
+def _batched_mean(windows: Tensor, batch_size: int, loss: Callable[[Tensor], Tensor]) -> float:
+    """The mean per-window loss, computed `batch_size` windows at a time."""
     total = 0.0
     for start in range(0, len(windows), batch_size):
         part = windows[start:start + batch_size]
-        total += float(autoregressive_nll(model, part)) * len(part)
+        total += float(loss(part)) * len(part)
     return total / len(windows)

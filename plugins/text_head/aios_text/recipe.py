@@ -21,6 +21,7 @@ import yaml
 from aios.backbone import Backbone, BackboneConfig
 from aios.config import parse_dataclass
 from aios.errors import AiosError, ConfigError
+from aios.files import write_atomic
 from aios.schedules import masking_schedule
 from aios.training import TrainConfig, train
 from aios_text.corpus import load_corpus
@@ -126,7 +127,8 @@ def run_recipe(recipe: TextRecipe, out_dir: str | os.PathLike[str], *,
         "seconds_this_run": round(time.perf_counter() - started, 1),
         "final_train_loss": result.losses[-1][2] if result.losses else None,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    text = json.dumps(metrics, indent=2) + "\n"
+    write_atomic(out / "metrics.json", lambda f: f.write(text.encode()))
     return RecipeResult(model, tokenizer, metrics)
 
 
@@ -146,7 +148,7 @@ def _bind(out: Path, recipe: TextRecipe) -> None:
             raise AiosError(f"{out} holds a run of a different recipe ({path}); resume it with "
                             "that recipe or train into a new directory")
         return
-    path.write_text(text)
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _prepare_data(recipe: TextRecipe, out: Path,
