@@ -72,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--steps", type=int, help="number of sampler steps (default: config)")
     generate.add_argument("--seed", type=int, help="random seed for a reproducible output")
     generate.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
+    generate.add_argument("--sampler", metavar="NAME",
+                          help="sampler to use (default: config; `aios plugins` lists them)")
+    generate.add_argument("--length", type=int, metavar="N",
+                          help="how much to generate (text: tokens; default: the head's)")
+    generate.add_argument("--infill", metavar="SUFFIX",
+                          help="text: the text that must follow; the model fills the middle "
+                               "between the prompt and SUFFIX")
+    generate.add_argument("--stream", action="store_true",
+                          help="show the output while it is denoised (text: as it is unmasked)")
     generate.set_defaults(handler=_generate)
     train = commands.add_parser("train", help="train a pack's model with its recipe")
     train.add_argument("name", help="the recipe to run (e.g. text); `aios plugins` lists them")
@@ -81,6 +90,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="run directory; a run of the same recipe there is resumed "
                             "(default: runs/NAME)")
     train.set_defaults(handler=_train)
+    evaluate = commands.add_parser("eval", help="score a trained model (e.g. its perplexity)")
+    evaluate.add_argument("name", help="the evaluation to run (e.g. text); `aios plugins` "
+                                       "lists them")
+    evaluate.add_argument("--model", metavar="DIR",
+                          help="model directory (default: the model shipped with the pack)")
+    evaluate.add_argument("--baseline", metavar="DIR",
+                          help="a second model directory to compare against (e.g. the "
+                               "autoregressive baseline)")
+    evaluate.add_argument("--data", action="append", metavar="SOURCE",
+                          help="evaluation data, a source name or path (repeatable; default: "
+                               "the model's own held-out split)")
+    evaluate.set_defaults(handler=_evaluate)
     add_quantize_command(commands)
     return parser
 
@@ -222,8 +243,22 @@ def _train(args: argparse.Namespace) -> int:
     entry = default_registry().get("recipe", args.name)
     metrics = entry.factory(recipe=args.recipe, out=args.out or f"runs/{args.name}",
                             progress=True)
-    print(_table([("METRIC", "VALUE"), *((str(k), str(v)) for k, v in metrics.items())]))
+    _print_metrics(metrics)
     return 0
+
+
+# -- aios eval --------------------------------------------------------------------------------
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    entry = default_registry().get("evaluator", args.name)
+    _print_metrics(entry.factory(model=args.model, baseline=args.baseline, data=args.data,
+                                 progress=True))
+    return 0
+
+
+def _print_metrics(metrics: Any) -> None:
+    print(_table([("METRIC", "VALUE"), *((str(k), str(v)) for k, v in metrics.items())]))
 
 
 # -- aios generate -----------------------------------------------------------------------------
@@ -235,26 +270,51 @@ def _generate(args: argparse.Namespace) -> int:
     from aios.engine import ArrowEngine
 
     registry = default_registry()
-    config = _load(args, registry)
-    # The bar goes to stderr and only to a terminal (disable=None), so piped output stays clean.
-    with ArrowEngine.from_config(config, registry=registry) as engine, tqdm(
-        desc="denoising", unit="step", disable=None, leave=False
-    ) as bar:
+    overrides = list(args.overrides)
+    if args.sampler:
+        overrides.append(f"sampler.name={args.sampler}")
+    config = load_config(args.config, overrides, registry)
+    options: dict[str, Any] = {}
+    if args.length is not None:
+        options["length"] = args.length
+    if args.infill is not None:
+        options["suffix"] = args.infill
+    with ArrowEngine.from_config(config, registry=registry) as engine:
+        if args.stream:
+            output = _generate_streaming(engine, args, options)
+        else:
+            # The bar goes to stderr, only on a terminal (disable=None): piped output stays clean.
+            with tqdm(desc="denoising", unit="step", disable=None, leave=False) as bar:
 
-        def advance(step: int, num_steps: int, state: Any) -> None:
-            bar.total = num_steps
-            bar.update(1)
+                def advance(step: int, num_steps: int, state: Any) -> None:
+                    bar.total = num_steps
+                    bar.update(1)
 
-        output = engine.diffuse(
-            args.prompt,
-            modality=args.modality,
-            num_steps=args.steps,
-            guidance_scale=args.guidance_scale,
-            seed=args.seed,
-            callback=advance,
-        )
+                output = engine.diffuse(args.prompt, modality=args.modality,
+                                        num_steps=args.steps, guidance_scale=args.guidance_scale,
+                                        seed=args.seed, callback=advance, **options)
     print(output)
     return 0
+
+
+def _generate_streaming(engine: Any, args: argparse.Namespace, options: dict[str, Any]) -> Any:
+    """Redraw the partial output after every step on stderr (stdout gets only the result)."""
+    terminal = sys.stderr.isatty()
+
+    def show(step: int, num_steps: int, partial: Any) -> None:
+        line = f"[{step + 1}/{num_steps}] {partial}"
+        if terminal:
+            sys.stderr.write("\x1b[2K\r" + line.replace("\n", " "))
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    output = engine.diffuse(args.prompt, modality=args.modality, num_steps=args.steps,
+                            guidance_scale=args.guidance_scale, seed=args.seed, stream=show,
+                            **options)
+    if terminal:
+        sys.stderr.write("\x1b[2K\r")
+    return output
 
 
 if __name__ == "__main__":

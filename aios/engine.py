@@ -81,10 +81,14 @@ class ArrowEngine:
         guidance_scale: float | None = None,
         seed: int | None = None,
         callback: StepCallback | None = None,
+        stream: StepCallback | None = None,
         **options: Any,
     ) -> Any:
         """Generate one output for `prompt`; unset arguments fall back to the config.
 
+        `callback(step, num_steps, state)` sees the sampler's raw state after every step;
+        `stream(step, num_steps, partial)` sees it decoded by the head, as a user would (text
+        with its still-masked positions shown as placeholders), to show the output as it forms.
         Extra keyword `options` reach the head and conditioners unchanged in `request.options`.
         """
         defaults = self.config.generate
@@ -111,6 +115,8 @@ class ArrowEngine:
             request = conditioner.condition(request, context)
         rng = np.random.default_rng(request.seed)
         state = self.head.initial_state(request, rng)
+        if stream is not None:
+            callback = _with_stream(callback, stream, self.head, request)
         state = self.sampler.sample(
             lambda x, t: self.head.denoise(x, t, request),
             state,
@@ -148,3 +154,13 @@ def _build(registry: Registry, kind: str, name: str, options: Mapping[str, Any])
             f"{kind} {name!r} from {plugin.distribution} {plugin.version} failed to build: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _with_stream(callback: StepCallback | None, stream: StepCallback, head: Head,
+                 request: GenerationRequest) -> StepCallback:
+    def both(step: int, num_steps: int, state: Any) -> None:
+        if callback is not None:
+            callback(step, num_steps, state)
+        stream(step, num_steps, head.decode(state, request))
+
+    return both

@@ -12,7 +12,7 @@ hooks below with the `hookimpl` marker::
 
     import aios
 
-    AIOS_CONTRACT_VERSION = "1.1"
+    AIOS_CONTRACT_VERSION = "1.2"
 
     @aios.hookimpl
     def aios_register_samplers(register):
@@ -54,7 +54,7 @@ from typing import Any
 import pluggy
 
 #: The version of this contract. Bump MINOR for additions, MAJOR for changes that break plugins.
-CONTRACT_VERSION = "1.1"
+CONTRACT_VERSION = "1.2"
 
 #: The module attribute through which a plugin declares the contract version it implements.
 CONTRACT_ATTRIBUTE = "AIOS_CONTRACT_VERSION"
@@ -76,6 +76,7 @@ KIND_HOOKS = {
     "storage": "aios_register_storage",
     "quantizer": "aios_register_quantizers",
     "recipe": "aios_register_recipes",
+    "evaluator": "aios_register_evaluators",
 }
 
 
@@ -183,6 +184,20 @@ def aios_register_recipes(register: Register) -> None:
     ``out`` the run directory (resume when it holds a run of the same recipe), and ``progress``
     whether to show progress bars. It trains, evaluates and returns a mapping of metrics (plain
     numbers and strings) that the command prints. Mistakes in the recipe should raise
+    `aios.errors.ConfigError` (exit code 2); other failures `aios.errors.AiosError`.
+    """
+
+
+@hookspec
+def aios_register_evaluators(register: Register) -> None:
+    """Register evaluations: how a pack scores a trained model (added in contract 1.2).
+
+    ``aios eval NAME`` calls the factory as ``factory(model=..., baseline=..., data=...,
+    progress=...)``: ``model`` is a model directory or None for the pack's shipped model,
+    ``baseline`` an optional second model directory to compare against, ``data`` a list of
+    data sources (names or paths) or None for the model's own held-out split, and ``progress``
+    whether to show progress bars. It returns a mapping of metrics (plain numbers and strings)
+    that the command prints. Mistakes in the arguments should raise
     `aios.errors.ConfigError` (exit code 2); other failures `aios.errors.AiosError`.
     """
 

@@ -38,6 +38,8 @@ INSTALL_HINTS = {
     "conditioner": "Install a pack that provides conditioners.",
     "recipe": "Install the modality pack whose model you want to train, e.g. "
     "`pip install aios-text`.",
+    "evaluator": "Install the modality pack whose model you want to score, e.g. "
+    "`pip install aios-text`.",
 }
 
 

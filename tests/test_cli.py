@@ -51,7 +51,8 @@ def test_a_config_typo_exits_2_naming_the_key_and_the_fix(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"aios: error: {path}:1: sampler.nmae: unknown key; did you mean 'name'? "
-        "Valid keys: name, spacing, steps (sampler 'dpm-solver++' takes: spacing)")
+        "Valid keys: eos_guard, name, schedule, steps, temperature, top_p (sampler "
+        "'low-confidence' takes: schedule, temperature, top_p, eos_guard)")
 
 
 def test_plugins_json_lists_the_core_the_native_layer_and_every_pack_with_versions():

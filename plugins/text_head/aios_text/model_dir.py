@@ -16,11 +16,13 @@ TOKENIZER_FILE = "tokenizer.json"
 
 def save_text_model(directory: str | os.PathLike[str], model: TextDiffusionModel,
                     tokenizer: TextTokenizer, *, schedule: str = "linear",
-                    quantizer: Any = None) -> Path:
+                    quantizer: Any = None, **facts: Any) -> Path:
+    """Write the model; `facts` (objective, corpus, sequence_length) go into its settings so
+    that `aios eval` can rebuild the held-out data the model was scored on."""
     directory = Path(directory)
     settings = {"vocab_size": tokenizer.vocab_size, "mask_id": tokenizer.mask_id,
                 "tie": model.head.project is None, "schedule": schedule,
-                "tokenizer": TOKENIZER_FILE}
+                "tokenizer": TOKENIZER_FILE, **facts}
     save_model_dir(directory, model.backbone, {"text": (model.head, settings)},
                    quantizer=quantizer)
     tokenizer.save(directory / TOKENIZER_FILE)

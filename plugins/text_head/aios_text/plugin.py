@@ -1,14 +1,18 @@
-"""The aios registration of aios-text.
-
-It registers the training recipe (`aios train text`); the generating head is registered once a
-trained model ships with the pack, so that a config can never select a head without weights.
-"""
+"""The aios registration of aios-text: the head, its training recipe and its evaluation."""
 
 from collections.abc import Callable
 
 import aios
 
-AIOS_CONTRACT_VERSION = "1.1"
+AIOS_CONTRACT_VERSION = "1.2"
+
+
+@aios.hookimpl
+def aios_register_heads(register: Callable[..., None]) -> None:
+    from aios_text.head import TextDiffusionHead
+
+    register("text", TextDiffusionHead, family="discrete",
+             summary="masked-diffusion language model (ships trained on offline English text)")
 
 
 @aios.hookimpl
@@ -17,3 +21,11 @@ def aios_register_recipes(register: Callable[..., None]) -> None:
 
     register("text", train_command,
              summary="masked-diffusion language model on offline English text")
+
+
+@aios.hookimpl
+def aios_register_evaluators(register: Callable[..., None]) -> None:
+    from aios_text.evaluate import evaluate_command
+
+    register("text", evaluate_command,
+             summary="validation perplexity: the diffusion ELBO bound and an AR baseline's")

@@ -33,6 +33,7 @@ from aios_text.data import (
     evaluate_nelbo,
 )
 from aios_text.model import TextDiffusionModel, TextHead
+from aios_text.model_dir import load_text_model, save_text_model
 from aios_text.tokenizer import TextTokenizer, train_tokenizer
 
 OBJECTIVES = ("diffusion", "autoregressive")
@@ -70,17 +71,47 @@ class TextRecipe:
 
 
 def load_recipe(path: str | os.PathLike[str]) -> TextRecipe:
-    """Parse a recipe file; mistakes are `ConfigError`s naming the file and key."""
+    """Parse a recipe file; mistakes are `ConfigError`s naming the file and key.
+
+    `extends: OTHER.yaml` (relative to the file) starts from another recipe and overrides only
+    the keys given, so a variant such as the autoregressive baseline states just what differs.
+    """
+    return parse_dataclass(TextRecipe, _read_recipe_data(Path(path), ()), source=str(path))
+
+
+def _read_recipe_data(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     source = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(source, "(file)", f"cannot be read ({exc.strerror})",
                           "give the path of a recipe YAML file") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(source, "(document)", f"malformed YAML ({exc})",
                           "fix the YAML syntax") from exc
-    return parse_dataclass(TextRecipe, data, source=source)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    base = data.pop("extends")
+    if not isinstance(base, str):
+        raise ConfigError(source, "extends", "expected the path of another recipe file",
+                          "write e.g. `extends: default.yaml`")
+    base_path = (path.parent / base).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(source, "extends", f"{base} extends itself (a cycle)",
+                          "point `extends` at a recipe that does not lead back here")
+    return _merge(_read_recipe_data(base_path, (*seen, path.resolve())), data)
+
+
+def _merge(base: Any, override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base) if isinstance(base, dict) else {}
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 @dataclass
@@ -127,9 +158,35 @@ def run_recipe(recipe: TextRecipe, out_dir: str | os.PathLike[str], *,
         "seconds_this_run": round(time.perf_counter() - started, 1),
         "final_train_loss": result.losses[-1][2] if result.losses else None,
     }
+    metrics.update(_save_models(recipe, out, model, tokenizer, validation_stream, alpha))
     text = json.dumps(metrics, indent=2) + "\n"
     write_atomic(out / "metrics.json", lambda f: f.write(text.encode()))
     return RecipeResult(model, tokenizer, metrics)
+
+
+def _save_models(recipe: TextRecipe, out: Path, model: TextDiffusionModel,
+                 tokenizer: TextTokenizer, validation: TokenStream, alpha: Any) -> dict[str, Any]:
+    """`out/model` (float weights); for diffusion also `out/model-int8`, the form that ships,
+    quantized by the best installed quantizer (native over reference), with its score."""
+    facts = {"objective": recipe.objective, "corpus": list(recipe.corpus),
+             "sequence_length": recipe.sequence_length}
+    save_text_model(out / "model", model, tokenizer, schedule=recipe.schedule, **facts)
+    saved: dict[str, Any] = {"model_dir": str(out / "model")}
+    if recipe.objective != "diffusion":
+        return saved
+    from aios.registry import default_registry
+
+    quantizer = default_registry().best("quantizer")
+    if quantizer is None:
+        return saved
+    save_text_model(out / "model-int8", model, tokenizer, schedule=recipe.schedule,
+                    quantizer=quantizer.factory(bits=8), **facts)
+    int8, _, _ = load_text_model(out / "model-int8")
+    nll = evaluate_nelbo(int8, validation, alpha, tokenizer.mask_id,
+                         length=recipe.sequence_length, max_windows=recipe.eval_windows)
+    saved.update({"int8_model_dir": str(out / "model-int8"),
+                  "int8_validation_perplexity": float(torch.tensor(nll).exp())})
+    return saved
 
 
 def build_model(recipe: TextRecipe, tokenizer: TextTokenizer) -> TextDiffusionModel:

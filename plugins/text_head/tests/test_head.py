@@ -31,8 +31,8 @@ def model_dir(tmp_path_factory):
               "train": {"steps": 150, "lr": 0.005, "warmup": 10, "checkpoint_every": 150,
                         "ema_decay": 0.9}}
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    result = run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
-    return save_text_model(root / "model", result.model, result.tokenizer)
+    run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
+    return root / "run" / "model"
 
 
 def registry_with_head():
@@ -122,3 +122,80 @@ def test_decoding_stops_at_end_of_sequence(model_dir):
     request = GenerationRequest(prompt="the cat", modality="text", num_steps=1)
     state = MaskedState(np.array([ids]), tok.mask_id, tok.eos_id)
     assert e.head.decode(state, request) == "the cat"
+
+
+def test_the_prefix_cache_equals_a_forward_pass_where_the_prefix_cannot_see_ahead(model_dir):
+    import torch
+
+    from aios.protocols import GenerationRequest
+
+    e = engine(model_dir, "head.length=10")
+    head = e.head
+    request = GenerationRequest(prompt="the cat sat", modality="text", num_steps=4)
+    state = head.initial_state(request, np.random.default_rng(0))
+    tokens = state.tokens.copy()
+    head.denoise(state, 0.5, request)
+    filled = head.tokenizer.encode(" on the")
+    prefix = len(head.tokenizer.encode("the cat sat")) + len(filled)
+    tokens[:, prefix - len(filled):prefix] = filled
+    state.on_prefix(tokens, prefix)  # positions [:prefix] are final now
+    cached = head.denoise(type(state)(tokens, state.mask_id, state.eos_id), 0.5, request)
+    n = tokens.shape[1]
+    sees = torch.ones(1, n, n, dtype=torch.bool)
+    sees[:, :prefix, prefix:] = False  # the cached prefix never saw the positions after it
+    with torch.no_grad():
+        reference = head.model(torch.as_tensor(tokens), torch.tensor([0.5]),
+                               attention_mask=sees).numpy()
+    np.testing.assert_allclose(cached[:, prefix:], reference[:, prefix:], atol=1e-4)
+
+
+def test_semi_autoregressive_decoding_with_the_cache_evaluates_fewer_positions(model_dir):
+    outputs, positions = {}, {}
+    for cache in (True, False):
+        e = engine(model_dir, "sampler.name=semi-ar", "sampler.block_length=4", "head.length=12",
+                   f"head.prefix_cache={str(cache).lower()}")
+        outputs[cache] = e.diffuse("the cat sat", seed=0, num_steps=6)
+        positions[cache] = e.head.positions
+    assert positions[True] < 0.75 * positions[False]
+    assert all(o.startswith("the cat sat") and len(o) > len("the cat sat ")
+               for o in outputs.values())
+
+
+def test_streaming_shows_masks_as_placeholders_until_the_last_step(model_dir):
+    from aios_text.head import MASK_PLACEHOLDER
+
+    e = engine(model_dir, "sampler.name=low-confidence", "head.length=8")
+    seen = []
+    final = e.diffuse("the cat", seed=0, num_steps=4, stream=lambda i, n, text: seen.append(text))
+    assert len(seen) == 4 and seen[-1] == final
+    assert seen[0].startswith("the cat") and seen[0].count(MASK_PLACEHOLDER) >= 4
+    counts = [t.count(MASK_PLACEHOLDER) for t in seen]
+    assert counts == sorted(counts, reverse=True) and counts[-1] == 0
+
+
+def test_the_default_head_says_how_to_fix_a_missing_shipped_model(monkeypatch, tmp_path):
+    import aios_text.head as head_module
+
+    from aios.errors import AiosError
+
+    monkeypatch.setattr(head_module, "DEFAULT_MODEL", tmp_path / "missing")
+    with pytest.raises(AiosError, match="reinstall aios-text or give a model directory"):
+        TextDiffusionHead()
+
+
+def test_the_generate_command_takes_sampler_length_infill_and_stream(model_dir, capsys):
+    from aios import cli
+
+    base = ["--set", "head.name=text", "--set", f"head.model={model_dir}", "generate", "the cat",
+            "--seed", "0", "--steps", "6"]
+    assert cli.main([*base, "--sampler", "low-confidence", "--length", "6",
+                     "--infill", " the mat."]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("the cat") and out.endswith(" the mat.")
+    assert cli.main([*base, "--sampler", "mdlm", "--length", "8", "--stream"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert lines[0].startswith("[1/6] the cat") and lines[-1].startswith("[6/6]")
+    assert captured.out.strip() == lines[-1].removeprefix("[6/6] ")
+    assert cli.main([*base, "--sampler", "ddim"]) == 2  # a continuous sampler for a text head
+    assert "discrete" in capsys.readouterr().err

@@ -50,6 +50,17 @@ def test_a_micro_model_trains_its_loss_falls_and_it_is_evaluated(tmp_path, corpu
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["objective"] == objective
     assert 1.0 < metrics["validation_perplexity"] < 300
+    assert (tmp_path / "run" / "model" / "model.yaml").exists()
+    if objective == "diffusion":  # the shipping form: int8 linears, nearly the same score
+        assert metrics["int8_validation_perplexity"] == pytest.approx(
+            metrics["validation_perplexity"], rel=0.02)
+        from aios_text.model_dir import load_text_model
+
+        from aios.quant.linear import QuantizedLinear
+
+        int8, _, settings = load_text_model(tmp_path / "run" / "model-int8")
+        assert any(isinstance(m, QuantizedLinear) for m in int8.modules())
+        assert settings["objective"] == "diffusion" and settings["sequence_length"] == 32
     assert (tmp_path / "run" / "train" / "loss.png").exists()
     assert result.tokenizer.vocab_size <= 300
 
@@ -115,3 +126,28 @@ def test_aios_train_text_runs_a_recipe_through_the_cli(tmp_path, corpus_dir, cap
     assert "validation_perplexity" in out and (tmp_path / "run" / "metrics.json").exists()
     assert cli.main(["train", "txet", "--recipe", str(path)]) == 2
     assert "unknown recipe 'txet'; did you mean 'text'?" in capsys.readouterr().err
+
+
+def test_a_recipe_extends_another_and_overrides_only_what_it_names(tmp_path, corpus_dir):
+    write_recipe(tmp_path, micro_recipe(corpus_dir))
+    (tmp_path / "ar.yaml").write_text("extends: recipe.yaml\nobjective: autoregressive\n"
+                                      "train: {steps: 7}\n")
+    base, variant = load_recipe(tmp_path / "recipe.yaml"), load_recipe(tmp_path / "ar.yaml")
+    assert variant.objective == "autoregressive" and variant.train.steps == 7
+    assert variant.train.lr == base.train.lr and variant.backbone == base.backbone
+
+
+def test_the_packaged_baseline_recipe_differs_from_the_default_only_in_objective():
+    from aios_text.recipe import DEFAULT_RECIPE
+
+    base, baseline = load_recipe(DEFAULT_RECIPE), load_recipe(
+        DEFAULT_RECIPE.with_name("autoregressive.yaml"))
+    assert baseline.objective == "autoregressive"
+    assert TextRecipe(**{**baseline.__dict__, "objective": "diffusion"}) == base
+
+
+def test_an_extends_cycle_is_a_config_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="a cycle"):
+        load_recipe(tmp_path / "a.yaml")
