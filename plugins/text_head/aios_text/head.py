@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from aios.backbone import KVCache
+from aios.quant.linear import dequantize_linears
 from aios.errors import AiosError
 from aios.protocols import GenerationRequest, MaskedState
 from aios_text.model import TEXT_MODALITY
@@ -36,13 +37,19 @@ MASK_PLACEHOLDER = "\u2591"
 
 
 class TextDiffusionHead:
-    """Masked-diffusion text generation with a trained aios text model directory."""
+    """Masked-diffusion text generation with a trained aios text model directory.
+
+    Options (config keys beside `head.name`): `model` a model directory (default: the shipped
+    one), `length` new tokens per generation, `prefix_cache` reuse the keys/values of final
+    positions, `dequantize` run int8-stored weights as float32 (false: int8 kernels, a quarter
+    of the memory), `threads` torch threads (0: torch's default).
+    """
 
     modality = "text"
     family = "discrete"
 
     def __init__(self, model: str = "", length: int = 64, prefix_cache: bool = True,
-                 threads: int = 0) -> None:
+                 dequantize: bool = True, threads: int = 0) -> None:
         if length < 1:
             raise ValueError(f"length must be positive, got {length}")
         if threads < 0:
@@ -54,6 +61,8 @@ class TextDiffusionHead:
             raise AiosError(f"the default text model is missing from {path}; reinstall aios-text "
                             "or give a model directory: --set head.model=DIR")
         self.model, self.tokenizer, self.settings = load_text_model(path)
+        if dequantize:  # int8 on disk, float32 matmuls: the fastest on a CPU at this size
+            dequantize_linears(self.model)
         if self.settings.get("objective", "diffusion") != "diffusion":
             raise AiosError(f"{path} holds a {self.settings['objective']} model, not a diffusion "
                             "model; the text head generates with diffusion models only")

@@ -74,3 +74,22 @@ def test_aios_eval_text_prints_the_table(runs, capsys):
                      "--baseline", str(runs / "ar" / "model")]) == 0
     out = capsys.readouterr().out
     assert "model_perplexity" in out and "perplexity_ratio_model_to_baseline" in out
+
+
+def test_generative_perplexity_of_held_out_windows_equals_the_exact_ar_perplexity(runs):
+    import numpy as np
+    import torch
+    from aios_text.data import TokenStream, evaluate_autoregressive
+    from aios_text.evaluate import generative_perplexity
+    from aios_text.model_dir import load_text_model
+
+    model, tokenizer, _ = load_text_model(runs / "ar" / "model")
+    ids = tokenizer.encode(TEXT * 6)
+    windows = [ids[i:i + 33] for i in range(0, len(ids) - 33, 33)][:4]
+    exact = evaluate_autoregressive(model, TokenStream(np.array(sum(windows, []))), length=32,
+                                    max_windows=4)
+    assert generative_perplexity(model, windows, [1] * len(windows)) == pytest.approx(
+        float(torch.tensor(exact).exp()), rel=1e-4)
+    # Scoring starts after the prompt: a longer prompt scores fewer, later tokens.
+    assert generative_perplexity(model, windows, [20] * len(windows)) != pytest.approx(
+        float(torch.tensor(exact).exp()), rel=1e-4)
