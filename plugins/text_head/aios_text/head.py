@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from aios.backbone import KVCache
-from aios.quant.linear import dequantize_linears
 from aios.errors import AiosError
 from aios.protocols import GenerationRequest, MaskedState
+from aios.quant.linear import dequantize_linears
 from aios_text.model import TEXT_MODALITY
 from aios_text.model_dir import load_text_model
 

@@ -86,7 +86,7 @@ def test_generative_perplexity_of_held_out_windows_equals_the_exact_ar_perplexit
     model, tokenizer, _ = load_text_model(runs / "ar" / "model")
     ids = tokenizer.encode(TEXT * 6)
     windows = [ids[i:i + 33] for i in range(0, len(ids) - 33, 33)][:4]
-    exact = evaluate_autoregressive(model, TokenStream(np.array(sum(windows, []))), length=32,
+    exact = evaluate_autoregressive(model, TokenStream(np.concatenate(windows)), length=32,
                                     max_windows=4)
     assert generative_perplexity(model, windows, [1] * len(windows)) == pytest.approx(
         float(torch.tensor(exact).exp()), rel=1e-4)
