@@ -1,7 +1,8 @@
 """The core's own plugin: it registers through the same contract as every pack.
 
 It reports the core's environment to `aios doctor` and registers the reference storage backend
-(NumPy/BLAS search over the shared on-disk format) and the reference (NumPy) quantizer.
+(NumPy/BLAS search over the shared on-disk format), the memory conditioner (retrieval) and the
+reference (NumPy) quantizer.
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ def aios_register_storage(register: Register) -> None:
     from aios.memory import reference_store
 
     register("reference", reference_store, priority=0)
+
+
+@hookimpl
+def aios_register_conditioners(register: Register) -> None:
+    from aios.memory.conditioner import MemoryConditioner
+
+    register("memory", MemoryConditioner,
+             summary="retrieve the prompt's top-k passages from the memory store")
 
 
 @hookimpl

@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
                                "between the prompt and SUFFIX")
     generate.add_argument("--stream", action="store_true",
                           help="show the output while it is denoised (text: as it is unmasked)")
+    generate.add_argument("--memory", metavar="DIR",
+                          help="guide the generation with what this memory store retrieves "
+                               "for the prompt (fill it with `aios memory add`)")
+    generate.add_argument("--show-memory", action="store_true",
+                          help="print the retrieved passages and their scores on stderr")
+    generate.add_argument("--remember", action="store_true",
+                          help="store the prompt and the generation in the memory afterwards")
     generate.set_defaults(handler=_generate)
     train = commands.add_parser("train", help="train a pack's model with its recipe")
     train.add_argument("name", help="the recipe to run (e.g. text); `aios plugins` lists them")
@@ -273,12 +280,18 @@ def _generate(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.sampler:
         overrides.append(f"sampler.name={args.sampler}")
+    if args.memory is not None:
+        overrides.append(f"memory.path={args.memory}")
     config = load_config(args.config, overrides, registry)
     options: dict[str, Any] = {}
     if args.length is not None:
         options["length"] = args.length
     if args.infill is not None:
         options["suffix"] = args.infill
+    if args.memory is not None:
+        options["memory_guided"] = True
+    if args.remember:
+        options["remember"] = True
     with ArrowEngine.from_config(config, registry=registry) as engine:
         if args.stream:
             output = _generate_streaming(engine, args, options)
@@ -293,8 +306,22 @@ def _generate(args: argparse.Namespace) -> int:
                 output = engine.diffuse(args.prompt, modality=args.modality,
                                         num_steps=args.steps, guidance_scale=args.guidance_scale,
                                         seed=args.seed, callback=advance, **options)
+        if args.show_memory:  # on stderr, after the progress bar has gone
+            _show_memory(engine.last_request)
     print(output)
     return 0
+
+
+def _show_memory(request: Any) -> None:
+    """The passages the memory conditioner put into the request, with their scores."""
+    passages = [c for c in (request.context if request else ()) if hasattr(c, "score")]
+    if not passages:
+        print("memory: nothing retrieved (empty store, or nothing above min_score)",
+              file=sys.stderr)
+    for passage in passages:
+        text = passage.text.replace("\n", " ")
+        print(f"memory: {passage.score:.3f}  {text[:100] + ('…' if len(text) > 100 else '')}"
+              f"  ({passage.source})", file=sys.stderr)
 
 
 def _generate_streaming(engine: Any, args: argparse.Namespace, options: dict[str, Any]) -> Any:

