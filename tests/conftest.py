@@ -107,3 +107,71 @@ def toy_registry() -> Registry:
 @pytest.fixture
 def toys() -> Registry:
     return toy_registry()
+
+
+class WordsEmbedder:
+    """A toy text embedder: hashed bag of lower-case words, so texts sharing words are close."""
+
+    name = "words"
+    dim = 64
+
+    def embed(self, texts, *, progress=False):
+        from aios.memory.embedding import embed_in_batches
+
+        def one_batch(batch):
+            out = np.zeros((len(batch), self.dim), np.float32)
+            for row, text in enumerate(batch):
+                for word in text.lower().replace(".", " ").replace("?", " ").split():
+                    out[row, sum(map(ord, word)) * 31 % self.dim] += 1.0
+            return out
+
+        return embed_in_batches(texts, one_batch, dim=self.dim, batch_size=8, progress=progress,
+                                name=self.name)
+
+
+def with_words_embedder(registry: Registry) -> Registry:
+    """`registry` plus the toy `words` embedder (and nothing else), for memory tests."""
+    registry.add_plugin(make_plugin(**registering("aios_register_embedders",
+                                                  ("words", WordsEmbedder, {"priority": 99}))),
+                        name="words", distribution="aios-test-words", version="1")
+    assert "words" in registry.names("embedder"), registry.failures
+    return registry
+
+
+class EchoHead:
+    """A text toy head whose output shows the prompt and the passages it was given."""
+
+    modality, family = "text", "continuous"
+
+    def initial_state(self, request, rng):
+        return np.zeros(1)
+
+    def denoise(self, state, t, request):
+        return state
+
+    def decode(self, state, request):
+        return f"{request.prompt} [{' | '.join(p.text for p in request.context)}]"
+
+
+class SteadySampler:
+    """A continuous toy sampler that asks the head once."""
+
+    family = "continuous"
+
+    def sample(self, denoise, state, *, num_steps, rng, callback=None):
+        return denoise(state, 0)
+
+
+def memory_registry() -> Registry:
+    """The core's own plugin (reference store, memory conditioner), the `words` embedder, and
+    a text toy head that echoes what memory it got."""
+    from aios import builtin
+
+    registry = with_words_embedder(Registry())
+    registry.add_plugin(builtin, name="core", distribution="aios", version="0")
+    hooks = registering("aios_register_heads", ("echo", EchoHead, {"family": "continuous"}))
+    hooks |= registering("aios_register_samplers",
+                         ("steady", SteadySampler, {"family": "continuous"}))
+    registry.add_plugin(make_plugin(**hooks), name="echo", distribution="d", version="1")
+    assert not registry.failures, registry.failures
+    return registry

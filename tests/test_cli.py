@@ -143,3 +143,33 @@ def test_doctor_exits_1_and_lists_load_errors_and_a_missing_native_layer(toys, u
     assert "2 problem(s):" in out
     assert "plugin 'future' (fut 3) skipped at contract" in out
     assert "aios_native is not installed" in out
+
+
+def test_generate_with_memory_shows_the_retrieved_passages_on_stderr(use_registry, tmp_path,
+                                                                     capsys):
+    from aios.memory import reference_store
+    from conftest import WordsEmbedder, memory_registry
+
+    use_registry(memory_registry())
+    texts = ["The river Quell flows into the Marn Sea.", "Tarn castle stands on a rock."]
+    with reference_store(str(tmp_path / "m"), WordsEmbedder.dim) as store:
+        store.add(embeddings=WordsEmbedder().embed(texts), contents=texts, source=["a", "b"])
+    assert cli.main(["--set", "memory.backend=reference", "generate", "the river Quell",
+                     "--memory", str(tmp_path / "m"), "--show-memory"]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == "the river Quell [The river Quell flows into the Marn Sea.]"
+    assert "memory: 0." in out.err and "The river Quell flows into the Marn Sea.  (a)" in out.err
+
+
+def test_generate_remember_stores_the_generation(use_registry, tmp_path, capsys):
+    from aios.memory import reference_store
+    from conftest import WordsEmbedder, memory_registry
+
+    use_registry(memory_registry())
+    with reference_store(str(tmp_path / "m"), WordsEmbedder.dim):
+        pass
+    assert cli.main(["--set", "memory.backend=reference", "--set", f"memory.path={tmp_path}/m",
+                     "generate", "hello there", "--remember"]) == 0
+    with reference_store(str(tmp_path / "m")) as store:
+        assert [r["content"] for b in store.batches() for r in b.to_pylist()] == [
+            "hello there []"]

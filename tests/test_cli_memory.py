@@ -98,3 +98,54 @@ def test_add_can_persist_int8_copies_of_the_segments(tmp_path, vectors, capsys):
     assert len(list((tmp_path / "s").glob("seg-*.i8.arrow"))) == 1
     aios("stats", "--path", tmp_path / "s", "--json")
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["copies"] == ["i8"]
+
+
+@pytest.fixture
+def words(monkeypatch):
+    """The installed plugins plus the toy `words` embedder, which `auto` then picks."""
+    from aios import registry as registry_module
+    from conftest import with_words_embedder
+
+    registry = with_words_embedder(registry_module.Registry.discover())
+    monkeypatch.setattr(registry_module, "default_registry", lambda: registry)
+    return registry
+
+
+def test_add_chunks_embeds_and_stores_text_files_and_directories(tmp_path, words, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("The river Quell flows into the Marn Sea.\n\nTarn is a castle.")
+    (tmp_path / "b.txt").write_text("Lake Ivo freezes.")
+    assert aios("add", "--path", tmp_path / "s", docs, tmp_path / "b.txt",
+                "--embedder", "words") == 0
+    assert "2 files added, 0 replaced, 0 unchanged, 0 skipped; 2 chunks stored with words" in \
+        capsys.readouterr().out
+    assert aios("search", "--path", tmp_path / "s", "--query", json.dumps([1.0] + [0.0] * 63)) == 0
+
+
+def test_chunk_size_comes_from_the_memory_config(tmp_path, words, capsys):
+    (tmp_path / "a.txt").write_text("One sentence here. Another sentence there.")
+    assert cli.main(["--set", "memory.chunk_size=24", "--set", "memory.chunk_overlap=0",
+                     "memory", "add", "--path", str(tmp_path / "s"),
+                     str(tmp_path / "a.txt")]) == 0
+    assert "2 chunks stored" in capsys.readouterr().out
+
+
+def test_re_adding_reports_unchanged_files_and_skips_binary_ones(tmp_path, words, capsys):
+    (tmp_path / "a.txt").write_text("Some text.")
+    (tmp_path / "b.txt").write_bytes(b"\0\1\2")
+    aios("add", "--path", tmp_path / "s", tmp_path / "a.txt")
+    capsys.readouterr()
+    assert aios("add", "--path", tmp_path / "s", tmp_path / "a.txt", tmp_path / "b.txt") == 0
+    out = capsys.readouterr()
+    assert "0 files added, 0 replaced, 1 unchanged, 1 skipped" in out.out
+    assert "b.txt: binary file" in out.err
+
+
+def test_adding_text_to_a_store_of_another_dimension_exits_1_naming_both(tmp_path, words,
+                                                                         notes, capsys):
+    aios("add", "--path", tmp_path / "s", "--dim", 8, notes)
+    (tmp_path / "a.txt").write_text("Some text.")
+    assert aios("add", "--path", tmp_path / "s", tmp_path / "a.txt") == 1
+    assert "holds 8-dimensional vectors but the embedder 'words' makes 64" in \
+        capsys.readouterr().err

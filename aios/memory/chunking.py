@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterator
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n+")
-# A sentence ends at . ! ? (optionally closed by quotes/brackets) followed by white space.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+# A sentence ends at . ! ? (optionally closed by a quote or bracket) followed by white space.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+")
 
 
 def sentences(paragraph: str) -> list[str]:
