@@ -199,3 +199,59 @@ def test_the_generate_command_takes_sampler_length_infill_and_stream(model_dir, 
     assert captured.out.strip() == lines[-1].removeprefix("[6/6] ")
     assert cli.main([*base, "--sampler", "ddim"]) == 2  # a continuous sampler for a text head
     assert "discrete" in capsys.readouterr().err
+
+
+def context_request(*passages, prompt="the cat", length=4):
+    from aios.memory.conditioner import Passage
+
+    return aios.GenerationRequest(prompt=prompt, modality="text", num_steps=4,
+                                  options={"length": length},
+                                  context=tuple(Passage(t, s) for t, s in passages))
+
+
+def test_retrieved_passages_go_before_the_prompt_each_closed_by_eos_best_last(model_dir):
+    head = TextDiffusionHead(model=str(model_dir))
+    tok = head.tokenizer
+    request = context_request(("on the mat", 0.9), ("the cat sat", 0.5))
+    state = head.initial_state(request, np.random.default_rng(0))
+    expected = (tok.encode("the cat sat") + [tok.eos_id] + tok.encode("on the mat")
+                + [tok.eos_id] + tok.encode("the cat") + [tok.mask_id] * 4)
+    assert state.tokens[0].tolist() == expected
+    assert state.context_end.tolist() == [len(expected) - 4 - len(tok.encode("the cat"))]
+
+
+def test_passages_that_do_not_fit_are_dropped_lowest_score_first(model_dir):
+    head = TextDiffusionHead(model=str(model_dir))
+    eos = head.tokenizer.eos_id
+    texts = {0.2: SENTENCE * 3, 0.9: "the mat. " * 6, 0.1: "the cat.", 0.5: "sat on " * 8}
+    encoded = {score: head.tokenizer.encode(text) for score, text in texts.items()}
+    request = context_request(*((text, score) for score, text in texts.items()), length=8)
+    budget = len(encoded[0.9]) + len(encoded[0.5]) + 2 + len(encoded[0.2])  # 0.2 misses by 1
+    ids = head.context_ids(request.context, budget=budget)
+    assert ids == [*encoded[0.5], eos, *encoded[0.9], eos]
+    state = head.initial_state(request, np.random.default_rng(0))
+    assert state.tokens.shape[1] <= head.model.backbone.config.max_len
+
+
+def test_the_output_shows_the_prompt_and_generation_but_never_the_context(model_dir):
+    e = engine(model_dir, "sampler.name=low-confidence", "head.length=6")
+    request = context_request(("the dog ran far away", 0.9), length=6)
+    state = e.head.initial_state(request, np.random.default_rng(0))
+    text = e.head.decode(state, request)
+    assert text == "the cat" + "\u2591" * 6  # masks shown, context hidden
+
+
+def test_generation_with_context_runs_under_the_prefix_cache_and_keeps_the_prompt(model_dir):
+    from aios.memory.conditioner import Passage
+
+    e = engine(model_dir, "sampler.name=semi-ar", "head.length=8")
+
+    class Remembers:
+        def condition(self, request, context):
+            return request.with_context(Passage("the cat sat on the mat.", 0.8))
+
+    e.conditioners = (Remembers(),)
+    out = e.diffuse("the cat", seed=0, num_steps=8)
+    assert out.startswith("the cat") and "<eos>" not in out
+    width = e.head.initial_state(e.last_request, np.random.default_rng(0)).tokens.shape[1]
+    assert e.head.positions < e.head.calls * width  # cached positions were not recomputed
