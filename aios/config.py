@@ -292,7 +292,13 @@ class _Builder:
         for name in ("memory", "quantizer", "generate"):
             sections[name] = self.section(name, data.get(name), None)
         sections[_CONDITIONERS] = self.conditioners(data.get(_CONDITIONERS))
+        self.check_embedder(sections["memory"].embedder)
         return Config(**sections, origins=MappingProxyType(dict(self.origins)))
+
+    def check_embedder(self, name: str) -> None:
+        """`memory.embedder` names an installed embedder (built only when memory is used)."""
+        if self.registry is not None and name != "auto":
+            self.resolve("embedder", "memory.embedder", name, None)
 
     def family_of(self, head: str) -> str | None:
         if self.registry is None or head not in self.registry.names("head"):

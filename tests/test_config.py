@@ -246,3 +246,21 @@ def test_parse_dataclass_reports_where_and_what(data, message):
     with pytest.raises(ConfigError) as caught:
         parse_dataclass(_Outer, data, source="r.yaml")
     assert str(caught.value).startswith(message)
+
+
+def test_an_unknown_memory_embedder_is_a_config_error_with_suggestions():
+    from conftest import with_words_embedder
+
+    registry = with_words_embedder(aios.Registry())
+    assert load_config(overrides=["memory.embedder=words"], registry=registry).memory.embedder \
+        == "words"
+    with pytest.raises(ConfigError, match=r"memory.embedder.*unknown embedder 'wrods' \(did you "
+                                          r"mean 'words'\?\)"):
+        load_config(overrides=["memory.embedder=wrods"], registry=registry)
+
+
+def test_memory_chunking_and_write_back_are_typed_config_keys():
+    config = load_config(overrides=["memory.chunk_size=300", "memory.write_back=true"])
+    assert (config.memory.chunk_size, config.memory.write_back) == (300, True)
+    with pytest.raises(ConfigError, match="memory.chunk_size"):
+        load_config(overrides=["memory.chunk_size=big"])
