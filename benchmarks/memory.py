@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from aios_text.facts import Fact, make_facts
+from samplers import table  # benchmarks/ is on the path when a benchmark runs as a script
 
 from aios.memory import open_memory
 from aios.memory.conditioner import MemoryConditioner
@@ -183,12 +184,7 @@ def main() -> None:
           f"size: {chance}; torch threads: {args.threads or 'default'}")
     header = ["embedder", "store", "dim", "chunk", "chunks", f"hit@{K}", "p@1", f"MRR@{K}",
               "ingest chunks/s", "embed ms", "search ms", "condition ms"]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
-
+    print(table(header, rows))
 
 if __name__ == "__main__":
     main()
