@@ -11,13 +11,15 @@ import json
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from aios.cli_memory import add_memory_commands
 from aios.cli_quantize import add_quantize_command
 from aios.config import Config, load_config
-from aios.errors import AiosError
+from aios.errors import AiosError, ConfigError
 from aios.hookspecs import CONTRACT_VERSION
+from aios.memory.manifest import NAME as MANIFEST
 from aios.registry import KINDS, Registration, Registry, default_registry
 
 
@@ -281,6 +283,10 @@ def _generate(args: argparse.Namespace) -> int:
     if args.sampler:
         overrides.append(f"sampler.name={args.sampler}")
     if args.memory is not None:
+        if not (Path(args.memory) / MANIFEST).is_file():
+            raise ConfigError("--memory", "memory.path", f"no memory store at {args.memory}",
+                              f"fill one first: aios memory add --path {args.memory} "
+                              "FILE_OR_DIR...")
         overrides.append(f"memory.path={args.memory}")
     config = load_config(args.config, overrides, registry)
     options: dict[str, Any] = {}

@@ -173,3 +173,13 @@ def test_generate_remember_stores_the_generation(use_registry, tmp_path, capsys)
     with reference_store(str(tmp_path / "m")) as store:
         assert [r["content"] for b in store.batches() for r in b.to_pylist()] == [
             "hello there []"]
+
+
+def test_generate_with_a_memory_that_is_not_a_store_exits_2_saying_how_to_fill_it(
+        use_registry, tmp_path, capsys):
+    from conftest import memory_registry
+
+    use_registry(memory_registry())
+    assert cli.main(["generate", "x", "--memory", str(tmp_path / "none")]) == 2
+    assert f"no memory store at {tmp_path / 'none'}; fill one first: aios memory add" in \
+        capsys.readouterr().err

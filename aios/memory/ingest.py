@@ -46,17 +46,23 @@ class IngestSummary:
 
 
 def text_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """The files named, and the text files under the directories named (sorted, recursive)."""
+    """The files named, and the text files under the directories named (sorted, recursive,
+    hidden ones left out); each file once, however often it is named."""
+    seen: set[Path] = set()
     for path in map(Path, paths):
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file()
-                              and p.suffix.lower() in TEXT_SUFFIXES
-                              and not any(part.startswith(".") for part in
-                                          p.relative_to(path).parts))
+            found = sorted(p for p in path.rglob("*") if p.is_file()
+                           and p.suffix.lower() in TEXT_SUFFIXES
+                           and not any(part.startswith(".") for part in
+                                       p.relative_to(path).parts))
         elif path.is_file():
-            yield path
+            found = [path]
         else:
             raise AiosError(f"{path} does not exist; give text files or directories")
+        for file in found:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                yield file
 
 
 def read_text(path: Path) -> tuple[str | None, str, str]:

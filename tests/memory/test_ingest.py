@@ -109,3 +109,8 @@ def test_remember_stores_prompt_and_output_as_one_generation_passage(store):
     assert record["content"] == "The river Quell flows fast."
     assert record["metadata"]["category"] == "generation"
     assert json.loads(record["metadata"]["extra"])["prompt"] == "The river Quell"
+
+
+def test_a_file_named_twice_or_also_inside_a_named_directory_is_read_once(store, docs):
+    summary = ingest(store, WordsEmbedder(), [docs, docs / "facts.md", docs / "facts.md"])
+    assert len(summary.added) == 2 and summary.skipped == []
