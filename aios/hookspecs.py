@@ -147,6 +147,13 @@ def aios_register_conditioners(register: Register) -> None:
     `aios.protocols.GenerationRequest` (use ``with_context`` / ``with_conditions``) and may use
     ``context.storage`` (the configured memory store, or None) and ``context.head``.
     Conditioners run in the order the config lists them.
+
+    A conditioner that reads the memory sets the class attribute ``retrieves_memory = True``:
+    it then receives ``context.embedder`` (the config's ``memory.embedder``, built on first
+    use; None for other conditioners), and ``diffuse(..., memory_guided=False)`` skips it. The
+    core's ``memory`` conditioner puts `aios.memory.conditioner.Passage` objects (``text``,
+    ``score``, ``source``, ``id``) into ``request.context``, best first; a head that reads
+    context should accept them as well as plain strings.
     """
 
 
