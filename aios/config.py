@@ -292,13 +292,16 @@ class _Builder:
         for name in ("memory", "quantizer", "generate"):
             sections[name] = self.section(name, data.get(name), None)
         sections[_CONDITIONERS] = self.conditioners(data.get(_CONDITIONERS))
-        self.check_embedder(sections["memory"].embedder)
+        sections["memory"] = self.resolve_embedder(sections["memory"])
         return Config(**sections, origins=MappingProxyType(dict(self.origins)))
 
-    def check_embedder(self, name: str) -> None:
-        """`memory.embedder` names an installed embedder (built only when memory is used)."""
-        if self.registry is not None and name != "auto":
-            self.resolve("embedder", "memory.embedder", name, None)
+    def resolve_embedder(self, memory: MemoryConfig) -> MemoryConfig:
+        """`memory.embedder` must name an installed embedder; `auto` becomes the best one
+        (it is built only when memory is used)."""
+        registration = self.resolve("embedder", "memory.embedder", memory.embedder, None)
+        if registration is None:
+            return memory
+        return dataclasses.replace(memory, embedder=registration.name)
 
     def family_of(self, head: str) -> str | None:
         if self.registry is None or head not in self.registry.names("head"):

@@ -264,3 +264,11 @@ def test_memory_chunking_and_write_back_are_typed_config_keys():
     assert (config.memory.chunk_size, config.memory.write_back) == (300, True)
     with pytest.raises(ConfigError, match="memory.chunk_size"):
         load_config(overrides=["memory.chunk_size=big"])
+
+
+def test_an_auto_memory_embedder_resolves_to_the_best_installed_one():
+    from conftest import with_words_embedder
+
+    config = load_config(registry=with_words_embedder(aios.Registry()))
+    assert config.memory.embedder == "words"
+    assert config.origins["memory.embedder"].startswith("auto -> best installed embedder")
