@@ -12,49 +12,15 @@ prefix and finished blocks instead of recomputing them.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    """Sizes of the backbone; saved beside the weights so a model directory rebuilds itself."""
-
-    dim: int = 256
-    depth: int = 6
-    heads: int = 4
-    ffn_dim: int | None = None  # None: about 8/3 * dim, rounded up to a multiple of 64
-    max_len: int = 1024
-    modalities: int = 4
-    cond_dim: int | None = None  # width of condition vectors; None: no cross-attention
-    rope_base: float = 10000.0
-    norm_eps: float = 1e-6
-
-    def __post_init__(self) -> None:
-        if self.dim % self.heads or (self.dim // self.heads) % 2:
-            raise ValueError(f"dim {self.dim} must split into {self.heads} heads of even width")
-        for name in ("dim", "depth", "heads", "max_len", "modalities"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-    @property
-    def hidden_ffn(self) -> int:
-        return self.ffn_dim or 64 * math.ceil(8 * self.dim / 3 / 64)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BackboneConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown backbone config keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
+from aios.backbone_config import (
+    BackboneConfig,  # re-exported: `from aios.backbone import BackboneConfig`
+)
 
 
 @dataclass

@@ -17,12 +17,10 @@ import yaml
 from torch import nn
 
 from aios.backbone import Backbone, BackboneConfig
-from aios.errors import AiosError
+from aios.backbone_config import MODEL_FILE, read_model_config
 from aios.files import write_atomic
 from aios.quant.linear import load_quantized
 from aios.weights import load_weights, save_weights
-
-MODEL_FILE = "model.yaml"
 
 
 def save_model_dir(
@@ -44,20 +42,6 @@ def save_model_dir(
     text = yaml.safe_dump(config, sort_keys=False)
     write_atomic(directory / MODEL_FILE, lambda f: f.write(text.encode()))
     return directory
-
-
-def read_model_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(directory) / MODEL_FILE
-    try:
-        config = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise AiosError(f"{directory} is not an aios model directory (no {MODEL_FILE}); give "
-                        "the directory a training recipe wrote") from None
-    except yaml.YAMLError as exc:
-        raise AiosError(f"{path} is malformed ({exc}); restore the model directory") from exc
-    if not isinstance(config, dict) or "backbone" not in config or "heads" not in config:
-        raise AiosError(f"{path} lacks `backbone` or `heads`; restore the model directory")
-    return config
 
 
 def load_backbone(directory: str | os.PathLike[str]) -> Backbone:

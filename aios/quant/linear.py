@@ -131,22 +131,6 @@ def load_quantized(module: nn.Module, weights: Any, *, backend: Any = None) -> n
     return module
 
 
-def dequantize_linears(module: nn.Module) -> nn.Module:
-    """Replace, in place, every `QuantizedLinear` by an `nn.Linear` holding its float32 weight.
-
-    For small models on a CPU: the file stays int8 (small to ship, quick to map) while the
-    matrix products run on float weights, without dequantizing them again at every call."""
-    for name, child in list(module.named_modules()):
-        if isinstance(child, QuantizedLinear):
-            linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
-            with torch.no_grad():
-                linear.weight.copy_(child.dequantized_weight())
-                if child.bias is not None:
-                    linear.bias.copy_(child.bias)
-            _replace(module, name, linear.requires_grad_(False))
-    return module
-
-
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, attr = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
@@ -158,5 +142,5 @@ def quantized_bytes(module: nn.Module) -> int:
     return int(sum(m.weight_q.nbytes for m in module.modules() if isinstance(m, QuantizedLinear)))
 
 
-__all__ = ["FUSED_MAX_BATCH", "QuantizedLinear", "best_quantizer", "dequantize_linears",
-           "load_quantized", "quantize_linears", "quantized_bytes"]
+__all__ = ["FUSED_MAX_BATCH", "QuantizedLinear", "best_quantizer", "load_quantized",
+           "quantize_linears", "quantized_bytes"]

@@ -181,7 +181,11 @@ class MaskedSampler:
 
     def _candidates(self, logits: Any, tokens: np.ndarray, mask_id: int,
                     uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A candidate token and its probability (the confidence) at every position."""
+        """A candidate token and its probability (the confidence) at every masked position.
+
+        Only masked positions can be revealed, so only they are computed (elsewhere the
+        candidate is the token itself and the confidence 0): with a vocabulary of thousands,
+        the per-position softmax and draw cost as much as a small model's forward pass."""
         log_p = guided_log_probs(logits)
         if log_p.ndim == 2:
             log_p = log_p[None]
@@ -191,8 +195,19 @@ class MaskedSampler:
         if not 0 <= mask_id < log_p.shape[2]:
             raise ValueError(f"mask_id {mask_id} is outside the vocabulary of "
                              f"{log_p.shape[2]} logits")
-        log_p = log_p.copy()
-        log_p[..., mask_id] = -np.inf
+        where = tokens == mask_id
+        choice, confidence = tokens.copy(), np.zeros(tokens.shape)
+        if not where.any():
+            return choice, confidence
+        picked, top = self._draw(log_p[where], mask_id, uniform[where])
+        choice[where] = picked
+        confidence[where] = top
+        return choice, confidence
+
+    def _draw(self, log_p: np.ndarray, mask_id: int,
+              uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Draw one token per row of `log_p` (positions, vocab); also each row's top probability."""
+        log_p[:, mask_id] = -np.inf  # log_p is a fresh copy (boolean indexing copies)
         probs = np.exp(log_p - log_p.max(axis=-1, keepdims=True))
         probs /= probs.sum(axis=-1, keepdims=True)
         if self.temperature == 0:
@@ -216,7 +231,7 @@ class MaskedSampler:
         # to reveal must not depend on *what* was drawn there, or the choice biases the draw
         # towards likely tokens. With it, revealing one position per step samples an exact
         # model exactly (the chain rule, in an order that depends only on revealed tokens).
-        return choice.astype(tokens.dtype), probs.max(axis=-1)
+        return choice, probs.max(axis=-1)
 
     def _quota(self, masked: np.ndarray, start: float, end: float) -> np.ndarray:
         """How many of each row's masked positions to reveal going from alpha `start` to `end`."""

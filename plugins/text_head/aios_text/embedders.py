@@ -6,7 +6,8 @@ directory with `transformers` (mean pooling over real tokens, then L2 normalisat
 model was trained). `text-backbone` needs nothing beyond this pack: the mean of the shipped
 diffusion model's last hidden states over a clean (unmasked, t = 0) input. It was not trained for
 retrieval, so `minilm` is preferred whenever it is installed (`benchmarks/memory.py` compares
-the two).
+the two). Importing this module imports neither torch nor transformers: registration stays
+cheap, and `text-backbone` runs on the NumPy model the head uses.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from aios.errors import AiosError
 from aios.memory.embedding import embed_in_batches
@@ -36,10 +36,11 @@ def minilm_path() -> Path | None:
     return path if (path / "config.json").exists() else None
 
 
-def mean_pool(hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+def mean_pool(hidden: np.ndarray, real: np.ndarray) -> np.ndarray:
     """The mean of `hidden` (batch, length, dim) over the positions where `real` is true."""
-    weights = real.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    weights = np.asarray(real, dtype=np.float32)[..., None]
+    return (np.asarray(hidden, dtype=np.float32) * weights).sum(1) / np.maximum(
+        weights.sum(1), 1.0)
 
 
 class MiniLMEmbedder:
@@ -70,12 +71,14 @@ class MiniLMEmbedder:
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
 
-    @torch.no_grad()
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        import torch
+
         encoded = self.tokenizer(texts, padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt")
-        hidden = self.model(**encoded).last_hidden_state
-        return mean_pool(hidden, encoded["attention_mask"].bool()).numpy()
+        with torch.no_grad():
+            hidden = self.model(**encoded).last_hidden_state
+        return mean_pool(hidden.numpy(), encoded["attention_mask"].numpy())
 
     def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         return embed_in_batches(texts, self._embed_batch, dim=self.dim,
@@ -93,31 +96,30 @@ class TextBackboneEmbedder:
 
     def __init__(self, model: str = "", batch_size: int = 32) -> None:
         from aios_text.head import DEFAULT_MODEL
-        from aios_text.model_dir import load_text_model
+        from aios_text.inference import load_array_text_model
 
         path = Path(os.path.expanduser(model)) if model else DEFAULT_MODEL
         if not (path / "model.yaml").exists():
             raise AiosError(f"no text model in {path}; reinstall aios-text or name a model "
                             "directory for the text-backbone embedder")
-        self.model, self.tokenizer, _ = load_text_model(path)
-        self.model.eval()
+        self.model, self.tokenizer, _ = load_array_text_model(path)
         self.dim = int(self.model.backbone.config.dim)
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        from aios_text.model import TEXT_MODALITY
+        from aios_text.inference import TEXT_MODALITY
 
         limit = self.model.backbone.config.max_len
         rows = [ids[:limit] or [self.tokenizer.eos_id]  # an empty text embeds as <eos>
                 for ids in self.tokenizer.encode_batch(texts)]
-        tokens = torch.full((len(rows), max(map(len, rows))), self.tokenizer.pad_id)
+        tokens = np.full((len(rows), max(map(len, rows))), self.tokenizer.pad_id, np.int64)
         for i, row in enumerate(rows):
-            tokens[i, :len(row)] = torch.tensor(row)
+            tokens[i, :len(row)] = row
         real = tokens != self.tokenizer.pad_id
-        hidden = self.model.backbone(self.model.head.embed(tokens), torch.zeros(len(rows)),
-                                     TEXT_MODALITY, padding_mask=real)
-        return mean_pool(hidden.float(), real).numpy()
+        hidden = self.model.backbone(self.model.embedding[tokens],
+                                     np.zeros(len(rows), np.float32), TEXT_MODALITY,
+                                     padding_mask=real)
+        return mean_pool(hidden, real)
 
     def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         return embed_in_batches(texts, self._embed_batch, dim=self.dim,

@@ -12,6 +12,9 @@ approximation of cached masked-diffusion decoding (as in Fast-dLLM): the cached 
 sees the positions after it, exactly what a block-causal attention mask would give. The
 benchmark reports its quality beside the uncached decoding; `prefix_cache: false` turns it off.
 
+The network runs in NumPy (`aios_text.inference`): generating never imports torch, which would
+cost more than a short generation itself on a small CPU.
+
 Memory in the context: the passages a conditioner put into `request.context` (retrieved memory,
 best scores first) go before the prompt, each closed by `<eos>`, the best one nearest the
 prompt: `[passage] <eos> ... [best passage] <eos> [prompt] [mask] * length`. When they do not
@@ -27,14 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from aios.backbone import KVCache
+from aios.backbone_numpy import ArrayKVCache
 from aios.errors import AiosError
 from aios.protocols import GenerationRequest, MaskedState
-from aios.quant.linear import dequantize_linears
-from aios_text.model import TEXT_MODALITY
-from aios_text.model_dir import load_text_model
+from aios_text.inference import load_array_text_model
 
 #: The model that ships with the pack (int8 weights; see its MODEL_CARD.md).
 DEFAULT_MODEL = Path(__file__).with_name("models") / "default"
@@ -56,28 +56,20 @@ class TextDiffusionHead:
 
     Options (config keys beside `head.name`): `model` a model directory (default: the shipped
     one), `length` new tokens per generation, `prefix_cache` reuse the keys/values of final
-    positions, `dequantize` run int8-stored weights as float32 (false: int8 kernels, a quarter
-    of the memory), `threads` torch threads (0: torch's default).
+    positions.
     """
 
     modality = "text"
     family = "discrete"
 
-    def __init__(self, model: str = "", length: int = 64, prefix_cache: bool = True,
-                 dequantize: bool = True, threads: int = 0) -> None:
+    def __init__(self, model: str = "", length: int = 64, prefix_cache: bool = True) -> None:
         if length < 1:
             raise ValueError(f"length must be positive, got {length}")
-        if threads < 0:
-            raise ValueError(f"threads must be 0 (torch's default) or positive, got {threads}")
-        if threads:
-            torch.set_num_threads(threads)
         path = Path(os.path.expanduser(model)) if model else DEFAULT_MODEL
         if not model and not (path / "model.yaml").exists():
             raise AiosError(f"the default text model is missing from {path}; reinstall aios-text "
                             "or give a model directory: --set head.model=DIR")
-        self.model, self.tokenizer, self.settings = load_text_model(path)
-        if dequantize:  # int8 on disk, float32 matmuls: the fastest on a CPU at this size
-            dequantize_linears(self.model)
+        self.model, self.tokenizer, self.settings = load_array_text_model(path)
         if self.settings.get("objective", "diffusion") != "diffusion":
             raise AiosError(f"{path} holds a {self.settings['objective']} model, not a diffusion "
                             "model; the text head generates with diffusion models only")
@@ -85,7 +77,7 @@ class TextDiffusionHead:
         self.prefix_cache = prefix_cache
         self.calls = 0  # network evaluations, for benchmarks and cache tests
         self.positions = 0  # positions evaluated by the network (cache savings show here)
-        self._cache: KVCache | None = None
+        self._cache: ArrayKVCache | None = None
         self._t = 1.0
 
     def initial_state(self, request: GenerationRequest, rng: np.random.Generator) -> MaskedState:
@@ -142,21 +134,20 @@ class TextDiffusionHead:
             ids += encoded[i] + [self.tokenizer.eos_id]
         return ids
 
-    @torch.no_grad()
     def denoise(self, state: MaskedState, t: Any, request: GenerationRequest) -> np.ndarray:
         self.calls += 1
-        tokens = torch.as_tensor(np.asarray(state.tokens), dtype=torch.long)
-        if tokens.dim() == 1:
-            tokens = tokens[None]
+        tokens = np.atleast_2d(np.asarray(state.tokens))
         self._t = float(np.asarray(t).reshape(-1)[0])
-        times = torch.full((tokens.shape[0],), self._t)
-        cache = self._rows_of_cache(state.rows, tokens.shape[0])
+        times = np.full(tokens.shape[0], self._t, dtype=np.float32)
+        cache = self._cache
+        if cache is not None and (state.rows is not None or len(tokens) != len(
+                cache.padding_mask)):
+            cache = cache.rows(np.arange(len(tokens)) if state.rows is None
+                               else np.asarray(state.rows))
         start = 0 if cache is None else cache.length
         rest = tokens[:, start:]
-        self.positions += rest.numel()
-        hidden = self.model.backbone(self.model.head.embed(rest), times, TEXT_MODALITY,
-                                     padding_mask=rest != self.tokenizer.pad_id, past=cache)
-        logits = self.model.head.logits(hidden).float().numpy()
+        self.positions += rest.size
+        logits = self.model(rest, times, padding_mask=rest != self.tokenizer.pad_id, past=cache)
         if not start:
             return logits
         # Cached positions are final, so the sampler never reads their predictions.
@@ -164,26 +155,16 @@ class TextDiffusionHead:
         full[:, start:] = logits
         return full
 
-    @torch.no_grad()
     def _cache_prefix(self, tokens: np.ndarray, length: int) -> None:
         """`on_prefix`: positions [:length] of every row are final; keep their keys/values."""
-        tokens_t = torch.as_tensor(np.atleast_2d(tokens), dtype=torch.long)
+        tokens = np.atleast_2d(np.asarray(tokens))
         start = 0 if self._cache is None else self._cache.length
         if length <= start:
             return
-        chunk = tokens_t[:, start:length]
-        times = torch.full((chunk.shape[0],), self._t)
-        _, self._cache = self.model.backbone(
-            self.model.head.embed(chunk), times, TEXT_MODALITY,
-            padding_mask=chunk != self.tokenizer.pad_id, past=self._cache, return_cache=True)
-
-    def _rows_of_cache(self, rows: np.ndarray | None, batch: int) -> KVCache | None:
-        cache = self._cache
-        if cache is None or (rows is None and batch == cache.padding_mask.shape[0]):
-            return cache
-        index = torch.as_tensor(np.arange(batch) if rows is None else np.asarray(rows))
-        return KVCache([k[index] for k in cache.keys], [v[index] for v in cache.values],
-                       cache.padding_mask[index])
+        chunk = tokens[:, start:length]
+        times = np.full(chunk.shape[0], self._t, dtype=np.float32)
+        self._cache = self.model.cache(chunk, times, padding_mask=chunk != self.tokenizer.pad_id,
+                                       past=self._cache)
 
     def decode(self, state: MaskedState, request: GenerationRequest) -> str | list[str]:
         """The text of each row; positions still masked (a streamed, partial state) show as

@@ -10,9 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from aios.backbone import Backbone, KVCache
-
-#: The backbone's modality id for text (images and audio use others).
-TEXT_MODALITY = 0
+from aios_text.inference import TEXT_MODALITY
 
 
 class TextHead(nn.Module):

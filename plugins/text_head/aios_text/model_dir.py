@@ -8,10 +8,9 @@ from typing import Any
 
 from aios.backbone import Backbone
 from aios.model_dir import load_backbone, load_module, read_model_config, save_model_dir
+from aios_text.inference import TOKENIZER_FILE
 from aios_text.model import TextDiffusionModel, TextHead
 from aios_text.tokenizer import TextTokenizer
-
-TOKENIZER_FILE = "tokenizer.json"
 
 
 def save_text_model(directory: str | os.PathLike[str], model: TextDiffusionModel,

@@ -1,7 +1,13 @@
 """The aios registration of aios-text: the head, its training recipe, its evaluation and the
-text embedders of the memory."""
+text embedders of the memory.
+
+Registering imports nothing heavy: the head runs in NumPy, and training and evaluation (which
+need torch) are imported only when `aios train` / `aios eval` run them, so every other command
+starts without paying for torch.
+"""
 
 from collections.abc import Callable
+from typing import Any
 
 import aios
 
@@ -16,20 +22,30 @@ def aios_register_heads(register: Callable[..., None]) -> None:
              summary="masked-diffusion language model (ships trained on offline English text)")
 
 
-@aios.hookimpl
-def aios_register_recipes(register: Callable[..., None]) -> None:
+def train_text(recipe: str | None = None, out: str = "runs/text",
+               progress: bool = True) -> dict[str, Any]:
+    """Masked-diffusion language model on offline English text."""
     from aios_text.recipe import train_command
 
-    register("text", train_command,
-             summary="masked-diffusion language model on offline English text")
+    return train_command(recipe, out, progress)
+
+
+def evaluate_text(model: str | None = None, baseline: str | None = None,
+                  data: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Validation perplexity: the diffusion ELBO bound and an AR baseline's."""
+    from aios_text.evaluate import evaluate_command
+
+    return evaluate_command(model, baseline, data, progress)
+
+
+@aios.hookimpl
+def aios_register_recipes(register: Callable[..., None]) -> None:
+    register("text", train_text)
 
 
 @aios.hookimpl
 def aios_register_evaluators(register: Callable[..., None]) -> None:
-    from aios_text.evaluate import evaluate_command
-
-    register("text", evaluate_command,
-             summary="validation perplexity: the diffusion ELBO bound and an AR baseline's")
+    register("text", evaluate_text)
 
 
 @aios.hookimpl

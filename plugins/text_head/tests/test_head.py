@@ -143,10 +143,30 @@ def test_the_prefix_cache_equals_a_forward_pass_where_the_prefix_cannot_see_ahea
     n = tokens.shape[1]
     sees = torch.ones(1, n, n, dtype=torch.bool)
     sees[:, :prefix, prefix:] = False  # the cached prefix never saw the positions after it
+    reference_model, _, _ = load_text_model(model_dir)  # the torch model, as trained
     with torch.no_grad():
-        reference = head.model(torch.as_tensor(tokens), torch.tensor([0.5]),
-                               attention_mask=sees).numpy()
+        reference = reference_model(torch.as_tensor(tokens), torch.tensor([0.5]),
+                                    attention_mask=sees).numpy()
     np.testing.assert_allclose(cached[:, prefix:], reference[:, prefix:], atol=1e-4)
+
+
+def test_the_head_computes_the_logits_of_the_torch_model_it_was_trained_as(model_dir):
+    import torch
+
+    from aios.protocols import GenerationRequest
+
+    e = engine(model_dir, "head.length=6")
+    request = GenerationRequest(prompt=["the cat", "on the mat and"], modality="text",
+                                num_steps=2)
+    state = e.head.initial_state(request, np.random.default_rng(0))
+    logits = e.head.denoise(state, 0.7, request)
+    torch_model, tokenizer, _ = load_text_model(model_dir)
+    tokens = torch.as_tensor(state.tokens)
+    with torch.no_grad():
+        reference = torch_model(tokens, torch.full((2,), 0.7),
+                                padding_mask=tokens != tokenizer.pad_id).numpy()
+    real = state.tokens != tokenizer.pad_id
+    np.testing.assert_allclose(logits[real], reference[real], atol=1e-4)
 
 
 def test_semi_autoregressive_decoding_with_the_cache_evaluates_fewer_positions(model_dir):

@@ -1,0 +1,78 @@
+"""The text model for generation, in NumPy: what the head runs, without importing torch.
+
+It reads the same model directory as `aios_text.model_dir.load_text_model` (which builds the
+torch model for training and evaluation) and computes the same logits on top of
+`aios.backbone_numpy.ArrayBackbone`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aios.backbone_config import read_model_config
+from aios.backbone_numpy import ArrayBackbone, ArrayKVCache, load_arrays
+from aios.errors import AiosError
+from aios_text.tokenizer import TextTokenizer
+
+#: The backbone's modality id for text (images and audio use others).
+TEXT_MODALITY = 0
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class ArrayTextModel:
+    """Token embeddings into the backbone, logits out; the mask token is never predicted."""
+
+    def __init__(self, backbone: ArrayBackbone, embedding: np.ndarray,
+                 projection: np.ndarray | None, mask_id: int) -> None:
+        self.backbone = backbone
+        self.embedding = np.ascontiguousarray(embedding, dtype=np.float32)
+        self.projection = self.embedding if projection is None else np.ascontiguousarray(
+            projection, dtype=np.float32)
+        self.mask_id = mask_id
+
+    def __call__(self, tokens: np.ndarray, t: np.ndarray, *,
+                 padding_mask: np.ndarray | None = None,
+                 attention_mask: np.ndarray | None = None,
+                 past: ArrayKVCache | None = None) -> np.ndarray:
+        hidden = self.backbone(self.embedding[tokens], t, TEXT_MODALITY,
+                               padding_mask=padding_mask, attention_mask=attention_mask,
+                               past=past)
+        return self.logits(hidden)
+
+    def logits(self, hidden: np.ndarray) -> np.ndarray:
+        logits = hidden @ self.projection.T
+        logits[..., self.mask_id] = -np.inf
+        return logits
+
+    def cache(self, tokens: np.ndarray, t: np.ndarray, *, padding_mask: np.ndarray,
+              past: ArrayKVCache | None) -> ArrayKVCache:
+        """Run `tokens` (placed after `past`) and return the cache extended by them."""
+        _, cache = self.backbone(self.embedding[tokens], t, TEXT_MODALITY,
+                                 padding_mask=padding_mask, past=past, return_cache=True)
+        return cache
+
+
+def load_array_text_model(directory: str | os.PathLike[str]
+                          ) -> tuple[ArrayTextModel, TextTokenizer, dict[str, Any]]:
+    """The NumPy model, its tokenizer and the head's settings from a model directory."""
+    directory = Path(directory)
+    settings = read_model_config(directory)["heads"].get("text")
+    if settings is None:
+        raise AiosError(f"{directory} holds no text head; train one with `aios train text`")
+    backbone = ArrayBackbone.load(directory)
+    weights = load_arrays(directory / "text.arrow")
+    if "embed.weight" not in weights:
+        raise AiosError(f"{directory / 'text.arrow'} lacks embed.weight; restore the model "
+                        "directory")
+    projection = None if settings.get("tie", True) else weights.get("project.weight")
+    model = ArrayTextModel(backbone, weights["embed.weight"], projection,
+                           int(settings["mask_id"]))
+    try:
+        tokenizer = TextTokenizer.load(directory / settings.get("tokenizer", TOKENIZER_FILE))
+    except ValueError as exc:
+        raise AiosError(str(exc)) from exc
+    return model, tokenizer, settings
