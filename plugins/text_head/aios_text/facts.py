@@ -134,8 +134,8 @@ def make_facts(n: int = 200, held_out: float = 0.25, seed: int = 0,
     rng = random.Random(seed)
     names = _Names(rng)
     pool_size = objects_per_kind or max(2, n // 8)
-    pools = {kind: [_phrase(kind, names) for _ in range(pool_size)]
-             for kind in {r.object for r in RELATIONS}}
+    kinds = dict.fromkeys(r.object for r in RELATIONS)  # in a fixed order: no set (hash seed)
+    pools = {kind: [_phrase(kind, names) for _ in range(pool_size)] for kind in kinds}
     facts = []
     for i in range(n):
         relation = RELATIONS[i % len(RELATIONS)]

@@ -9,6 +9,18 @@ def test_the_same_seed_makes_the_same_facts_and_another_seed_other_ones():
     assert make_facts(40, seed=3) != make_facts(40, seed=4)
 
 
+def test_the_facts_do_not_depend_on_the_process_hash_seed():
+    import os
+    import subprocess
+    import sys
+
+    code = "from aios_text.facts import make_facts; print(make_facts(30, seed=5).held_out[0])"
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+               for seed in ("1", "2", "3")}
+    assert len(outputs) == 1
+
+
 def test_the_split_is_disjoint_complete_and_of_the_asked_size():
     facts = make_facts(100, held_out=0.2, seed=0)
     assert len(facts.train) == 80 and len(facts.held_out) == 20
