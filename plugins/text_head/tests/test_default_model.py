@@ -1,0 +1,48 @@
+"""The model that ships with the pack: present, small, int8, and it writes English."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from aios_text.head import DEFAULT_MODEL, TextDiffusionHead
+from aios_text.model_dir import load_text_model
+
+from aios.engine import ArrowEngine
+from aios.quant.linear import QuantizedLinear
+
+
+def test_the_shipped_model_is_int8_and_under_25_mb():
+    files = list(DEFAULT_MODEL.iterdir())
+    assert {"model.yaml", "backbone.arrow", "text.arrow", "tokenizer.json",
+            "MODEL_CARD.md"} <= {f.name for f in files}
+    assert sum(f.stat().st_size for f in files) < 25 * 2**20
+    model, tokenizer, settings = load_text_model(DEFAULT_MODEL)
+    linears = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
+    assert linears and all(m.weight_q.bits == 8 for m in linears)
+    assert settings["objective"] == "diffusion" and tokenizer.vocab_size == settings["vocab_size"]
+
+
+def test_the_model_card_states_the_recipe_and_the_scores():
+    card = (DEFAULT_MODEL / "MODEL_CARD.md").read_text()
+    config = yaml.safe_load((DEFAULT_MODEL / "model.yaml").read_text())
+    assert f"dim {config['backbone']['dim']}" in card
+    assert "aios train text" in card and "perplexity" in card
+
+
+def test_the_default_head_continues_a_prompt_in_words():
+    engine = ArrowEngine.from_config(None, overrides=["head.name=text",
+                                                     "sampler.name=low-confidence"])
+    assert isinstance(engine.head, TextDiffusionHead) and engine.head.tokenizer.vocab_size > 1000
+    text = engine.generate("Once upon a time", seed=0, num_steps=24, length=24)
+    assert text.startswith("Once upon a time") and len(text) > len("Once upon a time") + 10
+    words = text.split()
+    assert sum(w.strip(".,;:!?'\"").isalpha() for w in words) >= 0.7 * len(words)
+
+
+def test_aios_generate_prints_text_from_a_fresh_process():
+    aios = Path(sys.executable).with_name("aios")
+    result = subprocess.run([str(aios), "generate", "Once upon a time", "--steps", "8",
+                             "--length", "16", "--seed", "0"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Once upon a time")
