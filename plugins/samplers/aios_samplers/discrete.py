@@ -40,7 +40,7 @@ import numpy as np
 
 from aios.protocols import Denoiser, MaskedState, StepCallback
 from aios.schedules import masking_schedule
-from aios_samplers.guidance import guided_log_probs
+from aios_samplers.guidance import guided_log_probs_at
 
 #: A masking schedule option: a name, ``module:function``, or a table of alpha values.
 MaskingSpec = str | list[float]
@@ -148,16 +148,18 @@ class MaskedSampler:
             return cache["logits"]
         if rows.size in (0, len(tokens)):
             rows = np.arange(len(tokens))
-            fresh = guided_log_probs(denoise(state, t))
+            output = denoise(state, t)
         else:
-            fresh = guided_log_probs(denoise(replace(state, tokens=tokens[rows], rows=rows), t))
-        fresh = fresh if fresh.ndim == 3 else fresh[None]
-        if fresh.shape[:2] != (rows.size, tokens.shape[1]):
-            raise ValueError(f"the model returned logits of shape {fresh.shape} for tokens of "
-                             f"shape {tokens[rows].shape}; return (batch, length, vocab)")
-        if "logits" not in cache or cache["logits"].shape[2] != fresh.shape[2]:
-            cache["logits"] = np.zeros((*tokens.shape, fresh.shape[2]))
+            output = denoise(replace(state, tokens=tokens[rows], rows=rows), t)
+        # Only masked positions are ever read, so only they are normalised (the rest stay 0).
+        masked = tokens[rows] == state.mask_id
+        picked, shape = guided_log_probs_at(output, masked)
+        vocab = shape[-1]
+        if "logits" not in cache or cache["logits"].shape[2] != vocab:
+            cache["logits"] = np.zeros((*tokens.shape, vocab))
             cache["tokens"] = np.full_like(tokens, -1)
+        fresh = np.zeros((rows.size, tokens.shape[1], vocab))
+        fresh[masked] = picked
         cache["logits"][rows] = fresh
         cache["tokens"][rows] = tokens[rows]
         return cache["logits"]
@@ -186,28 +188,24 @@ class MaskedSampler:
         Only masked positions can be revealed, so only they are computed (elsewhere the
         candidate is the token itself and the confidence 0): with a vocabulary of thousands,
         the per-position softmax and draw cost as much as a small model's forward pass."""
-        log_p = guided_log_probs(logits)
-        if log_p.ndim == 2:
-            log_p = log_p[None]
-        if log_p.shape[:2] != tokens.shape:
-            raise ValueError(f"the model returned logits of shape {log_p.shape} for tokens of "
-                             f"shape {tokens.shape}; return (batch, length, vocab)")
-        if not 0 <= mask_id < log_p.shape[2]:
-            raise ValueError(f"mask_id {mask_id} is outside the vocabulary of "
-                             f"{log_p.shape[2]} logits")
         where = tokens == mask_id
+        picked, shape = guided_log_probs_at(logits, where)
+        if not 0 <= mask_id < shape[-1]:
+            raise ValueError(f"mask_id {mask_id} is outside the vocabulary of "
+                             f"{shape[-1]} logits")
         choice, confidence = tokens.copy(), np.zeros(tokens.shape)
         if not where.any():
             return choice, confidence
-        picked, top = self._draw(log_p[where], mask_id, uniform[where])
-        choice[where] = picked
+        drawn, top = self._draw(picked, mask_id, uniform[where])
+        choice[where] = drawn
         confidence[where] = top
         return choice, confidence
 
     def _draw(self, log_p: np.ndarray, mask_id: int,
               uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Draw one token per row of `log_p` (positions, vocab); also each row's top probability."""
-        log_p[:, mask_id] = -np.inf  # log_p is a fresh copy (boolean indexing copies)
+        log_p = log_p.copy()
+        log_p[:, mask_id] = -np.inf
         probs = np.exp(log_p - log_p.max(axis=-1, keepdims=True))
         probs /= probs.sum(axis=-1, keepdims=True)
         if self.temperature == 0:

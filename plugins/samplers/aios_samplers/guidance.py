@@ -36,6 +36,29 @@ def guided_log_probs(output: Any) -> np.ndarray:
     return log_softmax(_as_float(output, "the logits"))
 
 
+def guided_log_probs_at(output: Any, where: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Log-probabilities at the positions `where` only, shaped (positions, vocab), and the
+    shape of the whole output. `where` is a (batch, length) mask; the output is (batch,
+    length, vocab) or, for one sequence, (length, vocab). Normalising only the positions a
+    sampler can change saves most of the work when the vocabulary is large."""
+    if isinstance(output, Guided):
+        conditional = _as_float(output.conditional, "the conditional logits")
+        unconditional = _as_float(output.unconditional, "the unconditional logits")
+        _same_shape(conditional, unconditional)
+        picked = Guided(_pick(conditional, where), _pick(unconditional, where), output.scale)
+        return guided_log_probs(picked), conditional.shape
+    logits = _as_float(output, "the logits")
+    return log_softmax(_pick(logits, where)), logits.shape
+
+
+def _pick(array: np.ndarray, where: np.ndarray) -> np.ndarray:
+    full = array if array.ndim == 3 else array[None]
+    if full.ndim != 3 or full.shape[:2] != where.shape:
+        raise ValueError(f"the model returned logits of shape {array.shape} for tokens of "
+                         f"shape {where.shape}; return (batch, length, vocab)")
+    return full[where]
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Log-softmax over the last axis; -inf entries stay impossible, NaN is refused."""
     if np.isnan(logits).any():
