@@ -177,7 +177,10 @@ def test_semi_autoregressive_decoding_with_the_cache_evaluates_fewer_positions(m
         outputs[cache] = e.diffuse("the cat sat", seed=0, num_steps=6)
         positions[cache] = e.head.positions
     assert positions[True] < 0.75 * positions[False]
-    assert all(o.startswith("the cat sat") and len(o) > len("the cat sat ")
+    from aios_text.head import MASK_PLACEHOLDER
+
+    # (the micro model may end either text at once with <eos>, so their length is not fixed)
+    assert all(o.startswith("the cat sat") and MASK_PLACEHOLDER not in o
                for o in outputs.values())
 
 
