@@ -56,13 +56,19 @@ class ArrayTextModel:
         return cache
 
 
+def text_settings(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The text head's entry of a model directory's `model.yaml` (both loaders read it)."""
+    settings = read_model_config(directory)["heads"].get("text")
+    if settings is None:
+        raise AiosError(f"{directory} holds no text head; train one with `aios train text`")
+    return settings
+
+
 def load_array_text_model(directory: str | os.PathLike[str]
                           ) -> tuple[ArrayTextModel, TextTokenizer, dict[str, Any]]:
     """The NumPy model, its tokenizer and the head's settings from a model directory."""
     directory = Path(directory)
-    settings = read_model_config(directory)["heads"].get("text")
-    if settings is None:
-        raise AiosError(f"{directory} holds no text head; train one with `aios train text`")
+    settings = text_settings(directory)
     backbone = ArrayBackbone.load(directory)
     weights = load_arrays(directory / "text.arrow")
     if "embed.weight" not in weights:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from aios.backbone import Backbone
-from aios.model_dir import load_backbone, load_module, read_model_config, save_model_dir
-from aios_text.inference import TOKENIZER_FILE
+from aios.model_dir import load_backbone, load_module, save_model_dir
+from aios_text.inference import TOKENIZER_FILE, text_settings
 from aios_text.model import TextDiffusionModel, TextHead
 from aios_text.tokenizer import TextTokenizer
 
@@ -32,9 +32,7 @@ def load_text_model(directory: str | os.PathLike[str]
                     ) -> tuple[TextDiffusionModel, TextTokenizer, dict[str, Any]]:
     """The model (in eval mode), its tokenizer, and the head's settings."""
     directory = Path(directory)
-    settings = read_model_config(directory)["heads"].get("text")
-    if settings is None:
-        raise ValueError(f"{directory} holds no text head; train one with `aios train text`")
+    settings = text_settings(directory)
     backbone: Backbone = load_backbone(directory)
     head = TextHead(int(settings["vocab_size"]), backbone.config.dim, int(settings["mask_id"]),
                     tie=bool(settings["tie"]))
