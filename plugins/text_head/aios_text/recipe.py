@@ -76,10 +76,10 @@ def load_recipe(path: str | os.PathLike[str]) -> TextRecipe:
     `extends: OTHER.yaml` (relative to the file) starts from another recipe and overrides only
     the keys given, so a variant such as the autoregressive baseline states just what differs.
     """
-    return parse_dataclass(TextRecipe, _read_recipe_data(Path(path), ()), source=str(path))
+    return parse_dataclass(TextRecipe, read_recipe_data(Path(path), ()), source=str(path))
 
 
-def _read_recipe_data(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+def read_recipe_data(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     source = str(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -101,7 +101,7 @@ def _read_recipe_data(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if base_path in seen or base_path == path.resolve():
         raise ConfigError(source, "extends", f"{base} extends itself (a cycle)",
                           "point `extends` at a recipe that does not lead back here")
-    return _merge(_read_recipe_data(base_path, (*seen, path.resolve())), data)
+    return _merge(read_recipe_data(base_path, (*seen, path.resolve())), data)
 
 
 def _merge(base: Any, override: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def run_recipe(recipe: TextRecipe, out_dir: str | os.PathLike[str], *,
     """Train (or resume training) the model of `recipe` in `out_dir` and evaluate it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _bind(out, recipe)
+    bind_run(out, recipe.to_dict())
     tokenizer, train_stream, validation_stream = _prepare_data(recipe, out, progress)
     model = build_model(recipe, tokenizer)
     alpha = masking_schedule(recipe.schedule).alpha
@@ -196,12 +196,12 @@ def build_model(recipe: TextRecipe, tokenizer: TextTokenizer) -> TextDiffusionMo
     return TextDiffusionModel(Backbone(recipe.backbone), head)
 
 
-def _bind(out: Path, recipe: TextRecipe) -> None:
+def bind_run(out: Path, recipe: dict[str, Any]) -> None:
     """Refuse to continue a run directory that another recipe started."""
     path = out / "recipe.yaml"
-    text = yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+    text = yaml.safe_dump(recipe, sort_keys=False)
     if path.exists():
-        if yaml.safe_load(path.read_text()) != recipe.to_dict():
+        if yaml.safe_load(path.read_text()) != recipe:
             raise AiosError(f"{out} holds a run of a different recipe ({path}); resume it with "
                             "that recipe or train into a new directory")
         return
@@ -234,5 +234,11 @@ DEFAULT_RECIPE = Path(__file__).with_name("recipes") / "default.yaml"
 
 
 def train_command(recipe: str | None, out: str, progress: bool = True) -> dict[str, Any]:
-    """What `aios train text` runs: the given recipe file, or the default one."""
-    return run_recipe(load_recipe(recipe or DEFAULT_RECIPE), out, progress=progress).metrics
+    """What `aios train text` runs: the given recipe file, or the default one. A file with
+    `kind: memory` is the retrieval-augmented fine-tuning recipe (`aios_text.memory_recipe`)."""
+    path = Path(recipe) if recipe else DEFAULT_RECIPE
+    if read_recipe_data(path, ()).get("kind") == "memory":
+        from aios_text.memory_recipe import load_memory_recipe, run_memory_recipe
+
+        return run_memory_recipe(load_memory_recipe(path), out, progress=progress)
+    return run_recipe(load_recipe(path), out, progress=progress).metrics

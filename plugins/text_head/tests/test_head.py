@@ -5,10 +5,9 @@ import types
 
 import numpy as np
 import pytest
-import yaml
 from aios_text.head import TextDiffusionHead
 from aios_text.model_dir import load_text_model, save_text_model
-from aios_text.recipe import load_recipe, run_recipe
+from aios_text.passages import context_ids
 
 import aios
 from aios.config import load_config
@@ -16,23 +15,6 @@ from aios.engine import ArrowEngine
 from aios.registry import Registry
 
 SENTENCE = "the cat sat on the mat. "
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("text")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for i in range(120):
-        (corpus / f"d{i:03d}.txt").write_text(SENTENCE * 6)
-    recipe = {"corpus": [str(corpus)], "vocab_size": 280,
-              "backbone": {"dim": 32, "depth": 2, "heads": 2, "max_len": 96},
-              "sequence_length": 32, "batch_size": 16, "eval_windows": 8,
-              "train": {"steps": 150, "lr": 0.005, "warmup": 10, "checkpoint_every": 150,
-                        "ema_decay": 0.9}}
-    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
-    return root / "run" / "model"
 
 
 def registry_with_head():
@@ -250,7 +232,7 @@ def test_passages_that_do_not_fit_are_dropped_lowest_score_first(model_dir):
     encoded = {score: head.tokenizer.encode(text) for score, text in texts.items()}
     request = context_request(*((text, score) for score, text in texts.items()), length=8)
     budget = len(encoded[0.9]) + len(encoded[0.5]) + 2 + len(encoded[0.2])  # 0.2 misses by 1
-    ids = head.context_ids(request.context, budget=budget)
+    ids = context_ids(head.tokenizer, request.context, budget=budget)
     assert ids == [*encoded[0.5], eos, *encoded[0.9], eos]
     state = head.initial_state(request, np.random.default_rng(0))
     assert state.tokens.shape[1] <= head.model.backbone.config.max_len

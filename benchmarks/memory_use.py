@@ -1,0 +1,136 @@
+"""Does generation use its memory? Held-out invented facts, answered with and without it.
+
+    python benchmarks/memory_use.py --model runs/text-memory/model-int8 \
+        --base-model plugins/text_head/aios_text/models/default
+
+The memory holds every fact (training and held-out), written as documents and added with the
+real ingestion path; the questions and clozes of held-out facts (never trained on: they exist
+only in the memory) go through `ArrowEngine.diffuse` with `memory_guided=True` (retrieval by the
+`memory` conditioner, passages placed before the prompt) and with `memory_guided=False`.
+
+Scores per model: exact match (the answer phrase in the continuation), and the perplexity bound
+of held-out fact sentences with relevant, random and no passages in front
+(`aios_text.memory_eval`). Costs: the median time of one generation with and without memory,
+and of the retrieval alone (embedding the prompt + searching the store), in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from aios_text.facts import make_facts
+from aios_text.head import DEFAULT_MODEL
+from aios_text.inference import text_settings
+from aios_text.memory_eval import exact_match, fact_perplexity
+from aios_text.memory_recipe import build_memory
+from aios_text.model_dir import load_text_model
+from samplers import table  # benchmarks/ is on the path when a benchmark runs as a script
+
+from aios.engine import ArrowEngine
+from aios.memory.conditioner import MemoryConditioner
+from aios.memory.embedding import build_embedder
+from aios.protocols import EngineContext
+from aios.schedules import masking_schedule
+
+
+def timed(function, *args, **kwargs) -> tuple[object, float]:
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, (time.perf_counter() - start) * 1000
+
+
+def score(model_dir: Path, store: Path, facts, args: argparse.Namespace) -> tuple[list, dict]:
+    overrides = [f"head.model={model_dir}", f"head.length={args.length}",
+                 f"sampler.name={args.sampler}", f"memory.path={store}",
+                 f"memory.embedder={args.embedder}",
+                 f"conditioners=[{{name: memory, min_score: {args.min_score}}}]"]
+    scored = facts.held_out[: args.scored]
+    rows, samples = [], {}
+    with ArrowEngine.from_config(overrides=overrides) as engine:
+        for memory in (False, True):
+            times = []
+
+            def generate(prompt, memory=memory, times=times):
+                text, ms = timed(engine.diffuse, prompt, num_steps=args.steps, seed=0,
+                                 memory_guided=memory)
+                times.append(ms)
+                return text
+
+            result = exact_match(generate, scored)
+            samples[f"memory={memory}"] = result.generations[:6]
+            rows.append((memory, result.rate, statistics.median(times)))
+        conditioner = MemoryConditioner(min_score=args.min_score)
+        context = EngineContext(head=engine.head, storage=engine.storage,
+                                embedder=engine.embedder)
+        retrieval = statistics.median(timed(conditioner.retrieve, p, context)[1]
+                                      for f in scored[:20] for p, _ in f.prompts)
+    model, tokenizer, settings = load_text_model(model_dir)
+    alpha = masking_schedule(settings.get("schedule", "linear")).alpha
+    perplexity = fact_perplexity(model, tokenizer, alpha, scored, facts.train)
+    return rows, {"perplexity": perplexity, "retrieval_ms": retrieval, "samples": samples}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="memory-trained model")
+    parser.add_argument("--base-model", default="", help="a model to compare (e.g. before "
+                        "memory training)")
+    parser.add_argument("--facts", type=int, help="facts made (default: the model's recipe)")
+    parser.add_argument("--scored", type=int, default=50, help="held-out facts asked about")
+    parser.add_argument("--chunk-size", type=int, default=60)
+    parser.add_argument("--embedder", default="minilm")
+    parser.add_argument("--min-score", type=float, default=0.2)
+    parser.add_argument("--sampler", default="low-confidence")
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--length", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--samples-out", default="benchmarks/results/memory-use-samples.json")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    trained = text_settings(args.model).get("memory_training", {})
+    facts = make_facts(args.facts or trained.get("facts", 2000),
+                       held_out=trained.get("held_out", 0.25), seed=trained.get("fact_seed", 0))
+    base = Path(tempfile.mkdtemp(prefix="aios-memory-use-"))
+    try:
+        embedder = build_embedder(args.embedder)
+        build_memory(list(facts.train + facts.held_out), base / "memory", embedder,
+                     args.chunk_size).close()
+        models = [("memory-trained", args.model)]
+        if args.base_model:
+            models.insert(0, ("base", args.base_model))
+        results = {name: score(Path(path), base / "memory" / "store", facts, args)
+                   for name, path in models}
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"\n{len(facts.train) + len(facts.held_out)} facts in memory (chunks of "
+          f"{args.chunk_size} characters), {args.scored} held-out facts x 3 prompts; "
+          f"{args.sampler}, {args.steps} steps, {args.length} tokens; torch threads "
+          f"{args.threads}")
+    rows = []
+    for name, (matches, extra) in results.items():
+        (_, none, none_ms), (_, memory, memory_ms) = matches
+        ppl = extra["perplexity"]
+        rows.append([name, f"{none:.3f}", f"{memory:.3f}", f"{ppl['none']:.1f}",
+                     f"{ppl['random']:.1f}", f"{ppl['relevant']:.1f}", f"{none_ms:.0f}",
+                     f"{memory_ms:.0f}", f"{memory_ms - none_ms:.0f}",
+                     f"{extra['retrieval_ms']:.0f}"])
+    print(table(["model", "EM no memory", "EM memory", "ppl none", "ppl random",
+                 "ppl relevant", "gen ms", "gen+memory ms", "added ms", "retrieval ms"], rows))
+    out = Path(args.samples_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({name: extra["samples"] for name, (_, extra) in results.items()},
+                              indent=1) + "\n")
+    print(f"sample generations: {out}")
+
+
+if __name__ == "__main__":
+    main()
