@@ -10,8 +10,11 @@ only in the memory) go through `ArrowEngine.diffuse` with `memory_guided=True` (
 
 Scores per model: exact match (the answer phrase in the continuation), and the perplexity bound
 of held-out fact sentences with relevant, random and no passages in front
-(`aios_text.memory_eval`). Costs: the median time of one generation with and without memory,
-and of the retrieval alone (embedding the prompt + searching the store), in milliseconds.
+(`aios_text.memory_eval`). Costs, medians in milliseconds: one generation with and without
+memory (the difference is the added latency), the retrieval alone (embedding the prompt +
+searching the store), and the layout of the passages into the context (tokenizing them: what
+conditioning costs with `placement: context`, the step that a cross-attention head would spend
+projecting memory vectors).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from aios_text.inference import text_settings
 from aios_text.memory_eval import exact_match, fact_perplexity
 from aios_text.memory_recipe import build_memory
 from aios_text.model_dir import load_text_model
+from aios_text.passages import context_ids
 from samplers import table  # benchmarks/ is on the path when a benchmark runs as a script
 
 from aios.engine import ArrowEngine
@@ -68,12 +72,18 @@ def score(model_dir: Path, store: Path, facts, args: argparse.Namespace) -> tupl
         conditioner = MemoryConditioner(min_score=args.min_score)
         context = EngineContext(head=engine.head, storage=engine.storage,
                                 embedder=engine.embedder)
+        prompts = [p for f in scored[:20] for p, _ in f.prompts]
         retrieval = statistics.median(timed(conditioner.retrieve, p, context)[1]
-                                      for f in scored[:20] for p, _ in f.prompts)
+                                      for p in prompts)
+        found = [conditioner.retrieve(p, context) for p in prompts]
+        budget = engine.head.model.backbone.config.max_len - args.length
+        layout = statistics.median(timed(context_ids, engine.head.tokenizer, f, budget)[1]
+                                   for f in found)
     model, tokenizer, settings = load_text_model(model_dir)
     alpha = masking_schedule(settings.get("schedule", "linear")).alpha
     perplexity = fact_perplexity(model, tokenizer, alpha, scored, facts.train)
-    return rows, {"perplexity": perplexity, "retrieval_ms": retrieval, "samples": samples}
+    return rows, {"perplexity": perplexity, "retrieval_ms": retrieval, "layout_ms": layout,
+                  "samples": samples}
 
 
 def main() -> None:
@@ -122,9 +132,10 @@ def main() -> None:
         rows.append([name, f"{none:.3f}", f"{memory:.3f}", f"{ppl['none']:.1f}",
                      f"{ppl['random']:.1f}", f"{ppl['relevant']:.1f}", f"{none_ms:.0f}",
                      f"{memory_ms:.0f}", f"{memory_ms - none_ms:.0f}",
-                     f"{extra['retrieval_ms']:.0f}"])
+                     f"{extra['retrieval_ms']:.0f}", f"{extra['layout_ms']:.2f}"])
     print(table(["model", "EM no memory", "EM memory", "ppl none", "ppl random",
-                 "ppl relevant", "gen ms", "gen+memory ms", "added ms", "retrieval ms"], rows))
+                 "ppl relevant", "gen ms", "gen+memory ms", "added ms", "retrieval ms",
+                 "layout ms"], rows))
     out = Path(args.samples_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({name: extra["samples"] for name, (_, extra) in results.items()},

@@ -29,6 +29,7 @@ from aios.config import parse_dataclass
 from aios.errors import AiosError, ConfigError
 from aios.files import write_atomic
 from aios.memory.conditioner import Passage
+from aios.quant.linear import dequantize_linears
 from aios.schedules import masking_schedule
 from aios.training import TrainConfig, train
 from aios_text.data import MaskedDiffusionTask, TokenStream, evaluate_nelbo
@@ -58,7 +59,7 @@ class MemoryRecipe:
     top_k: int = 5
     answer_length: int = 24
     batch_size: int = 16
-    corpus_weight: float = 0.3
+    corpus_weight: float = 0.4
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -193,6 +194,7 @@ def run_memory_recipe(recipe: MemoryRecipe, out_dir: str | os.PathLike[str], *,
     bind_run(out, recipe.to_dict())
     init = Path(os.path.expanduser(recipe.init)) if recipe.init else DEFAULT_MODEL
     model, tokenizer, settings = load_text_model(init)
+    dequantize_linears(model)  # the shipped model is int8; training needs float layers
     if settings.get("objective", "diffusion") != "diffusion":
         raise AiosError(f"{init} is not a diffusion model; memory training fine-tunes one")
     alpha = masking_schedule(settings.get("schedule", "linear")).alpha

@@ -26,6 +26,7 @@ from aios_text.tokenizer import TextTokenizer
 from aios.errors import ConfigError
 from aios.memory.conditioner import Passage
 from aios.memory.embedding import embed_in_batches
+from aios.quant.linear import QuantizedLinear, dequantize_linears
 from aios.schedules import masking_schedule
 from aios.training import TrainConfig
 
@@ -139,7 +140,7 @@ def test_the_shipped_memory_recipe_parses():
 @pytest.fixture(scope="module")
 def memory_run(tmp_path_factory, model_dir):
     root = tmp_path_factory.mktemp("memory-run")
-    init = model_dir
+    init = model_dir.parent / "model-int8"  # as the shipped model: quantized linear layers
     recipe = MemoryRecipe(init=str(init), facts=16, chunk_sizes=(60,), top_k=2,
                           answer_length=8, batch_size=4, corpus_weight=0.5,
                           train=TrainConfig(steps=4, warmup=1, checkpoint_every=4,
@@ -153,10 +154,14 @@ def test_a_run_fine_tunes_the_initial_model_and_saves_float_and_int8(memory_run)
 
     init, run, metrics = memory_run
     before, _, _ = load_text_model(init)
+    dequantize_linears(before)
     after, _, settings = load_text_model(run / "model")
-    changed = [name for name, p in after.state_dict().items()
-               if not torch.equal(p, before.state_dict()[name])]
-    assert changed  # the weights moved
+    assert set(after.state_dict()) == set(before.state_dict())
+    changed = {name for name, p in after.state_dict().items()
+               if not torch.equal(p, before.state_dict()[name])}
+    assert {"backbone.blocks.0.attn.qkv.weight", "head.embed.weight"} <= changed
+    int8, _, _ = load_text_model(run / "model-int8")
+    assert any(isinstance(m, QuantizedLinear) for m in int8.modules())
     assert settings["memory_training"]["facts"] == 16
     assert (run / "model-int8" / "model.yaml").exists()
     assert metrics["examples"] == len(json.loads((run / "examples.json").read_text()))
