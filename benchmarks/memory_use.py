@@ -28,8 +28,7 @@ import time
 from pathlib import Path
 
 from aios_text.facts import make_facts
-from aios_text.head import DEFAULT_MODEL
-from aios_text.inference import text_settings
+from aios_text.inference import DEFAULT_MODEL, text_settings
 from aios_text.memory_eval import exact_match, fact_perplexity
 from aios_text.memory_recipe import build_memory
 from aios_text.model_dir import load_text_model

@@ -24,9 +24,7 @@ the prompt and what was generated, never the context.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,11 +32,8 @@ import numpy as np
 from aios.backbone_numpy import ArrayKVCache
 from aios.errors import AiosError
 from aios.protocols import GenerationRequest, MaskedState
-from aios_text.inference import load_array_text_model
+from aios_text.inference import load_array_text_model, model_path, shipped_models
 from aios_text.passages import context_ids
-
-#: The model that ships with the pack (int8 weights; see its MODEL_CARD.md).
-DEFAULT_MODEL = Path(__file__).with_name("models") / "default"
 
 #: How a still-masked position looks in a partial (streamed) decode.
 MASK_PLACEHOLDER = "\u2591"
@@ -66,10 +61,12 @@ class TextDiffusionHead:
     def __init__(self, model: str = "", length: int = 64, prefix_cache: bool = True) -> None:
         if length < 1:
             raise ValueError(f"length must be positive, got {length}")
-        path = Path(os.path.expanduser(model)) if model else DEFAULT_MODEL
-        if not model and not (path / "model.yaml").exists():
-            raise AiosError(f"the default text model is missing from {path}; reinstall aios-text "
-                            "or give a model directory: --set head.model=DIR")
+        path = model_path(model)
+        if not (path / "model.yaml").exists():
+            what = "the default text model is" if not model else f"no text model is in {model!r}:"
+            raise AiosError(f"{what} missing from {path}; give a model directory or a shipped "
+                            f"model ({', '.join(shipped_models())}): --set head.model=DIR, or "
+                            "reinstall aios-text")
         self.model, self.tokenizer, self.settings = load_array_text_model(path)
         if self.settings.get("objective", "diffusion") != "diffusion":
             raise AiosError(f"{path} holds a {self.settings['objective']} model, not a diffusion "

@@ -35,6 +35,7 @@ from aios.training import TrainConfig, train
 from aios_text.data import MaskedDiffusionTask, TokenStream, evaluate_nelbo
 from aios_text.diffusion import Alpha, mdlm_loss
 from aios_text.facts import Fact, make_facts, write_fact_documents
+from aios_text.inference import model_path
 from aios_text.model import TextDiffusionModel
 from aios_text.model_dir import load_text_model, save_text_model
 from aios_text.passages import context_ids
@@ -187,12 +188,11 @@ def run_memory_recipe(recipe: MemoryRecipe, out_dir: str | os.PathLike[str], *,
     `embedder` replaces the recipe's named one (tests pass a small deterministic one)."""
     from aios.memory.embedding import build_embedder
     from aios_text.evaluate import held_out_stream
-    from aios_text.head import DEFAULT_MODEL
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bind_run(out, recipe.to_dict())
-    init = Path(os.path.expanduser(recipe.init)) if recipe.init else DEFAULT_MODEL
+    init = model_path(recipe.init)
     model, tokenizer, settings = load_text_model(init)
     dequantize_linears(model)  # the shipped model is int8; training needs float layers
     if settings.get("objective", "diffusion") != "diffusion":

@@ -2,6 +2,7 @@
 through the engine with the samplers pack."""
 
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,13 +180,26 @@ def test_streaming_shows_masks_as_placeholders_until_the_last_step(model_dir):
 
 
 def test_the_default_head_says_how_to_fix_a_missing_shipped_model(monkeypatch, tmp_path):
-    import aios_text.head as head_module
+    import aios_text.inference as inference
 
     from aios.errors import AiosError
 
-    monkeypatch.setattr(head_module, "DEFAULT_MODEL", tmp_path / "missing")
-    with pytest.raises(AiosError, match="reinstall aios-text or give a model directory"):
+    monkeypatch.setattr(inference, "DEFAULT_MODEL", tmp_path / "missing")
+    with pytest.raises(AiosError, match="default text model is missing.*reinstall aios-text"):
         TextDiffusionHead()
+    with pytest.raises(AiosError, match="no text model is in 'nowhere'.*shipped model \\(default"):
+        TextDiffusionHead(model="nowhere")
+
+
+def test_a_shipped_model_is_named_by_its_directory_name_and_a_path_wins(tmp_path, monkeypatch):
+    from aios_text.inference import DEFAULT_MODEL, SHIPPED_MODELS, model_path
+
+    assert model_path("") == DEFAULT_MODEL and model_path("default") == DEFAULT_MODEL
+    assert model_path("~/m") == Path.home() / "m"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()
+    assert model_path("default") == Path("default")  # an existing local directory is meant
+    assert model_path("default") != SHIPPED_MODELS / "default"
 
 
 def test_the_generate_command_takes_sampler_length_infill_and_stream(model_dir, capsys):

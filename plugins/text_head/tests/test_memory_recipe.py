@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 from aios_text.facts import make_facts
-from aios_text.head import DEFAULT_MODEL
+from aios_text.inference import DEFAULT_MODEL
 from aios_text.memory_recipe import (
     Example,
     MemoryRecipe,
