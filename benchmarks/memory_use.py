@@ -1,7 +1,7 @@
 """Does generation use its memory? Held-out invented facts, answered with and without it.
 
-    python benchmarks/memory_use.py --model runs/text-memory/model-int8 \
-        --base-model plugins/text_head/aios_text/models/default
+    python benchmarks/memory_use.py          # the shipped `memory` model beside `default`
+    python benchmarks/memory_use.py --model runs/text-memory/model-int8 --scored 100
 
 The memory holds every fact (training and held-out), written as documents and added with the
 real ingestion path; the questions and clozes of held-out facts (never trained on: they exist
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from aios_text.facts import make_facts
-from aios_text.inference import DEFAULT_MODEL, model_path, text_settings
+from aios_text.inference import model_path, text_settings
 from aios_text.memory_eval import exact_match, fact_perplexity
 from aios_text.memory_recipe import build_memory
 from aios_text.model_dir import load_text_model
@@ -106,9 +106,10 @@ def score(name: str, model_dir: Path, stores: dict[int, Path], facts,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="memory-trained model")
-    parser.add_argument("--base-model", default="", help="a model to compare (e.g. before "
-                        "memory training)")
+    parser.add_argument("--model", default="memory", help="the memory-trained model (a "
+                        "directory or a shipped model's name)")
+    parser.add_argument("--base-model", default="default", help="the model it was trained "
+                        "from, for comparison ('' to skip)")
     parser.add_argument("--facts", type=int, help="facts made (default: the model's recipe)")
     parser.add_argument("--scored", type=int, default=50, help="held-out facts asked about")
     parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[60, 200],

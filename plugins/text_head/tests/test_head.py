@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import text_fixtures
 from aios_text.head import TextDiffusionHead
 from aios_text.model_dir import load_text_model, save_text_model
 from aios_text.passages import context_ids
@@ -15,7 +16,13 @@ from aios.config import load_config
 from aios.engine import ArrowEngine
 from aios.registry import Registry
 
-SENTENCE = "the cat sat on the mat. "
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return text_fixtures.cat_model(tmp_path_factory)
+
+
+SENTENCE = text_fixtures.SENTENCE
 
 
 def registry_with_head():

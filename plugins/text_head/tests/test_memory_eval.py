@@ -5,11 +5,18 @@ import math
 import random
 
 import pytest
+import text_fixtures
 from aios_text.facts import make_facts
 from aios_text.memory_eval import answer_found, exact_match, fact_contexts, fact_perplexity
 from aios_text.model_dir import load_text_model
 
 from aios.schedules import masking_schedule
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return text_fixtures.cat_model(tmp_path_factory)
+
 
 FACTS = make_facts(40, seed=3)
 

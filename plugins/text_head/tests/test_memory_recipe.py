@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import text_fixtures
 import torch
 import yaml
 from aios_text.facts import make_facts
@@ -29,6 +30,11 @@ from aios.memory.embedding import embed_in_batches
 from aios.quant.linear import QuantizedLinear, dequantize_linears
 from aios.schedules import masking_schedule
 from aios.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return text_fixtures.cat_model(tmp_path_factory)
 
 
 class TrigramEmbedder:
@@ -134,7 +140,7 @@ def test_the_shipped_memory_recipe_parses():
     from aios_text.memory_recipe import MEMORY_RECIPE
 
     recipe = load_memory_recipe(MEMORY_RECIPE)
-    assert recipe.init == "" and recipe.embedder == "minilm" and recipe.top_k == 5
+    assert recipe.init == "" and recipe.embedder == "minilm" and recipe.chunk_sizes == (60,)
 
 
 @pytest.fixture(scope="module")

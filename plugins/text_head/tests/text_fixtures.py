@@ -1,14 +1,23 @@
-"""The micro text model that the head and memory-training tests share (trained once)."""
+"""The micro text model that the head and memory tests share, trained once per session.
 
-import pytest
+A helper module rather than a fixture in a `conftest.py`: that would clash with the core's
+`tests/conftest.py` (pytest imports both as `conftest`).
+"""
+
+from pathlib import Path
+
 import yaml
 from aios_text.recipe import load_recipe, run_recipe
 
 SENTENCE = "the cat sat on the mat. "
+_TRAINED: list[Path] = []
 
 
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
+def cat_model(tmp_path_factory) -> Path:
+    """A model directory trained for a few seconds on SENTENCE repeated (its int8 twin is
+    `../model-int8`)."""
+    if _TRAINED:
+        return _TRAINED[0]
     root = tmp_path_factory.mktemp("text")
     corpus = root / "corpus"
     corpus.mkdir()
@@ -21,4 +30,5 @@ def model_dir(tmp_path_factory):
                         "ema_decay": 0.9}}
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
-    return root / "run" / "model"
+    _TRAINED.append(root / "run" / "model")
+    return _TRAINED[0]
