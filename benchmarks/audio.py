@@ -1,6 +1,7 @@
 """The audio head: intelligibility and realism per sampler and step count, and speed.
 
-    python benchmarks/audio.py [--model DIR] [--per-word N] [--guidance S] [--clips FILE] [--quick]
+    python benchmarks/audio.py [--model DIR] [--per-word N] [--guidance S] [--clips FILE]
+                               [--samplers A,B] [--quick]
 
 1. Quality of word-conditional clips (N per word, the same seeds for every cell), scored by the
    word classifier this pack trains and ships (`aios_audio/models/classifier`, log-mel input):
@@ -40,9 +41,12 @@ def main() -> int:
     parser.add_argument("--per-word", type=int, default=2, help="clips per word per cell")
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--clips", help="clips.npz of a training run (its held-out renders)")
+    parser.add_argument("--samplers", default=",".join(SAMPLERS),
+                        help="comma-separated continuous samplers to compare")
     parser.add_argument("--quick", action="store_true", help="10 and 20 steps, DDIM only")
     args = parser.parse_args()
-    samplers, steps = (["ddim"], [10, 20]) if args.quick else (SAMPLERS, STEPS)
+    samplers = ["ddim"] if args.quick else args.samplers.split(",")
+    steps = [10, 20] if args.quick else STEPS
 
     classifier = Classifier.load(CLASSIFIER_DIR)
     words = list(classifier.classes)

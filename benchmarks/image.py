@@ -1,6 +1,7 @@
 """The image head: sample quality per sampler and step count, and speed on this CPU.
 
-    python benchmarks/image.py [--model DIR] [--per-class N] [--guidance S] [--quick]
+    python benchmarks/image.py [--model DIR] [--per-class N] [--guidance S] [--samplers A,B]
+                               [--quick]
 
 1. Quality of class-conditional samples (N per class, the same seeds for every cell), scored by
    the Fashion-MNIST classifier this pack trains and ships (`aios_image/models/classifier`):
@@ -32,9 +33,12 @@ def main() -> int:
     parser.add_argument("--model", help="an image model directory (default: the shipped one)")
     parser.add_argument("--per-class", type=int, default=3, help="samples per class per cell")
     parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--samplers", default=",".join(SAMPLERS),
+                        help="comma-separated continuous samplers to compare")
     parser.add_argument("--quick", action="store_true", help="10 and 20 steps, DDIM only")
     args = parser.parse_args()
-    samplers, steps = (["ddim"], [10, 20]) if args.quick else (SAMPLERS, STEPS)
+    samplers = ["ddim"] if args.quick else args.samplers.split(",")
+    steps = [10, 20] if args.quick else STEPS
 
     classifier = Classifier.load(CLASSIFIER_DIR)
     test = load_fashion_mnist("test")

@@ -65,7 +65,8 @@ class AudioHead(ClassConditionalHead):
         path = Path(path)
         samples = np.atleast_2d(np.asarray(output.samples, dtype=np.float32))
         gap = np.zeros((len(samples), output.sample_rate // 4), dtype=np.float32)
-        write_wav(path, np.concatenate([samples, gap], axis=1).reshape(-1), output.sample_rate)
+        joined = np.concatenate([samples, gap], axis=1).reshape(-1)[: -gap.shape[1]]
+        write_wav(path, joined, output.sample_rate)
         picture = path.with_suffix(".png")
         write_spectrograms(picture, samples, output.sample_rate, rows)
         return [path, picture]
@@ -89,7 +90,7 @@ def read_wav(path: str | os.PathLike[str]) -> Audio:
         if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
             raise AiosError(f"{path} is not 16-bit mono PCM")
         rate, frames = wav.getframerate(), wav.readframes(wav.getnframes())
-    return Audio(np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0, rate)
+    return Audio(np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32767.0, rate)
 
 
 def write_spectrograms(path: Path, samples: np.ndarray, sample_rate: int,

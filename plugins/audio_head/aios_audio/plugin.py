@@ -16,7 +16,8 @@ AIOS_CONTRACT_VERSION = "1.2"
 def aios_register_heads(register: Callable[..., None]) -> None:
     from aios_audio.head import AudioHead
 
-    register("audio", AudioHead, family="continuous",
+    # Below the text head: `head: auto` without a modality keeps generating text.
+    register("audio", AudioHead, family="continuous", priority=-20,
              summary="word-conditional Gaussian diffusion on 16 kHz waveform frames")
 
 

@@ -16,7 +16,8 @@ AIOS_CONTRACT_VERSION = "1.2"
 def aios_register_heads(register: Callable[..., None]) -> None:
     from aios_image.head import ImageHead
 
-    register("image", ImageHead, family="continuous",
+    # Below the text head: `head: auto` without a modality keeps generating text.
+    register("image", ImageHead, family="continuous", priority=-10,
              summary="class-conditional Gaussian diffusion on 28x28 Fashion-MNIST patches")
 
 

@@ -1,5 +1,6 @@
 """The image head through the engine and the command line, on the tiny digits model."""
 
+import image_fixtures
 import numpy as np
 import pytest
 from aios_image.head import ImageHead
@@ -8,6 +9,11 @@ from matplotlib import image as mpimg
 from aios import cli
 from aios.engine import ArrowEngine
 from aios.errors import AiosError
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return image_fixtures.trained_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,4 @@
+import image_fixtures
 import numpy as np
 import pytest
 import yaml
@@ -5,6 +6,16 @@ from aios_image.recipe import DEFAULT_RECIPE, load_recipe, run_recipe
 
 from aios.errors import AiosError
 from aios.gaussian_numpy import head_settings
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return image_fixtures.trained_run(tmp_path_factory)
+
+
+@pytest.fixture
+def write_recipe():
+    return image_fixtures.write_tiny_recipe
 
 
 def test_the_recipe_writes_a_model_directory_with_its_pictures(tiny_run):

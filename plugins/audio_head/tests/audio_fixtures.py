@@ -1,4 +1,5 @@
-"""A tiny audio model trained by the real recipe on a few rendered words, shared by the tests."""
+"""A tiny audio model trained by the real recipe on a few rendered words, shared by the tests
+(imported by the test modules; see image_fixtures.py in aios-image for why not conftest.py)."""
 
 import shutil
 from pathlib import Path
@@ -25,13 +26,18 @@ def write_tiny_recipe(directory: Path, **overrides) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_audio_run(tmp_path_factory):
+_RUNS: dict = {}
+
+
+def trained_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The tiny run's directory and metrics, trained on first use (skips without espeak-ng)."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    from aios_audio.recipe import load_recipe, run_recipe
+    if "run" not in _RUNS:
+        from aios_audio.recipe import load_recipe, run_recipe
 
-    directory = tmp_path_factory.mktemp("audio-run")
-    metrics = run_recipe(load_recipe(write_tiny_recipe(directory)), directory / "run",
-                         progress=False)
-    return directory / "run", metrics
+        directory = tmp_path_factory.mktemp("audio-run")
+        metrics = run_recipe(load_recipe(write_tiny_recipe(directory)), directory / "run",
+                             progress=False)
+        _RUNS["run"] = (directory / "run", metrics)
+    return _RUNS["run"]
