@@ -22,8 +22,7 @@ import sys
 import numpy as np
 from aios_audio.data import ClipSet, render_words, split
 from aios_audio.evaluate import CLASSIFIER_DIR, prepare
-from continuous import SAMPLERS, STEPS, quality_rows, score_row, speed_rows
-from samplers import table  # benchmarks/ is on the path when a benchmark runs as a script
+from continuous import SAMPLERS, STEPS, print_report, quality_rows, score_row
 
 from aios.scoring import Classifier
 
@@ -67,13 +66,12 @@ def main() -> int:
     rows += quality_rows("audio", prompts, lambda audio: score_waves(audio.samples),
                          guidance=args.guidance, samplers=samplers, steps=steps,
                          model=args.model)
-    print(f"\nQuality: {len(prompts)} clips per cell ({args.per_word} per word), guidance "
-          f"{args.guidance}; classifier accuracy on all {len(heldout.labels)} held-out renders "
-          f"{classifier.accuracy(prepare(heldout.waveforms), heldout.labels):.3f}")
-    print(table(["sampler", "steps", "accuracy", "Fréchet (classifier features)"], rows))
-    print("\nSpeed: one second of 16 kHz audio, batch 1, best of 3")
-    print(table(["sampler", "steps", "ms, guidance 1 (one pass)", f"ms, guidance {args.guidance}"],
-                speed_rows("audio", samplers, "seven", args.guidance, args.model)))
+    print_report("audio", f"Quality: {len(prompts)} clips per cell ({args.per_word} per word), "
+                 f"guidance {args.guidance}; classifier accuracy on all {len(heldout.labels)} "
+                 f"held-out renders "
+                 f"{classifier.accuracy(prepare(heldout.waveforms), heldout.labels):.3f}", rows,
+                 "Speed: one second of 16 kHz audio, batch 1, best of 3", "seven", samplers,
+                 args.guidance, args.model)
     return 0
 
 

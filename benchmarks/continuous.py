@@ -37,6 +37,18 @@ def quality_rows(head: str, prompts: Sequence[str], score: Callable[[Any], dict[
     return rows
 
 
+def print_report(head: str, quality: str, rows: list[list[Any]], speed: str, prompt: str,
+                 samplers: Sequence[str], guidance: float, model: str | None) -> None:
+    """The quality table (`rows`, baselines first) and the speed table, with their titles."""
+    from samplers import table  # benchmarks/ is on the path when a benchmark runs as a script
+
+    print(f"\n{quality}")
+    print(table(["sampler", "steps", "accuracy", "Fréchet (classifier features)"], rows))
+    print(f"\n{speed}")
+    print(table(["sampler", "steps", "ms, guidance 1 (one pass)", f"ms, guidance {guidance}"],
+                speed_rows(head, samplers, prompt, guidance, model)))
+
+
 def score_row(name: str, scores: dict[str, float]) -> list[Any]:
     return [name, "-", *(f"{v:.3f}" for v in scores.values())]
 

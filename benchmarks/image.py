@@ -22,8 +22,7 @@ import sys
 import numpy as np
 from aios_image.data import load_fashion_mnist
 from aios_image.evaluate import CLASSIFIER_DIR, prepare
-from continuous import SAMPLERS, STEPS, quality_rows, score_row, speed_rows
-from samplers import table  # benchmarks/ is on the path when a benchmark runs as a script
+from continuous import SAMPLERS, STEPS, print_report, quality_rows, score_row
 
 from aios.scoring import Classifier
 
@@ -59,13 +58,11 @@ def main() -> int:
             score_row("uniform noise", score(noise))]
     rows += quality_rows("image", prompts, score, guidance=args.guidance, samplers=samplers,
                          steps=steps, model=args.model)
-    print(f"\nQuality: {count} samples per cell ({args.per_class} per class), guidance "
-          f"{args.guidance}; classifier test accuracy on real images "
-          f"{classifier.accuracy(prepare(test.images), test.labels):.3f}")
-    print(table(["sampler", "steps", "accuracy", "Fréchet (classifier features)"], rows))
-    print("\nSpeed: one 28x28 image, batch 1, best of 3")
-    print(table(["sampler", "steps", "ms, guidance 1 (one pass)", f"ms, guidance {args.guidance}"],
-                speed_rows("image", samplers, "sneaker", args.guidance, args.model)))
+    print_report("image", f"Quality: {count} samples per cell ({args.per_class} per class), "
+                 f"guidance {args.guidance}; classifier test accuracy on real images "
+                 f"{classifier.accuracy(prepare(test.images), test.labels):.3f}", rows,
+                 "Speed: one 28x28 image, batch 1, best of 3", "sneaker", samplers,
+                 args.guidance, args.model)
     return 0
 
 

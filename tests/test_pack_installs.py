@@ -19,8 +19,11 @@ RUNTIME = ["numpy", "pluggy", "pyarrow", "pyyaml", "safetensors", "tqdm", "matpl
 
 
 def run(*argv, cwd=None, check=True):
+    # No PYTHONPATH: the environment must see only what pip installed into it (a source tree on
+    # the path would even make pip skip the install, as "already satisfied").
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, cwd=cwd,
-                            check=False)
+                            check=False, env=env)
     if check and result.returncode:
         raise AssertionError(f"{' '.join(map(str, argv))} failed:\n{result.stdout}\n"
                              f"{result.stderr}")
