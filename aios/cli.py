@@ -330,7 +330,7 @@ def _generate(args: argparse.Namespace) -> int:
                                         seed=args.seed, callback=advance, **options)
         if args.show_memory:  # on stderr, after the progress bar has gone
             _show_memory(engine.last_request)
-        if not isinstance(output, str):
+        if not isinstance(output, str) and (args.out or hasattr(engine.head, "write")):
             for path in write_output(engine.head, output, args.out, rows):
                 print(path)
             return 0

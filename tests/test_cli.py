@@ -202,3 +202,10 @@ def test_plugins_verbose_shows_each_heads_parameters_beside_the_backbones(toys, 
             if line.strip()}
     assert rows["counted"][1:] == ["toy", "100", "900", "90.0%"]
     assert rows["noisy"][1:] == ["toy", "(not", "reported)"]
+
+
+def test_generate_out_with_a_head_that_cannot_write_files_exits_1(toys, use_registry, capsys,
+                                                                   tmp_path):
+    use_registry(toys)
+    assert cli.main(["generate", "p", "--steps", "1", "--out", str(tmp_path / "x.png")]) == 1
+    assert "cannot write it to a file" in capsys.readouterr().err
