@@ -63,8 +63,8 @@ class MemoryConfig:
     backend: str = "auto"
     path: str | None = None
     embedder: str = "auto"
-    chunk_size: int = 600
-    chunk_overlap: int = 100
+    chunk_size: int = 200
+    chunk_overlap: int = 50
     write_back: bool = False
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 

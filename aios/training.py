@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from aios.errors import AiosError
 from aios.files import write_atomic
+from aios.quant.linear import QuantizedLinear
 
 
 class TrainTask(Protocol):
@@ -103,6 +104,11 @@ def train(
     """
     if not tasks:
         raise ValueError("train() needs at least one task")
+    quantized = [n for n, m in model.named_modules() if isinstance(m, QuantizedLinear)]
+    if quantized:
+        raise AiosError(f"{len(quantized)} layers of the model are quantized ({quantized[0]}, "
+                        "...) and cannot learn; load float weights, or call "
+                        "aios.quant.linear.dequantize_linears(model) first")
     weights = np.array([t.weight for t in tasks], dtype=float)
     if (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"task weights must be non-negative with a positive sum, got {weights}")

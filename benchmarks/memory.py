@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from aios_text.facts import Fact, make_facts
+from aios_text.facts import make_facts, write_fact_documents
 from samplers import table  # benchmarks/ is on the path when a benchmark runs as a script
 
 from aios.memory import open_memory
@@ -45,8 +45,6 @@ from aios.protocols import EngineContext, GenerationRequest
 from aios.registry import default_registry
 
 K = 5
-FACTS_PER_PARAGRAPH = 4
-PARAGRAPHS_PER_FILE = 5
 
 
 class TfidfEmbedder:
@@ -78,19 +76,6 @@ class TfidfEmbedder:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
-
-
-def write_documents(facts: Sequence[Fact], directory: Path) -> list[str]:
-    """The facts as text files of paragraphs; returns the sentence stored for each fact."""
-    directory.mkdir(parents=True)
-    stored = [f.sentences[i % len(f.sentences)] for i, f in enumerate(facts)]
-    per_file = FACTS_PER_PARAGRAPH * PARAGRAPHS_PER_FILE
-    for n, start in enumerate(range(0, len(stored), per_file)):
-        part = stored[start:start + per_file]
-        paragraphs = [" ".join(part[i:i + FACTS_PER_PARAGRAPH])
-                      for i in range(0, len(part), FACTS_PER_PARAGRAPH)]
-        (directory / f"facts-{n:03d}.md").write_text("\n\n".join(paragraphs) + "\n")
-    return stored
 
 
 def median_ms(function: Callable[[], object], repeats: int) -> float:
@@ -159,7 +144,7 @@ def main() -> None:
     memory = facts.train + facts.held_out
     base = Path(tempfile.mkdtemp(prefix="aios-memory-bench-"))
     try:
-        stored = write_documents(memory, base / "docs")
+        stored = write_fact_documents(memory, base / "docs")
         sentence_of = dict(zip((f.subject for f in memory), stored, strict=True))
         questions = [(q, sentence_of[f.subject]) for f in facts.held_out for q in f.questions]
         embedders = [TfidfEmbedder(stored)]

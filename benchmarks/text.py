@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from aios_text.evaluate import evaluate_command, generative_perplexity
-from aios_text.head import DEFAULT_MODEL
+from aios_text.inference import DEFAULT_MODEL
 from aios_text.model_dir import load_text_model
 from tqdm import tqdm
 

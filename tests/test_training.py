@@ -95,6 +95,16 @@ def test_tasks_are_drawn_in_proportion_to_their_weights(tmp_path):
     assert abs(share - 0.75) < 4 * math.sqrt(0.75 * 0.25 / 400)
 
 
+def test_a_model_with_quantized_layers_is_refused_with_the_fix(tmp_path):
+    from aios.quant import ReferenceQuantizer
+    from aios.quant.linear import quantize_linears
+
+    model = quantize_linears(nn.ModuleDict({"a": nn.Linear(64, 64)}),
+                             ReferenceQuantizer(group_size=32))
+    with pytest.raises(AiosError, match="quantized.*dequantize_linears"):
+        train(model, [Regression("a", "a")], config(steps=1), tmp_path)
+
+
 def test_frozen_parameters_keep_their_exact_values(tmp_path):
     model = toy_model()
     frozen = {k: v.clone() for k, v in model.b.state_dict().items()}

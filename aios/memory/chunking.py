@@ -33,7 +33,7 @@ def _pieces(sentence: str, size: int) -> Iterator[str]:
         yield sentence
 
 
-def chunk_text(text: str, size: int = 600, overlap: int = 100) -> list[str]:
+def chunk_text(text: str, size: int = 200, overlap: int = 50) -> list[str]:
     """Passages of at most `size` characters covering `text`, in order.
 
     Sentences are packed greedily; a new paragraph closes the current chunk once it is at least

@@ -102,7 +102,7 @@ def check_store_fits(store: Any, embedder: Embedder) -> None:
 
 
 def ingest(store: Any, embedder: Embedder, paths: Sequence[str | Path], *,
-           chunk_size: int = 600, chunk_overlap: int = 100,
+           chunk_size: int = 200, chunk_overlap: int = 50,
            progress: bool = False) -> IngestSummary:
     """Add the text files of `paths` to `store`; see the module docstring for the rules."""
     check_store_fits(store, embedder)

@@ -101,6 +101,21 @@ def quantize_linears(module: nn.Module, quantizer: Any) -> nn.Module:
     return module
 
 
+def dequantize_linears(module: nn.Module) -> nn.Module:
+    """Replace, in place, every `QuantizedLinear` by an `nn.Linear` holding its dequantized
+    weight: quantized layers have no gradient, so fine-tuning a model loaded from quantized
+    weights (what ships) starts by turning them back into trainable float layers."""
+    for name, child in list(module.named_modules()):
+        if isinstance(child, QuantizedLinear):
+            linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+            with torch.no_grad():
+                linear.weight.copy_(child.dequantized_weight())
+                if child.bias is not None:
+                    linear.bias.copy_(child.bias)
+            _replace(module, name, linear)
+    return module
+
+
 def load_quantized(module: nn.Module, weights: Any, *, backend: Any = None) -> nn.Module:
     """Load a weight file (or any mapping of name -> tensor) into `module`: linears whose weight
     is quantized become `QuantizedLinear` running on the (memory-mapped) codes; every other

@@ -83,6 +83,22 @@ def test_quantize_linears_replaces_all_but_the_kept_layers():
     assert type(model.lm_head) is torch.nn.Linear  # the output projection stays 16/32-bit
 
 
+def test_dequantize_linears_gives_trainable_layers_with_the_same_outputs():
+    from aios.quant.linear import dequantize_linears, quantize_linears
+
+    model = quantize_linears(TinyModel(), ReferenceQuantizer(group_size=32))
+    ids = torch.arange(10)[None]
+    with torch.no_grad():
+        quantized = model(ids)
+    expected = model.up.dequantized_weight()
+    dequantize_linears(model)
+    assert not any(isinstance(m, QuantizedLinear) for m in model.modules())
+    assert type(model.up) is torch.nn.Linear and model.up.weight.requires_grad
+    assert torch.equal(model.up.weight.detach(), expected)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), quantized, rtol=1e-5, atol=1e-5)
+
+
 def test_a_quantized_file_loads_into_a_model_that_runs_on_the_mapped_codes(tmp_path):
     from aios.quant.linear import load_quantized
     from aios.weights import load_weights, save_weights

@@ -13,7 +13,6 @@ cheap, and `text-backbone` runs on the NumPy model the head uses.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,10 +94,9 @@ class TextBackboneEmbedder:
     name = "text-backbone"
 
     def __init__(self, model: str = "", batch_size: int = 32) -> None:
-        from aios_text.head import DEFAULT_MODEL
-        from aios_text.inference import load_array_text_model
+        from aios_text.inference import load_array_text_model, model_path
 
-        path = Path(os.path.expanduser(model)) if model else DEFAULT_MODEL
+        path = model_path(model)
         if not (path / "model.yaml").exists():
             raise AiosError(f"no text model in {path}; reinstall aios-text or name a model "
                             "directory for the text-backbone embedder")

@@ -19,7 +19,7 @@ from aios.errors import AiosError, ConfigError
 from aios.schedules import masking_schedule
 from aios_text.corpus import load_corpus
 from aios_text.data import TokenStream, evaluate_autoregressive, evaluate_nelbo
-from aios_text.head import DEFAULT_MODEL
+from aios_text.inference import model_path
 from aios_text.model import TextDiffusionModel
 from aios_text.model_dir import load_text_model
 from aios_text.tokenizer import TextTokenizer
@@ -34,7 +34,7 @@ def evaluate_command(model: str | None = None, baseline: str | None = None,
                      data: list[str] | None = None, progress: bool = True,
                      windows: int = 256) -> dict[str, Any]:
     """What `aios eval text` runs; returns the metrics table."""
-    path = Path(model).expanduser() if model else DEFAULT_MODEL
+    path = model_path(model or "")
     net, tokenizer, settings = load_text_model(path)
     length = int(settings.get("sequence_length", 128))
     stream = held_out_stream(tokenizer, settings, data, progress)

@@ -11,7 +11,9 @@ held-out part that only the memory holds at test time.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 _ONSETS = ("b", "br", "c", "d", "dr", "f", "g", "gr", "h", "k", "l", "m", "n", "p", "qu", "r",
            "s", "st", "t", "th", "v", "w", "z")
@@ -83,6 +85,13 @@ class Fact:
         """The first template: the fact's canonical sentence."""
         return self.sentences[0]
 
+    @property
+    def prompts(self) -> tuple[tuple[str, str], ...]:
+        """(prompt, continuation) pairs whose continuation holds the answer: each question
+        answered by the canonical sentence, and the cloze completed by the answer."""
+        answered = tuple((q, " " + self.statement) for q in self.questions)
+        return (*answered, (self.cloze, f" {self.answer}."))
+
 
 @dataclass(frozen=True)
 class FactSet:
@@ -151,3 +160,19 @@ def make_facts(n: int = 200, held_out: float = 0.25, seed: int = 0,
     held = set(order[:cut])
     return FactSet(tuple(f for i, f in enumerate(facts) if i not in held),
                    tuple(f for i, f in enumerate(facts) if i in held))
+
+
+def write_fact_documents(facts: Sequence[Fact], directory: Path, *, per_paragraph: int = 4,
+                         paragraphs_per_file: int = 5) -> list[str]:
+    """The facts as Markdown files of paragraphs, ready for `aios memory add`; one rendering
+    of each fact (its templates in turn, so every template is stored). Returns the sentence
+    stored for each fact: a retrieved passage is relevant when it contains it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stored = [f.sentences[i % len(f.sentences)] for i, f in enumerate(facts)]
+    per_file = per_paragraph * paragraphs_per_file
+    for n, start in enumerate(range(0, len(stored), per_file)):
+        part = stored[start:start + per_file]
+        paragraphs = [" ".join(part[i:i + per_paragraph]) for i in range(0, len(part),
+                                                                         per_paragraph)]
+        (directory / f"facts-{n:03d}.md").write_text("\n\n".join(paragraphs) + "\n")
+    return stored

@@ -24,9 +24,7 @@ the prompt and what was generated, never the context.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,10 +32,8 @@ import numpy as np
 from aios.backbone_numpy import ArrayKVCache
 from aios.errors import AiosError
 from aios.protocols import GenerationRequest, MaskedState
-from aios_text.inference import load_array_text_model
-
-#: The model that ships with the pack (int8 weights; see its MODEL_CARD.md).
-DEFAULT_MODEL = Path(__file__).with_name("models") / "default"
+from aios_text.inference import load_array_text_model, model_path, shipped_models
+from aios_text.passages import context_ids
 
 #: How a still-masked position looks in a partial (streamed) decode.
 MASK_PLACEHOLDER = "\u2591"
@@ -65,10 +61,12 @@ class TextDiffusionHead:
     def __init__(self, model: str = "", length: int = 64, prefix_cache: bool = True) -> None:
         if length < 1:
             raise ValueError(f"length must be positive, got {length}")
-        path = Path(os.path.expanduser(model)) if model else DEFAULT_MODEL
-        if not model and not (path / "model.yaml").exists():
-            raise AiosError(f"the default text model is missing from {path}; reinstall aios-text "
-                            "or give a model directory: --set head.model=DIR")
+        path = model_path(model)
+        if not (path / "model.yaml").exists():
+            what = "the default text model is" if not model else f"no text model is in {model!r}:"
+            raise AiosError(f"{what} missing from {path}; give a model directory or a shipped "
+                            f"model ({', '.join(shipped_models())}): --set head.model=DIR, or "
+                            "reinstall aios-text")
         self.model, self.tokenizer, self.settings = load_array_text_model(path)
         if self.settings.get("objective", "diffusion") != "diffusion":
             raise AiosError(f"{path} holds a {self.settings['objective']} model, not a diffusion "
@@ -101,7 +99,7 @@ class TextDiffusionHead:
         if width > limit:
             raise ValueError(f"prompt + length + suffix is {width} tokens, more than the model's "
                              f"{limit}; shorten them")
-        context = self.context_ids(request.context, limit - width)
+        context = context_ids(self.tokenizer, request.context, limit - width)
         rows = [context + row for row in rows]
         width += len(context)
         tokens = np.full((len(rows), width), self.tokenizer.pad_id, dtype=np.int64)
@@ -113,33 +111,6 @@ class TextDiffusionHead:
         on_prefix = self._cache_prefix if self.prefix_cache else None
         return TextState(tokens, self.tokenizer.mask_id, eos, on_prefix=on_prefix,
                          context_end=context_end)
-
-    def context_ids(self, context: tuple[Any, ...], budget: int) -> list[int]:
-        """Token ids of the context passages that fit in `budget` tokens, each closed by eos.
-
-        Items are passages with `text` and `score` (retrieved memory) or plain strings (kept
-        in front, as the most important). The lowest-scored are dropped until the rest fit; the
-        best ends up next to the prompt.
-        """
-        items = [(getattr(c, "score", float("inf")), getattr(c, "text", c)) for c in context]
-        if not items:
-            return []
-        bad = next((t for _, t in items if not isinstance(t, str)), None)
-        if bad is not None:
-            raise TypeError(f"the text head takes text context, got {type(bad).__name__}")
-        encoded = self.tokenizer.encode_batch([t for _, t in items])
-        ranked = sorted(range(len(items)), key=lambda i: -items[i][0])  # best first, stable
-        kept: list[int] = []
-        used = 0
-        for i in ranked:
-            if used + len(encoded[i]) + 1 > budget:
-                break  # everything after it scores lower still
-            kept.append(i)
-            used += len(encoded[i]) + 1
-        ids: list[int] = []
-        for i in reversed(kept):  # lowest kept first, best right before the prompt
-            ids += encoded[i] + [self.tokenizer.eos_id]
-        return ids
 
     def denoise(self, state: MaskedState, t: Any, request: GenerationRequest) -> np.ndarray:
         self.calls += 1

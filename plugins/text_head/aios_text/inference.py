@@ -22,6 +22,28 @@ from aios_text.tokenizer import TextTokenizer
 TEXT_MODALITY = 0
 TOKENIZER_FILE = "tokenizer.json"
 
+#: The models that ship with the pack, by name (each a model directory with its MODEL_CARD.md).
+SHIPPED_MODELS = Path(__file__).with_name("models")
+#: The model the head uses when none is named: pretrained on the corpus, int8.
+DEFAULT_MODEL = SHIPPED_MODELS / "default"
+
+
+def model_path(model: str | os.PathLike[str] = "") -> Path:
+    """The model directory a config value names: "" is the shipped default, the bare name of a
+    shipped model (`default`, `memory`) is that model, anything else is a path (`~` expanded)."""
+    text = os.fspath(model)
+    if not text:
+        return DEFAULT_MODEL
+    path = Path(os.path.expanduser(text))
+    if not path.exists() and "/" not in text and (SHIPPED_MODELS / text).is_dir():
+        return SHIPPED_MODELS / text
+    return path
+
+
+def shipped_models() -> list[str]:
+    """Names of the models that ship with the pack."""
+    return sorted(p.name for p in SHIPPED_MODELS.iterdir() if (p / "model.yaml").exists())
+
 
 class ArrayTextModel:
     """Token embeddings into the backbone, logits out; the mask token is never predicted."""

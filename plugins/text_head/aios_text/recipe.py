@@ -20,7 +20,7 @@ import torch
 from aios.backbone import Backbone, BackboneConfig
 from aios.errors import AiosError
 from aios.files import write_atomic
-from aios.recipe_files import bind_run, load_recipe_file
+from aios.recipe_files import bind_run, load_recipe_file, read_recipe_data
 from aios.schedules import masking_schedule
 from aios.training import TrainConfig, train
 from aios_text.corpus import load_corpus
@@ -183,5 +183,11 @@ DEFAULT_RECIPE = Path(__file__).with_name("recipes") / "default.yaml"
 
 
 def train_command(recipe: str | None, out: str, progress: bool = True) -> dict[str, Any]:
-    """What `aios train text` runs: the given recipe file, or the default one."""
-    return run_recipe(load_recipe(recipe or DEFAULT_RECIPE), out, progress=progress).metrics
+    """What `aios train text` runs: the given recipe file, or the default one. A file with
+    `kind: memory` is the retrieval-augmented fine-tuning recipe (`aios_text.memory_recipe`)."""
+    path = Path(recipe) if recipe else DEFAULT_RECIPE
+    if read_recipe_data(path, ()).get("kind") == "memory":
+        from aios_text.memory_recipe import load_memory_recipe, run_memory_recipe
+
+        return run_memory_recipe(load_memory_recipe(path), out, progress=progress)
+    return run_recipe(load_recipe(path), out, progress=progress).metrics

@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 import yaml
-from aios_text.head import DEFAULT_MODEL, TextDiffusionHead
+from aios_text.head import TextDiffusionHead
+from aios_text.inference import DEFAULT_MODEL
 from aios_text.model_dir import load_text_model
 
 from aios.engine import ArrowEngine

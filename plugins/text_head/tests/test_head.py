@@ -2,13 +2,13 @@
 through the engine with the samplers pack."""
 
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from aios_text.head import TextDiffusionHead
 from aios_text.model_dir import load_text_model, save_text_model
-from aios_text.recipe import load_recipe, run_recipe
+from aios_text.passages import context_ids
 
 import aios
 from aios.config import load_config
@@ -16,23 +16,6 @@ from aios.engine import ArrowEngine
 from aios.registry import Registry
 
 SENTENCE = "the cat sat on the mat. "
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("text")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for i in range(120):
-        (corpus / f"d{i:03d}.txt").write_text(SENTENCE * 6)
-    recipe = {"corpus": [str(corpus)], "vocab_size": 280,
-              "backbone": {"dim": 32, "depth": 2, "heads": 2, "max_len": 96},
-              "sequence_length": 32, "batch_size": 16, "eval_windows": 8,
-              "train": {"steps": 150, "lr": 0.005, "warmup": 10, "checkpoint_every": 150,
-                        "ema_decay": 0.9}}
-    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
-    return root / "run" / "model"
 
 
 def registry_with_head():
@@ -197,13 +180,26 @@ def test_streaming_shows_masks_as_placeholders_until_the_last_step(model_dir):
 
 
 def test_the_default_head_says_how_to_fix_a_missing_shipped_model(monkeypatch, tmp_path):
-    import aios_text.head as head_module
+    import aios_text.inference as inference
 
     from aios.errors import AiosError
 
-    monkeypatch.setattr(head_module, "DEFAULT_MODEL", tmp_path / "missing")
-    with pytest.raises(AiosError, match="reinstall aios-text or give a model directory"):
+    monkeypatch.setattr(inference, "DEFAULT_MODEL", tmp_path / "missing")
+    with pytest.raises(AiosError, match="default text model is missing.*reinstall aios-text"):
         TextDiffusionHead()
+    with pytest.raises(AiosError, match="no text model is in 'nowhere'.*shipped model \\(default"):
+        TextDiffusionHead(model="nowhere")
+
+
+def test_a_shipped_model_is_named_by_its_directory_name_and_a_path_wins(tmp_path, monkeypatch):
+    from aios_text.inference import DEFAULT_MODEL, SHIPPED_MODELS, model_path
+
+    assert model_path("") == DEFAULT_MODEL and model_path("default") == DEFAULT_MODEL
+    assert model_path("~/m") == Path.home() / "m"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()
+    assert model_path("default") == Path("default")  # an existing local directory is meant
+    assert model_path("default") != SHIPPED_MODELS / "default"
 
 
 def test_the_generate_command_takes_sampler_length_infill_and_stream(model_dir, capsys):
@@ -250,7 +246,7 @@ def test_passages_that_do_not_fit_are_dropped_lowest_score_first(model_dir):
     encoded = {score: head.tokenizer.encode(text) for score, text in texts.items()}
     request = context_request(*((text, score) for score, text in texts.items()), length=8)
     budget = len(encoded[0.9]) + len(encoded[0.5]) + 2 + len(encoded[0.2])  # 0.2 misses by 1
-    ids = head.context_ids(request.context, budget=budget)
+    ids = context_ids(head.tokenizer, request.context, budget=budget)
     assert ids == [*encoded[0.5], eos, *encoded[0.9], eos]
     state = head.initial_state(request, np.random.default_rng(0))
     assert state.tokens.shape[1] <= head.model.backbone.config.max_len
