@@ -76,7 +76,7 @@ def backbone_directory(source: str) -> Path | None:
         return None
     if source == TEXT_BACKBONE:
         try:
-            from aios_text.head import DEFAULT_MODEL
+            from aios_text.inference import DEFAULT_MODEL
         except ImportError:
             raise AiosError("backbone_from: text needs the aios-text pack (pip install "
                             "aios-text), or give a model directory") from None

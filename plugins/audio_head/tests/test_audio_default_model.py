@@ -2,7 +2,7 @@
 
 import numpy as np
 from aios_audio.head import DEFAULT_MODEL, Audio, AudioHead
-from aios_text.head import DEFAULT_MODEL as TEXT_MODEL
+from aios_text.inference import DEFAULT_MODEL as TEXT_MODEL
 
 from aios.engine import ArrowEngine
 

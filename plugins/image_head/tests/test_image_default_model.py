@@ -5,7 +5,7 @@ import pytest
 from aios_image.data import FASHION_MNIST_DIR, load_fashion_mnist
 from aios_image.evaluate import CLASSIFIER_DIR, prepare
 from aios_image.head import DEFAULT_MODEL, ImageHead
-from aios_text.head import DEFAULT_MODEL as TEXT_MODEL
+from aios_text.inference import DEFAULT_MODEL as TEXT_MODEL
 
 from aios.engine import ArrowEngine
 from aios.scoring import Classifier
