@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from aios.cli_media import GRID_COLUMNS, grid_rows, head_parameter_rows, write_output
 from aios.cli_memory import add_memory_commands
 from aios.cli_quantize import add_quantize_command
 from aios.config import Config, load_config
@@ -51,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
     plugins = commands.add_parser("plugins", help="list installed plugins and what they register")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.add_argument("--verbose", action="store_true",
+                         help="also build each head and show its parameter count beside the "
+                              "shared backbone's")
     plugins.set_defaults(handler=_plugins)
 
     config = commands.add_parser("config", help="inspect the configuration")
@@ -90,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
                           help="print the retrieved passages and their scores on stderr")
     generate.add_argument("--remember", action="store_true",
                           help="store the prompt and the generation in the memory afterwards")
+    generate.add_argument("--out", metavar="FILE",
+                          help="image/audio: the file to write (default: aios-MODALITY.png or "
+                               ".wav in the current directory)")
+    generate.add_argument("--grid", action="store_true",
+                          help="image/audio: a labelled grid, one row per class the prompt "
+                               "names (comma-separated; `all` for every class)")
     generate.set_defaults(handler=_generate)
     train = commands.add_parser("train", help="train a pack's model with its recipe")
     train.add_argument("name", help="the recipe to run (e.g. text); `aios plugins` lists them")
@@ -142,6 +152,8 @@ def _plugins(args: argparse.Namespace) -> int:
         rows.append((info.name, info.distribution, info.version, info.contract, registered or "-"))
     print(_table(rows))
     print(f"\nplugin contract {CONTRACT_VERSION}; {len(registry.plugins)} plugins loaded")
+    if args.verbose:
+        print("\n" + _table(head_parameter_rows(registry)))
     _print_failures(registry)
     return 0
 
@@ -282,6 +294,8 @@ def _generate(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.sampler:
         overrides.append(f"sampler.name={args.sampler}")
+    if args.modality:
+        overrides.append(f"generate.modality={args.modality}")
     if args.memory is not None:
         if not (Path(args.memory) / MANIFEST).is_file():
             raise ConfigError("--memory", "memory.path", f"no memory store at {args.memory}",
@@ -299,6 +313,8 @@ def _generate(args: argparse.Namespace) -> int:
     if args.remember:
         options["remember"] = True
     with ArrowEngine.from_config(config, registry=registry) as engine:
+        rows = grid_rows(engine.head, args.prompt) if args.grid else None
+        prompt = args.prompt if rows is None else [r for r in rows for _ in range(GRID_COLUMNS)]
         if args.stream:
             output = _generate_streaming(engine, args, options)
         else:
@@ -309,11 +325,15 @@ def _generate(args: argparse.Namespace) -> int:
                     bar.total = num_steps
                     bar.update(1)
 
-                output = engine.diffuse(args.prompt, modality=args.modality,
+                output = engine.diffuse(prompt, modality=args.modality,
                                         num_steps=args.steps, guidance_scale=args.guidance_scale,
                                         seed=args.seed, callback=advance, **options)
         if args.show_memory:  # on stderr, after the progress bar has gone
             _show_memory(engine.last_request)
+        if not isinstance(output, str) and (args.out or hasattr(engine.head, "write")):
+            for path in write_output(engine.head, output, args.out, rows):
+                print(path)
+            return 0
     print(output)
     return 0
 

@@ -285,7 +285,8 @@ class _Builder:
         for key in data:
             if key not in _TOP_LEVEL:
                 raise self.unknown_key(str(key), _TOP_LEVEL)
-        sections: dict[str, Any] = {"head": self.section("head", data.get("head"), None)}
+        head = self.head_for_modality(data.get("head"), data.get("generate"))
+        sections: dict[str, Any] = {"head": self.section("head", head, None)}
         # The sampler must speak the head's family, so `auto` only considers those.
         sections["sampler"] = self.section("sampler", data.get("sampler"),
                                            self.family_of(sections["head"].name))
@@ -302,6 +303,22 @@ class _Builder:
         if registration is None:
             return memory
         return dataclasses.replace(memory, embedder=registration.name)
+
+    def head_for_modality(self, head: Any, generate: Any) -> Any:
+        """`head: auto` with `generate.modality` set picks the best head of that modality (a
+        head factory's `modality` class attribute), so `--modality image` needs no head name."""
+        modality = generate.get("modality") if isinstance(generate, dict) else None
+        if (self.registry is None or not isinstance(modality, str)
+                or not isinstance(head, (dict, type(None)))
+                or (head or {}).get("name", "auto") != "auto"):
+            return head
+        best = self.registry.best("head", modality=modality)
+        if best is None:
+            return head  # the engine says which pack to install for the modality
+        candidates = self.registry.names("head", modality=modality)
+        self.origins["head.name"] = (f"auto -> best installed head for modality {modality!r} "
+                                     f"(priority {best.priority}) of: {', '.join(candidates)}")
+        return {**(head or {}), "name": best.name}
 
     def family_of(self, head: str) -> str | None:
         if self.registry is None or head not in self.registry.names("head"):

@@ -99,6 +99,13 @@ def aios_register_heads(register: Register) -> None:
 
     A head must not depend on a particular sampler: any sampler of its family must work.
 
+    ``head: auto`` with a requested modality (``--modality image``) picks the best head whose
+    factory has that ``modality`` as a class attribute, so declare it on the class. Heads whose
+    output is not text may also offer (``aios generate`` and ``aios plugins --verbose`` use
+    them, see `aios.cli_media`): ``write(output, path, rows=None) -> list[Path]`` and
+    ``output_suffix`` (the files ``generate`` writes), ``grid_rows(prompt)`` (``--grid``) and
+    ``parameter_counts() -> {"backbone": n, "head": m}``.
+
     The state and prediction formats every sampler of a family understands
     (`aios.protocols`):
 

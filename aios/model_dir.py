@@ -29,12 +29,19 @@ def save_model_dir(
     heads: Mapping[str, tuple[nn.Module, Mapping[str, Any]]],
     *,
     quantizer: Any = None,
+    backbone_file: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write the backbone and each head (module, settings); with a `quantizer`, every weight
-    matrix it does not keep in 16 bits is stored quantized."""
+    matrix it does not keep in 16 bits is stored quantized. `backbone_file`, the weight file
+    `backbone` was loaded from, is copied as it is instead (a frozen backbone stays bit-exact,
+    int8 included)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _save_module(directory / "backbone.arrow", backbone, quantizer)
+    if backbone_file is not None:
+        data = Path(backbone_file).read_bytes()
+        write_atomic(directory / "backbone.arrow", lambda f: f.write(data))
+    else:
+        _save_module(directory / "backbone.arrow", backbone, quantizer)
     for name, (module, _) in heads.items():
         _save_module(directory / f"{name}.arrow", module, quantizer)
     config = {"backbone": backbone.config.to_dict(),
@@ -48,6 +55,24 @@ def load_backbone(directory: str | os.PathLike[str]) -> Backbone:
     config = read_model_config(directory)
     backbone = Backbone(BackboneConfig.from_dict(config["backbone"]))
     return load_module(Path(directory) / "backbone.arrow", backbone)
+
+
+def load_float_backbone(directory: str | os.PathLike[str]) -> Backbone:
+    """The backbone with plain float weights (int8 ones dequantized), ready to train."""
+    config = read_model_config(directory)
+    backbone = Backbone(BackboneConfig.from_dict(config["backbone"]))
+    return load_float_module(Path(directory) / "backbone.arrow", backbone)
+
+
+def load_float_module(path: Path, module: nn.Module) -> nn.Module:
+    """Load a weight file into `module` as float tensors (training and evaluation)."""
+    import torch
+
+    from aios.backbone_numpy import load_arrays
+
+    arrays = load_arrays(path)
+    module.load_state_dict({name: torch.from_numpy(value) for name, value in arrays.items()})
+    return module.eval()
 
 
 def load_module(path: Path, module: nn.Module) -> nn.Module:

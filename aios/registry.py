@@ -278,11 +278,15 @@ class Registry:
 
     # -- lookup ----------------------------------------------------------------------------
 
-    def names(self, kind: str, *, family: str | None = None) -> list[str]:
-        """Registered names of a kind (optionally only one family), sorted."""
+    def names(self, kind: str, *, family: str | None = None,
+              modality: str | None = None) -> list[str]:
+        """Registered names of a kind (optionally only one family, or only heads whose factory
+        declares that `modality` as a class attribute), sorted."""
         self._check_kind(kind)
         return sorted(
-            n for n, e in self._entries[kind].items() if family is None or e.family == family
+            n for n, e in self._entries[kind].items()
+            if (family is None or e.family == family)
+            and (modality is None or getattr(e.factory, "modality", None) == modality)
         )
 
     def get(self, kind: str, name: str) -> Registration:
@@ -295,9 +299,11 @@ class Registry:
                 kind, name, self._entries[kind], INSTALL_HINTS[kind]
             ) from None
 
-    def best(self, kind: str, *, family: str | None = None) -> Registration | None:
+    def best(self, kind: str, *, family: str | None = None,
+             modality: str | None = None) -> Registration | None:
         """What `auto` picks: the highest priority, ties broken by name; None if nothing fits."""
-        candidates = [self._entries[kind][n] for n in self.names(kind, family=family)]
+        candidates = [self._entries[kind][n]
+                      for n in self.names(kind, family=family, modality=modality)]
         if not candidates:
             return None
         return min(candidates, key=lambda e: (-e.priority, e.name))

@@ -183,3 +183,29 @@ def test_generate_with_a_memory_that_is_not_a_store_exits_2_saying_how_to_fill_i
     assert cli.main(["generate", "x", "--memory", str(tmp_path / "none")]) == 2
     assert f"no memory store at {tmp_path / 'none'}; fill one first: aios memory add" in \
         capsys.readouterr().err
+
+
+def test_plugins_verbose_shows_each_heads_parameters_beside_the_backbones(toys, use_registry,
+                                                                           capsys):
+    class Counted:
+        modality, family = "toy", "continuous"
+
+        def parameter_counts(self):
+            return {"backbone": 900, "head": 100}
+
+    toys.add_plugin(make_plugin(**registering("aios_register_heads",
+                                              ("counted", Counted, {"family": "continuous"}))),
+                    name="counted", distribution="counted", version="1")
+    use_registry(toys)
+    assert cli.main(["plugins", "--verbose"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
+            if line.strip()}
+    assert rows["counted"][1:] == ["toy", "100", "900", "90.0%"]
+    assert rows["noisy"][1:] == ["toy", "(not", "reported)"]
+
+
+def test_generate_out_with_a_head_that_cannot_write_files_exits_1(toys, use_registry, capsys,
+                                                                   tmp_path):
+    use_registry(toys)
+    assert cli.main(["generate", "p", "--steps", "1", "--out", str(tmp_path / "x.png")]) == 1
+    assert "cannot write it to a file" in capsys.readouterr().err

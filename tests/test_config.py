@@ -272,3 +272,21 @@ def test_an_auto_memory_embedder_resolves_to_the_best_installed_one():
     config = load_config(registry=with_words_embedder(aios.Registry()))
     assert config.memory.embedder == "words"
     assert config.origins["memory.embedder"].startswith("auto -> best installed embedder")
+
+
+def test_an_auto_head_follows_the_requested_modality(toys):
+    class Picture(NoisyHead):
+        modality = "picture"
+
+    toys.add_plugin(make_plugin(**registering("aios_register_heads",
+                                              ("pic", Picture, {"family": "continuous",
+                                                                "priority": -5}))),
+                    name="pics", distribution="pics", version="1")
+    assert load_config(registry=toys).head.name == "noisy"
+    config = load_config(overrides=["generate.modality=picture"], registry=toys)
+    assert config.head.name == "pic"
+    assert config.origins["head.name"] == (
+        "auto -> best installed head for modality 'picture' (priority -5) of: pic")
+    named = load_config(overrides=["generate.modality=picture", "head.name=noisy"],
+                        registry=toys)
+    assert named.head.name == "noisy"  # a named head is never replaced

@@ -191,3 +191,14 @@ def test_a_hook_function_without_the_hookimpl_marker_is_refused_not_ignored():
     assert add(registry, module, name="forgot") is None
     assert registry.failures[0].error == (
         "TypeError: aios_register_heads is not marked as a hook; decorate it with @aios.hookimpl")
+
+
+def test_best_can_choose_among_the_heads_of_one_modality(toys):
+    class Other:
+        modality = "picture"
+
+    add(toys, make_plugin(**registering("aios_register_heads",
+                                        ("pic", Other, {"family": "continuous"}))))
+    assert toys.names("head", modality="picture") == ["pic"]
+    assert toys.best("head", modality="toy").name == "noisy"
+    assert toys.best("head", modality="sound") is None

@@ -1,7 +1,34 @@
-"""The aios registration of aios-audio.
+"""The aios registration of aios-audio: the audio head and its training recipe.
 
-It declares the contract version and registers nothing yet: its components arrive with their
-own issues, and registering placeholders would let a config select something that cannot run.
+Registering imports nothing heavy: the head runs in NumPy, and training (torch, espeak-ng) is
+imported only when `aios train audio` runs it.
 """
 
+from collections.abc import Callable
+from typing import Any
+
+import aios
+
 AIOS_CONTRACT_VERSION = "1.2"
+
+
+@aios.hookimpl
+def aios_register_heads(register: Callable[..., None]) -> None:
+    from aios_audio.head import AudioHead
+
+    # Below the text head: `head: auto` without a modality keeps generating text.
+    register("audio", AudioHead, family="continuous", priority=-20,
+             summary="word-conditional Gaussian diffusion on 16 kHz waveform frames")
+
+
+def train_audio(recipe: str | None = None, out: str = "runs/audio",
+                progress: bool = True) -> dict[str, Any]:
+    """Audio head on words rendered by espeak-ng, on the frozen text backbone."""
+    from aios_audio.recipe import train_command
+
+    return train_command(recipe, out, progress)
+
+
+@aios.hookimpl
+def aios_register_recipes(register: Callable[..., None]) -> None:
+    register("audio", train_audio)

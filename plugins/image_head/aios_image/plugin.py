@@ -1,7 +1,34 @@
-"""The aios registration of aios-image.
+"""The aios registration of aios-image: the image head and its training recipe.
 
-It declares the contract version and registers nothing yet: its components arrive with their
-own issues, and registering placeholders would let a config select something that cannot run.
+Registering imports nothing heavy: the head runs in NumPy, and training (torch) is imported only
+when `aios train image` runs it.
 """
 
+from collections.abc import Callable
+from typing import Any
+
+import aios
+
 AIOS_CONTRACT_VERSION = "1.2"
+
+
+@aios.hookimpl
+def aios_register_heads(register: Callable[..., None]) -> None:
+    from aios_image.head import ImageHead
+
+    # Below the text head: `head: auto` without a modality keeps generating text.
+    register("image", ImageHead, family="continuous", priority=-10,
+             summary="class-conditional Gaussian diffusion on 28x28 Fashion-MNIST patches")
+
+
+def train_image(recipe: str | None = None, out: str = "runs/image",
+                progress: bool = True) -> dict[str, Any]:
+    """Image head on Fashion-MNIST, on the frozen text backbone."""
+    from aios_image.recipe import train_command
+
+    return train_command(recipe, out, progress)
+
+
+@aios.hookimpl
+def aios_register_recipes(register: Callable[..., None]) -> None:
+    register("image", train_image)

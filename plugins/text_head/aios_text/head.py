@@ -78,6 +78,13 @@ class TextDiffusionHead:
         self._cache: ArrayKVCache | None = None
         self._t = 1.0
 
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters of the shared backbone and of this head (for `aios plugins --verbose`)."""
+        model = self.model
+        head = model.embedding.size + (0 if model.projection is model.embedding
+                                       else model.projection.size)
+        return {"backbone": sum(w.size for w in model.backbone.w.values()), "head": head}
+
     def initial_state(self, request: GenerationRequest, rng: np.random.Generator) -> MaskedState:
         prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
         length = int(request.options.get("length", self.length))

@@ -30,6 +30,7 @@ from aios.errors import AiosError, ConfigError
 from aios.files import write_atomic
 from aios.memory.conditioner import Passage
 from aios.quant.linear import dequantize_linears
+from aios.recipe_files import bind_run, read_recipe_data
 from aios.schedules import masking_schedule
 from aios.training import TrainConfig, train
 from aios_text.data import MaskedDiffusionTask, TokenStream, evaluate_nelbo
@@ -39,7 +40,6 @@ from aios_text.inference import model_path
 from aios_text.model import TextDiffusionModel
 from aios_text.model_dir import load_text_model, save_text_model
 from aios_text.passages import context_ids
-from aios_text.recipe import bind_run, read_recipe_data
 from aios_text.tokenizer import TextTokenizer
 
 #: The recipe file of the shipped memory-trained model.

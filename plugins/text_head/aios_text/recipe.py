@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from aios.backbone import Backbone, BackboneConfig
-from aios.config import parse_dataclass
-from aios.errors import AiosError, ConfigError
+from aios.errors import AiosError
 from aios.files import write_atomic
+from aios.recipe_files import bind_run, load_recipe_file, read_recipe_data
 from aios.schedules import masking_schedule
 from aios.training import TrainConfig, train
 from aios_text.corpus import load_corpus
@@ -71,47 +70,9 @@ class TextRecipe:
 
 
 def load_recipe(path: str | os.PathLike[str]) -> TextRecipe:
-    """Parse a recipe file; mistakes are `ConfigError`s naming the file and key.
-
-    `extends: OTHER.yaml` (relative to the file) starts from another recipe and overrides only
-    the keys given, so a variant such as the autoregressive baseline states just what differs.
-    """
-    return parse_dataclass(TextRecipe, read_recipe_data(Path(path), ()), source=str(path))
-
-
-def read_recipe_data(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
-    source = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(source, "(file)", f"cannot be read ({exc.strerror})",
-                          "give the path of a recipe YAML file") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, "(document)", f"malformed YAML ({exc})",
-                          "fix the YAML syntax") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict) or "extends" not in data:
-        return data
-    base = data.pop("extends")
-    if not isinstance(base, str):
-        raise ConfigError(source, "extends", "expected the path of another recipe file",
-                          "write e.g. `extends: default.yaml`")
-    base_path = (path.parent / base).resolve()
-    if base_path in seen or base_path == path.resolve():
-        raise ConfigError(source, "extends", f"{base} extends itself (a cycle)",
-                          "point `extends` at a recipe that does not lead back here")
-    return _merge(read_recipe_data(base_path, (*seen, path.resolve())), data)
-
-
-def _merge(base: Any, override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base) if isinstance(base, dict) else {}
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+    """Parse a recipe file (`aios.recipe_files`: `extends` lets a variant such as the
+    autoregressive baseline state just what differs)."""
+    return load_recipe_file(TextRecipe, path)
 
 
 @dataclass
@@ -194,18 +155,6 @@ def build_model(recipe: TextRecipe, tokenizer: TextTokenizer) -> TextDiffusionMo
     head = TextHead(tokenizer.vocab_size, recipe.backbone.dim, tokenizer.mask_id,
                     tie=recipe.tie_embeddings)
     return TextDiffusionModel(Backbone(recipe.backbone), head)
-
-
-def bind_run(out: Path, recipe: dict[str, Any]) -> None:
-    """Refuse to continue a run directory that another recipe started."""
-    path = out / "recipe.yaml"
-    text = yaml.safe_dump(recipe, sort_keys=False)
-    if path.exists():
-        if yaml.safe_load(path.read_text()) != recipe:
-            raise AiosError(f"{out} holds a run of a different recipe ({path}); resume it with "
-                            "that recipe or train into a new directory")
-        return
-    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _prepare_data(recipe: TextRecipe, out: Path,

@@ -1,0 +1,100 @@
+"""The audio head as the engine sees it: a word in, one second of 16 kHz mono audio out.
+
+Generation runs in NumPy on `aios.gaussian_numpy` (no torch); the pack adds its codec (frames
+<-> samples) and the files the command line writes: a WAV and a spectrogram picture.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from aios.errors import AiosError
+from aios.figures import write_grid_png
+from aios.files import write_atomic
+from aios.gaussian_numpy import ClassConditionalHead
+from aios.protocols import GaussianState, GenerationRequest
+from aios_audio.codec import from_frames, log_mel
+
+#: The model that ships with the pack (see its MODEL_CARD.md).
+DEFAULT_MODEL = Path(__file__).with_name("models") / "default"
+
+
+class Audio(NamedTuple):
+    """A generation: float32 samples in [-1, 1] (samples,) or (count, samples), and their rate."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+
+class AudioHead(ClassConditionalHead):
+    """Word-conditional Gaussian diffusion on 25 ms frames of the waveform.
+
+    Options (config keys beside `head.name`): `model`, a model directory written by
+    `aios train audio` (default: the shipped one). Prompts name a word ("seven"); a list of
+    prompts generates a batch. `decode` returns `Audio(samples, sample_rate)`.
+    """
+
+    modality = "audio"
+    name = "audio"
+    output_suffix = ".wav"
+
+    def __init__(self, model: str = "") -> None:
+        path = Path(os.path.expanduser(model)) if model else DEFAULT_MODEL
+        if not model and not (path / "model.yaml").exists():
+            raise AiosError(f"the default audio model is missing from {path}; reinstall "
+                            "aios-audio or give a model directory: --set head.model=DIR")
+        super().__init__(path)
+        self.sample_rate = int(self.settings["sample_rate"])
+
+    def decode(self, state: GaussianState, request: GenerationRequest) -> Audio:
+        samples = from_frames(state.x)
+        single = not isinstance(request.prompt, (list, tuple))
+        return Audio(samples[0] if single else samples, self.sample_rate)
+
+    def write(self, output: Audio, path: str | os.PathLike[str], *,
+              rows: Sequence[str] | None = None) -> list[Path]:
+        """A WAV of `output` (a batch one after the other, with short pauses) and a PNG of its
+        spectrogram beside it (a batch as a grid, one row per name in `rows`)."""
+        path = Path(path)
+        samples = np.atleast_2d(np.asarray(output.samples, dtype=np.float32))
+        gap = np.zeros((len(samples), output.sample_rate // 4), dtype=np.float32)
+        joined = np.concatenate([samples, gap], axis=1).reshape(-1)[: -gap.shape[1]]
+        write_wav(path, joined, output.sample_rate)
+        picture = path.with_suffix(".png")
+        write_spectrograms(picture, samples, output.sample_rate, rows)
+        return [path, picture]
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM mono WAV, written atomically."""
+    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(pcm.tobytes())
+    write_atomic(path, lambda f: f.write(buffer.getvalue()))
+
+
+def read_wav(path: str | os.PathLike[str]) -> Audio:
+    """A 16-bit mono WAV as float32 samples in [-1, 1] and its rate."""
+    with wave.open(str(path), "rb") as wav:
+        if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
+            raise AiosError(f"{path} is not 16-bit mono PCM")
+        rate, frames = wav.getframerate(), wav.readframes(wav.getnframes())
+    return Audio(np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32767.0, rate)
+
+
+def write_spectrograms(path: Path, samples: np.ndarray, sample_rate: int,
+                       rows: Sequence[str] | None) -> None:
+    """Log-mel spectrograms of (count, samples) clips; with `rows`, a labelled grid."""
+    write_grid_png(path, log_mel(samples, sample_rate), rows, cell=(1.6, 1.0), origin="lower",
+                   cmap="magma")
