@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from aios.cli_evolve import add_evolve_commands
 from aios.cli_memory import add_memory_commands
 from aios.cli_quantize import add_quantize_command
 from aios.config import Config, load_config
@@ -90,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
                           help="print the retrieved passages and their scores on stderr")
     generate.add_argument("--remember", action="store_true",
                           help="store the prompt and the generation in the memory afterwards")
+    generate.add_argument("--adapters", nargs="+", metavar="NAME",
+                          help="adapters to apply: `auto` (the router chooses per prompt), "
+                               "`none`, or names, each optionally NAME:WEIGHT (several: their "
+                               "outputs are mixed); default: the head's `adapters` option")
+    generate.add_argument("--explain", action="store_true",
+                          help="print the model's uncertainty about the prompt and the "
+                               "adapters chosen, on stderr")
     generate.set_defaults(handler=_generate)
     train = commands.add_parser("train", help="train a pack's model with its recipe")
     train.add_argument("name", help="the recipe to run (e.g. text); `aios plugins` lists them")
@@ -112,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
                                "the model's own held-out split)")
     evaluate.set_defaults(handler=_evaluate)
     add_quantize_command(commands)
+    add_evolve_commands(commands)
     return parser
 
 
@@ -298,6 +307,13 @@ def _generate(args: argparse.Namespace) -> int:
         options["memory_guided"] = True
     if args.remember:
         options["remember"] = True
+    if args.adapters is not None:
+        options["adapters"] = args.adapters
+    if args.adapters is not None or args.explain:
+        if config.evolve.adapters_dir is not None:
+            options["adapters_dir"] = config.evolve.adapters_dir
+    if args.explain:
+        options["explain"] = True
     with ArrowEngine.from_config(config, registry=registry) as engine:
         if args.stream:
             output = _generate_streaming(engine, args, options)
@@ -314,6 +330,8 @@ def _generate(args: argparse.Namespace) -> int:
                                         seed=args.seed, callback=advance, **options)
         if args.show_memory:  # on stderr, after the progress bar has gone
             _show_memory(engine.last_request)
+        if args.explain:
+            _explain(engine.head)
     print(output)
     return 0
 
@@ -328,6 +346,25 @@ def _show_memory(request: Any) -> None:
         text = passage.text.replace("\n", " ")
         print(f"memory: {passage.score:.3f}  {text[:100] + ('…' if len(text) > 100 else '')}"
               f"  ({passage.source})", file=sys.stderr)
+
+
+def _explain(head: Any) -> None:
+    """What the head reports about its last request: uncertainty and the adapters chosen."""
+    explain = getattr(head, "last_explain", None)
+    if not explain:
+        print("explain: this head reports nothing about its choices", file=sys.stderr)
+        return
+    uncertainty = explain.get("uncertainty")
+    print("explain: uncertainty " + ("unknown (no calibration)" if uncertainty is None else
+                                     f"{uncertainty:.3f} (1.0 = typical of the training text)"),
+          file=sys.stderr)
+    chosen = explain.get("chosen") or {}
+    print("explain: adapters " + (", ".join(f"{n} ({w:.2f})" for n, w in chosen.items())
+                                  or "none (the base model)")
+          + f"  [asked: {explain.get('adapters')}]", file=sys.stderr)
+    for name, similarity in sorted((explain.get("similarities") or {}).items(),
+                                   key=lambda item: -item[1]):
+        print(f"explain: router similarity {similarity:.3f}  {name}", file=sys.stderr)
 
 
 def _generate_streaming(engine: Any, args: argparse.Namespace, options: dict[str, Any]) -> Any:

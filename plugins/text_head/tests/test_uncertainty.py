@@ -11,6 +11,7 @@ from aios_text.uncertainty import (
     roc_auc,
     token_bytes,
 )
+from micro_model import base_text, trained_model
 
 from aios.errors import AiosError
 
@@ -18,14 +19,14 @@ STRANGE = "zq xv kj 9w #! qq vv zz pp 0x7f ~~ jj ww yy kk"
 
 
 @pytest.fixture(scope="module")
-def estimator(micro_model, base_text):
-    model, tokenizer, _ = load_array_text_model(micro_model)
+def estimator(tmp_path_factory):
+    model, tokenizer, _ = load_array_text_model(trained_model(tmp_path_factory))
     stream = np.array(tokenizer.encode(base_text(600, seed=1000)))
     calibration = calibrate(model, tokenizer, stream, windows=8, progress=False)
     return UncertaintyEstimator(model, tokenizer, calibration)
 
 
-def test_text_of_the_training_distribution_scores_about_one(estimator, base_text):
+def test_text_of_the_training_distribution_scores_about_one(estimator):
     assert 0.7 < estimator.score(base_text(30, seed=2000)) < 1.3
 
 

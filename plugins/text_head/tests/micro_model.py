@@ -1,34 +1,35 @@
-"""A micro text model trained once per test session, for the self-evolution tests."""
+"""A micro text model, trained once per test session, for the self-evolution tests.
+
+A helper module rather than fixtures in a conftest.py, which would clash with the core's
+`tests/conftest.py` (both would be imported as `conftest`).
+"""
+
+from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from aios_text.recipe import load_recipe, run_recipe
 
 #: The micro model's words: its training text is these in random order.
 BASE_WORDS = ("the", "cat", "sat", "on", "mat", "dog", "ran", "to", "a", "red", "hat", "big")
+_TRAINED: list[Path] = []
 
 
-def make_base_text(words: int, seed: int = 0) -> str:
+def base_text(words: int, seed: int = 0) -> str:
     """Text of the micro model's training distribution."""
     rng = np.random.default_rng(seed)
     return " ".join(rng.choice(BASE_WORDS, words)) + "."
 
 
-@pytest.fixture(scope="session")
-def base_text():
-    """`make_base_text`, for tests."""
-    return make_base_text
-
-
-@pytest.fixture(scope="session")
-def micro_model(tmp_path_factory):
-    """A model directory trained for a few seconds on `base_text`."""
+def trained_model(tmp_path_factory) -> Path:
+    """A model directory trained for a few seconds on `base_text` (once per session)."""
+    if _TRAINED:
+        return _TRAINED[0]
     root = tmp_path_factory.mktemp("micro")
     corpus = root / "corpus"
     corpus.mkdir()
     for i in range(120):
-        (corpus / f"d{i:03d}.txt").write_text(make_base_text(40, seed=i))
+        (corpus / f"d{i:03d}.txt").write_text(base_text(40, seed=i))
     recipe = {"corpus": [str(corpus)], "vocab_size": 280,
               "backbone": {"dim": 32, "depth": 2, "heads": 2, "max_len": 160},
               "sequence_length": 32, "batch_size": 16, "eval_windows": 8,
@@ -36,4 +37,5 @@ def micro_model(tmp_path_factory):
                         "ema_decay": 0.9}}
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
-    return root / "run" / "model"
+    _TRAINED.append(root / "run" / "model")
+    return _TRAINED[0]
