@@ -118,10 +118,11 @@ def load_float_model(directory: str | os.PathLike[str]
 
 def split_documents(documents: Sequence[Document], held_out: float
                     ) -> tuple[list[Document], list[Document]]:
-    """(train, held out) by a hash of each document's title, stable across runs."""
+    """(train, held out) by a hash of each document's title (its name inside the folder), so
+    the split does not change when the folder moves."""
     train_docs, check = [], []
     for d in documents:
-        digest = hashlib.sha256(f"evolve/{d.source}/{d.title}".encode()).digest()
+        digest = hashlib.sha256(f"evolve/{d.title}".encode()).digest()
         (check if digest[0] < held_out * 256 else train_docs).append(d)
     return train_docs, check
 
@@ -193,6 +194,7 @@ def evolve(model_dir: str | os.PathLike[str], documents: Sequence[Document], nam
     new_before = perplexity(model, check_stream, settings, length, windows)
     base_before = perplexity(model, base_check, settings, length, windows)
 
+    torch.manual_seed(options.seed)  # the factors' initialisation: a run is reproducible
     add_lora(model.backbone, options.rank, options.alpha)
     alpha = masking_schedule(settings.get("schedule", "linear")).alpha
     mask_id = int(settings["mask_id"])
@@ -230,7 +232,8 @@ def evolve(model_dir: str | os.PathLike[str], documents: Sequence[Document], nam
                            {k: round(v, 4) for k, v in asdict(decision).items()
                             if isinstance(v, float)}, domain)
         store.save(Adapter(info, tensors))
-        record_centroids(store, model_dir, name, documents, tokenizer, base_check)
+        train_docs = split_documents(documents, options.held_out)[0] or list(documents)
+        record_centroids(store, model_dir, name, train_docs, tokenizer, base_check)
     log_decision(store, decision, options, domain)
     return decision
 

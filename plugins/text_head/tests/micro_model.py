@@ -39,3 +39,20 @@ def trained_model(tmp_path_factory) -> Path:
     run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
     _TRAINED.append(root / "run" / "model")
     return _TRAINED[0]
+
+
+#: The micro model's new domain: its own words, but always in this order (it was trained on
+#: them in random order), so the order is what there is to learn. Shuffled, it is base text.
+NEW_SENTENCE = "red hat big dog ran to a mat on the cat sat."
+
+
+def new_text(repeats: int) -> str:
+    return " ".join([NEW_SENTENCE] * repeats)
+
+
+def new_domain(directory: Path, documents: int = 60) -> Path:
+    """A folder of .txt files of the new domain."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(documents):
+        (directory / f"n{i:03d}.txt").write_text(new_text(4))
+    return directory
