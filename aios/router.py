@@ -6,12 +6,15 @@ centroids under the name `base`. A request is embedded with the same embedder an
 every centroid: when a `base` centroid is nearest the request gets no adapter; otherwise every
 adapter that is nearer than the nearest `base` centroid takes part, weighted by a softmax of
 its similarity (one adapter: weight 1; several: the L0 weighted composition of their logits).
-Several centroids per name (k-means) let one name cover a mixed domain (the base model's
-scripture, plays and jokes are far apart from one another).
+Several centroids per name (16, by k-means) let one name cover a mixed domain (the base
+model's scripture, plays and jokes are far apart from one another). The embedder is the
+memory's: on the benchmark's mixed stream MiniLM routes 100% of prompts right with 16
+centroids, the text model's own mean-pooled states 88-92%.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +84,7 @@ class AdapterRouter:
         table = self.store.to_table()
         return sorted(set(table.column("metadata").combine_chunks().field("source").to_pylist()))
 
-    def set_centroids(self, name: str, texts: list[str], k: int = 4) -> int:
+    def set_centroids(self, name: str, texts: list[str], k: int = 16) -> int:
         """Replace `name`'s centroids by `k` k-means centroids of the texts' embeddings."""
         vectors = self.embedder.embed(texts)
         centres = kmeans(vectors, k)
@@ -111,6 +114,13 @@ class AdapterRouter:
         if BASE not in names:
             raise AiosError(f"the router has no `{BASE}` centroids in {self.path}; run "
                             "`aios evolve` once (it records them)")
+        stored = {json.loads(e or "{}").get("embedder") for e in self.store.to_table().column(
+            "metadata").combine_chunks().field("extra").to_pylist()}
+        if stored != {self.embedder.name}:
+            raise AiosError(f"the router's centroids in {self.path} were embedded with "
+                            f"{sorted(map(str, stored))} but this request with "
+                            f"{self.embedder.name!r}; use that embedder (memory.embedder) or "
+                            "record them again with `aios evolve`")
         query = self.embedder.embed([text])[0]
         result = self.store.search(query, k=max(1, self.store.count()))
         best: dict[str, float] = {}

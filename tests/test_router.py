@@ -75,3 +75,12 @@ def test_kmeans_finds_the_clusters_of_unit_vectors():
     centres = kmeans(vectors, 2)
     assert sorted(int(np.argmax(c)) for c in centres) == [0, 1]
     np.testing.assert_allclose(np.linalg.norm(centres, axis=1), 1.0, rtol=1e-5)
+
+
+def test_centroids_of_another_embedder_are_refused(router):
+    class Other(WordEmbedder):
+        name = "other"
+
+    router.embedder = Other()
+    with pytest.raises(AiosError, match="embedded with \\['words'\\].*'other'"):
+        router.choose("code")

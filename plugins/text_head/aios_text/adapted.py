@@ -3,8 +3,8 @@
 A LoRA adapter is merged into a copy of the backbone's weights once, the first time a request
 asks for it (`aios.adapters.merge_lora`), so generating with it costs what generating without
 it costs. `resolve` turns what a request asks for (`none`, `auto`, names, `name:weight`) into
-adapter weights; `auto` asks the router (`aios.router`), which embeds the prompt with the
-text-backbone embedder of the same model that `aios evolve` recorded the centroids with.
+adapter weights; `auto` asks the router (`aios.router`), which embeds the prompt with the memory's
+best embedder, the one `aios evolve` recorded the centroids with (the router checks).
 """
 
 from __future__ import annotations
@@ -48,10 +48,9 @@ class AdaptedModels:
     @property
     def router(self) -> AdapterRouter:
         if self._router is None:
-            from aios_text.embedders import TextBackboneEmbedder
+            from aios.memory.embedding import build_embedder
 
-            self._router = AdapterRouter(self.store.directory,
-                                         TextBackboneEmbedder(model=str(self.model_dir)))
+            self._router = AdapterRouter(self.store.directory, build_embedder("auto"))
         return self._router
 
     def resolve(self, wanted: str | Sequence[str] | None, text: str) -> RouterChoice:

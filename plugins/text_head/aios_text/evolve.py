@@ -250,13 +250,14 @@ def passages(texts: Sequence[str], count: int, chars: int = 400, seed: int = 0) 
 
 def record_centroids(store: AdapterStore, model_dir: str | os.PathLike[str], name: str,
                      documents: Sequence[Document], tokenizer: TextTokenizer,
-                     base_check: TokenStream, count: int = 256) -> None:
+                     base_check: TokenStream, count: int = 256, embedder: Any = None) -> None:
     """Tell the router where the adapter's text lies (and, the first time, where the base
-    model's own text lies: its check set)."""
+    model's own text lies: its check set). The embedder is the memory's best (`auto`: MiniLM
+    where installed, else the text model's own mean-pooled states)."""
+    from aios.memory.embedding import build_embedder
     from aios.router import BASE, AdapterRouter
-    from aios_text.embedders import TextBackboneEmbedder
 
-    router = AdapterRouter(store.directory, TextBackboneEmbedder(model=str(model_dir)))
+    router = AdapterRouter(store.directory, embedder or build_embedder("auto"))
     try:
         if BASE not in router.names():
             base_texts = [tokenizer.decode(row) for row in base_check.chunks(96)[:count]]
