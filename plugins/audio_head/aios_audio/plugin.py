@@ -4,4 +4,4 @@ It declares the contract version and registers nothing yet: its components arriv
 own issues, and registering placeholders would let a config select something that cannot run.
 """
 
-AIOS_CONTRACT_VERSION = "1.2"
+AIOS_CONTRACT_VERSION = "1.3"
