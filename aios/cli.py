@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from aios.cli_evolve import add_evolve_commands
 from aios.cli_media import GRID_COLUMNS, grid_rows, head_parameter_rows, write_output
 from aios.cli_memory import add_memory_commands
 from aios.cli_quantize import add_quantize_command
@@ -100,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--grid", action="store_true",
                           help="image/audio: a labelled grid, one row per class the prompt "
                                "names (comma-separated; `all` for every class)")
+    generate.add_argument("--adapters", nargs="+", metavar="NAME",
+                          help="adapters to apply: `auto` (the router chooses per prompt), "
+                               "`none`, or names, each optionally NAME:WEIGHT (several: their "
+                               "outputs are mixed); default: the head's `adapters` option")
+    generate.add_argument("--explain", action="store_true",
+                          help="print the model's uncertainty about the prompt and the "
+                               "adapters chosen, on stderr")
     generate.set_defaults(handler=_generate)
     train = commands.add_parser("train", help="train a pack's model with its recipe")
     train.add_argument("name", help="the recipe to run (e.g. text); `aios plugins` lists them")
@@ -122,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
                                "the model's own held-out split)")
     evaluate.set_defaults(handler=_evaluate)
     add_quantize_command(commands)
+    add_evolve_commands(commands)
     return parser
 
 
@@ -312,6 +321,13 @@ def _generate(args: argparse.Namespace) -> int:
         options["memory_guided"] = True
     if args.remember:
         options["remember"] = True
+    if args.adapters is not None:
+        options["adapters"] = args.adapters
+    if args.adapters is not None or args.explain:
+        if config.evolve.adapters_dir is not None:
+            options["adapters_dir"] = config.evolve.adapters_dir
+    if args.explain:
+        options["explain"] = True
     with ArrowEngine.from_config(config, registry=registry) as engine:
         rows = grid_rows(engine.head, args.prompt) if args.grid else None
         prompt = args.prompt if rows is None else [r for r in rows for _ in range(GRID_COLUMNS)]
@@ -330,6 +346,8 @@ def _generate(args: argparse.Namespace) -> int:
                                         seed=args.seed, callback=advance, **options)
         if args.show_memory:  # on stderr, after the progress bar has gone
             _show_memory(engine.last_request)
+        if args.explain:
+            _explain(engine.head)
         if not isinstance(output, str) and (args.out or hasattr(engine.head, "write")):
             for path in write_output(engine.head, output, args.out, rows):
                 print(path)
@@ -348,6 +366,25 @@ def _show_memory(request: Any) -> None:
         text = passage.text.replace("\n", " ")
         print(f"memory: {passage.score:.3f}  {text[:100] + ('…' if len(text) > 100 else '')}"
               f"  ({passage.source})", file=sys.stderr)
+
+
+def _explain(head: Any) -> None:
+    """What the head reports about its last request: uncertainty and the adapters chosen."""
+    explain = getattr(head, "last_explain", None)
+    if not explain:
+        print("explain: this head reports nothing about its choices", file=sys.stderr)
+        return
+    uncertainty = explain.get("uncertainty")
+    print("explain: uncertainty " + ("unknown (no calibration)" if uncertainty is None else
+                                     f"{uncertainty:.3f} (1.0 = typical of the training text)"),
+          file=sys.stderr)
+    chosen = explain.get("chosen") or {}
+    print("explain: adapters " + (", ".join(f"{n} ({w:.2f})" for n, w in chosen.items())
+                                  or "none (the base model)")
+          + f"  [asked: {explain.get('adapters')}]", file=sys.stderr)
+    for name, similarity in sorted((explain.get("similarities") or {}).items(),
+                                   key=lambda item: -item[1]):
+        print(f"explain: router similarity {similarity:.3f}  {name}", file=sys.stderr)
 
 
 def _generate_streaming(engine: Any, args: argparse.Namespace, options: dict[str, Any]) -> Any:

@@ -87,6 +87,22 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class EvolveConfig:
+    """Self-evolution (`aios evolve`): which adapter kind to train (`auto`: the cheapest
+    installed), where adapters live, when a request counts as uncertain, and the balanced rule
+    that decides whether an adapter is kept. Options of the adapter kind (e.g. LoRA's `rank`,
+    `steps`) go beside `adapter`."""
+
+    adapter: str = "auto"
+    adapters_dir: str | None = None  # None: $AIOS_ADAPTERS, else ~/.local/share/aios/adapters
+    threshold: float = 1.5  # uncertainty above which a remembered request is adapted to
+    min_gain: float = 0.05  # held-out perplexity on the new text must fall by this share
+    max_base_loss: float = 0.02  # base-domain perplexity may rise by at most this share
+    held_out: float = 0.1  # share of the new text kept aside to check the adapter
+    options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True)
 class _Section:
     cls: type
     kind: str | None = None  # the plugin kind the section selects, if any
@@ -99,6 +115,7 @@ _SECTIONS: dict[str, _Section] = {
     "memory": _Section(MemoryConfig, "storage", "backend"),
     "quantizer": _Section(QuantizerConfig, "quantizer"),
     "generate": _Section(GenerateConfig),
+    "evolve": _Section(EvolveConfig, "adapter", "adapter"),
 }
 _CONDITIONERS = "conditioners"
 _TOP_LEVEL = (*_SECTIONS, _CONDITIONERS)
@@ -114,6 +131,7 @@ class Config:
     memory: MemoryConfig = MemoryConfig()
     quantizer: QuantizerConfig = QuantizerConfig()
     generate: GenerateConfig = GenerateConfig()
+    evolve: EvolveConfig = EvolveConfig()
     origins: Mapping[str, str] = field(default_factory=lambda: _EMPTY, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -290,7 +308,7 @@ class _Builder:
         # The sampler must speak the head's family, so `auto` only considers those.
         sections["sampler"] = self.section("sampler", data.get("sampler"),
                                            self.family_of(sections["head"].name))
-        for name in ("memory", "quantizer", "generate"):
+        for name in ("memory", "quantizer", "generate", "evolve"):
             sections[name] = self.section(name, data.get(name), None)
         sections[_CONDITIONERS] = self.conditioners(data.get(_CONDITIONERS))
         sections["memory"] = self.resolve_embedder(sections["memory"])

@@ -12,7 +12,7 @@ hooks below with the `hookimpl` marker::
 
     import aios
 
-    AIOS_CONTRACT_VERSION = "1.2"
+    AIOS_CONTRACT_VERSION = "1.3"
 
     @aios.hookimpl
     def aios_register_samplers(register):
@@ -54,7 +54,7 @@ from typing import Any
 import pluggy
 
 #: The version of this contract. Bump MINOR for additions, MAJOR for changes that break plugins.
-CONTRACT_VERSION = "1.2"
+CONTRACT_VERSION = "1.3"
 
 #: The module attribute through which a plugin declares the contract version it implements.
 CONTRACT_ATTRIBUTE = "AIOS_CONTRACT_VERSION"
@@ -78,6 +78,7 @@ KIND_HOOKS = {
     "recipe": "aios_register_recipes",
     "evaluator": "aios_register_evaluators",
     "embedder": "aios_register_embedders",
+    "adapter": "aios_register_adapters",
 }
 
 
@@ -229,6 +230,25 @@ def aios_register_embedders(register: Register) -> None:
     missing optional package must raise `aios.errors.AiosError` naming what to ``pip install``.
     Records store the embedder's name, so a store is always queried with the embedder that
     filled it.
+    """
+
+
+@hookspec
+def aios_register_adapters(register: Register) -> None:
+    """Register adapter kinds for self-evolution (added in contract 1.3).
+
+    An adapter kind is one level of the adaptation ladder (L0 composition, L1 side networks,
+    L2 LoRA, ...). Register it with ``priority=-level``, so that ``evolve.adapter: auto`` picks
+    the cheapest installed level. The factory is called as ``factory(**options)`` with the
+    options of the config's ``evolve`` section (e.g. ``rank``, ``steps``) and returns an object
+    with ``kind`` (str, stored in the adapter file), ``level`` (int) and ``evolve(model,
+    documents, name, *, store, min_gain, max_base_loss, held_out, domain, progress)``: train
+    one adapter for the model directory ``model`` on ``documents``, keep it in ``store``
+    (`aios.adapters.AdapterStore`) under ``name`` only when its held-out perplexity falls by
+    ``min_gain`` and the base domain's rises by at most ``max_base_loss``, log the decision, and
+    return it (an object with ``kept``, ``reason`` and ``table()`` rows for the command to
+    print). Adapters are saved with `aios.adapters.AdapterStore`, so ``aios adapters`` lists
+    and deletes every kind the same way.
     """
 
 

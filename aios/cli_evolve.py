@@ -1,0 +1,157 @@
+"""`aios evolve` and `aios adapters`: self-evolution from the command line.
+
+    aios evolve PATH...              adapt the model to new text (a folder of .txt files, a file,
+                                     or a corpus name); keep the adapter only if it helps
+    aios evolve --from-memory        adapt to the remembered requests the model was unsure of
+    aios evolve --calibrate          measure the model's typical loss (uncertainty 1.0)
+    aios adapters list               the kept adapters, their sizes and scores
+    aios adapters delete NAME...     drop adapters (and their router centroids)
+
+The adapter kind comes from the `evolve` config section (`auto`: the cheapest installed level);
+the kind does the training, this module only gathers the text and prints the decision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aios.adapters import AdapterStore
+from aios.config import Config, load_config
+from aios.errors import ConfigError, PluginNotFoundError
+from aios.memory.manifest import NAME as MANIFEST
+from aios.registry import INSTALL_HINTS, default_registry
+
+
+def add_evolve_commands(commands: argparse._SubParsersAction) -> None:
+    evolve = commands.add_parser(
+        "evolve", help="adapt the model to new text; keep the adapter only if it helps")
+    evolve.add_argument("paths", nargs="*", metavar="PATH",
+                        help="the new text: .txt files, folders of them, or corpus names")
+    evolve.add_argument("--from-memory", action="store_true",
+                        help="adapt to the texts in the memory store (memory.path / --memory) "
+                             "whose uncertainty is above evolve.threshold")
+    evolve.add_argument("--memory", metavar="DIR", help="the memory store for --from-memory")
+    evolve.add_argument("--name", help="the adapter's name (default: from the first PATH)")
+    evolve.add_argument("--model", metavar="DIR",
+                        help="the model directory to adapt (default: the head's shipped model)")
+    evolve.add_argument("--calibrate", action="store_true",
+                        help="only measure the model's uncertainty calibration and save it")
+    evolve.set_defaults(handler=_evolve)
+
+    adapters = commands.add_parser("adapters", help="list or delete kept adapters")
+    actions = adapters.add_subparsers(title="adapter commands", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="the adapters, their kind, size and scores")
+    listing.set_defaults(handler=_list)
+    delete = actions.add_parser("delete", help="delete adapters by name")
+    delete.add_argument("names", nargs="+", metavar="NAME")
+    delete.set_defaults(handler=_delete)
+
+
+def adapter_store(config: Config) -> AdapterStore:
+    return AdapterStore(config.evolve.adapters_dir)
+
+
+def _adapter_kind(config: Config) -> Any:
+    registry = default_registry()
+    name = config.evolve.adapter
+    if name == "auto":
+        raise PluginNotFoundError("adapter", name, (), INSTALL_HINTS["adapter"])
+    return registry.get("adapter", name).factory(**config.evolve.options)
+
+
+def _evolve(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides, default_registry())
+    kind = _adapter_kind(config)
+    if args.calibrate:
+        print(f"calibration written to {kind.calibrate(args.model, progress=True)}")
+        return 0
+    if bool(args.paths) == bool(args.from_memory):
+        raise ConfigError("command line", "PATH", "give the new text as PATH... or "
+                          "--from-memory (one of the two)",
+                          "e.g. aios evolve ./new-texts/ --name mydomain")
+    texts: list[str] = []
+    if args.from_memory:
+        texts = _memory_texts(args.memory or config.memory.path)
+    name = args.name or _default_name(args.paths)
+    evo = config.evolve
+    decision = kind.evolve(args.model, name, sources=args.paths, texts=texts,
+                           threshold=evo.threshold if args.from_memory else None,
+                           store=adapter_store(config), min_gain=evo.min_gain,
+                           max_base_loss=evo.max_base_loss, held_out=evo.held_out,
+                           progress=True)
+    from aios.cli import _table
+
+    print(_table([tuple(row) for row in decision.table()]))
+    print(f"\nadapter {name!r}: {decision.reason}")
+    print(f"trained {decision.parameters:,} parameters "
+          f"({decision.parameters / decision.model_parameters:.2%} of the model) in "
+          f"{decision.seconds:.0f} s")
+    return 0
+
+
+def _default_name(paths: list[str]) -> str:
+    stem = Path(paths[0]).stem if paths else f"memory-{time.strftime('%Y%m%d-%H%M%S')}"
+    return re.sub(r"[^a-z0-9._+-]+", "-", stem.lower()).strip("-._+") or "adapter"
+
+
+def _memory_texts(path: str | None) -> list[str]:
+    from aios.memory import open_memory
+
+    if path is None or not (Path(path) / MANIFEST).is_file():
+        raise ConfigError("--memory", "memory.path", f"no memory store at {path}",
+                          "name it: aios evolve --from-memory --memory DIR")
+    with open_memory(path, read_only=True) as store:
+        table = store.to_table()
+    modalities = table.column("modality").to_pylist()
+    return [c for c, m in zip(table.column("content").to_pylist(), modalities, strict=True)
+            if m == "text" and c.strip()]
+
+
+def _list(args: argparse.Namespace) -> int:
+    from aios.cli import _table
+
+    store = adapter_store(load_config(args.config, args.overrides, default_registry()))
+    infos = store.list()
+    if not infos:
+        print(f"no adapters in {store.directory}; `aios evolve PATH` makes one")
+        return 0
+    rows = [("NAME", "KIND", "LEVEL", "PARAMETERS", "DOMAIN", "NEW PPL", "BASE PPL")]
+    for info in infos:
+        m = info.metrics
+        rows.append((info.name, info.kind, str(info.level), f"{info.parameters:,}", info.domain,
+                     f"{m.get('new_before', '?')} -> {m.get('new_after', '?')}",
+                     f"{m.get('base_before', '?')} -> {m.get('base_after', '?')}"))
+    print(_table(rows))
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    store = adapter_store(load_config(args.config, args.overrides, default_registry()))
+    for name in args.names:
+        store.delete(name)
+        _forget_centroids(store, name)
+        print(f"deleted adapter {name!r}", file=sys.stderr)
+    return 0
+
+
+def _forget_centroids(store: AdapterStore, name: str) -> None:
+    """Remove the router's centroids of a deleted adapter (a store without them is fine)."""
+    from aios.router import CENTROIDS, AdapterRouter
+
+    if not (store.directory / CENTROIDS / MANIFEST).is_file():
+        return
+
+    class _NoEmbedder:  # deleting needs the stored vectors' dimension only
+        name = ""
+        dim = None
+
+    router = AdapterRouter(store.directory, _NoEmbedder())
+    try:
+        router.remove(name)
+    finally:
+        router.close()
