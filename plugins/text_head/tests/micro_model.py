@@ -7,6 +7,7 @@ A helper module rather than fixtures in a conftest.py, which would clash with th
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from aios_text.recipe import load_recipe, run_recipe
 
@@ -36,7 +37,12 @@ def trained_model(tmp_path_factory) -> Path:
               "train": {"steps": 150, "lr": 0.005, "warmup": 10, "checkpoint_every": 150,
                         "ema_decay": 0.9}}
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same micro model on every machine: sums in one fixed order
+    try:
+        run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
+    finally:
+        torch.set_num_threads(threads)
     _TRAINED.append(root / "run" / "model")
     return _TRAINED[0]
 
