@@ -39,8 +39,11 @@ class Document:
 
     @property
     def split(self) -> str:
-        """'validation' for about 5% of documents (by title hash), else 'train'."""
-        digest = hashlib.sha256(f"{self.source}/{self.title}".encode()).digest()
+        """'validation' for about 5% of documents (by title hash), else 'train'. A local
+        file's title is its path inside the folder given, so moving the folder (or training in
+        another temporary directory) keeps its split."""
+        source = "file" if self.source.startswith("file:") else self.source
+        digest = hashlib.sha256(f"{source}/{self.title}".encode()).digest()
         return "validation" if digest[0] < 13 else "train"
 
 
