@@ -6,6 +6,7 @@ A helper module rather than a fixture in a `conftest.py`: that would clash with 
 
 from pathlib import Path
 
+import torch
 import yaml
 from aios_text.recipe import load_recipe, run_recipe
 
@@ -13,22 +14,31 @@ SENTENCE = "the cat sat on the mat. "
 _TRAINED: list[Path] = []
 
 
-def cat_model(tmp_path_factory) -> Path:
-    """A model directory trained for a few seconds on SENTENCE repeated (its int8 twin is
-    `../model-int8`)."""
-    if _TRAINED:
-        return _TRAINED[0]
-    root = tmp_path_factory.mktemp("text")
+def train_micro_model(root: Path, documents: list[str], max_len: int) -> Path:
+    """A model directory (int8 twin beside it as `../model-int8`) trained for a few seconds on
+    `documents`, single-threaded so every machine gets the same one."""
     corpus = root / "corpus"
     corpus.mkdir()
-    for i in range(120):
-        (corpus / f"d{i:03d}.txt").write_text(SENTENCE * 6)
+    for i, text in enumerate(documents):
+        (corpus / f"d{i:03d}.txt").write_text(text)
     recipe = {"corpus": [str(corpus)], "vocab_size": 280,
-              "backbone": {"dim": 32, "depth": 2, "heads": 2, "max_len": 96},
+              "backbone": {"dim": 32, "depth": 2, "heads": 2, "max_len": max_len},
               "sequence_length": 32, "batch_size": 16, "eval_windows": 8,
               "train": {"steps": 150, "lr": 0.005, "warmup": 10, "checkpoint_every": 150,
                         "ema_decay": 0.9}}
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
-    _TRAINED.append(root / "run" / "model")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # sums in one fixed order
+    try:
+        run_recipe(load_recipe(root / "recipe.yaml"), root / "run", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return root / "run" / "model"
+
+
+def cat_model(tmp_path_factory) -> Path:
+    """The micro model of SENTENCE repeated, trained once per session."""
+    if not _TRAINED:
+        _TRAINED.append(train_micro_model(tmp_path_factory.mktemp("text"), [SENTENCE * 6] * 120,
+                                          max_len=96))
     return _TRAINED[0]
