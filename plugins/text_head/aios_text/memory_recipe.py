@@ -40,6 +40,7 @@ from aios_text.inference import model_path
 from aios_text.model import TextDiffusionModel
 from aios_text.model_dir import load_text_model, save_text_model
 from aios_text.passages import context_ids
+from aios_text.recipe import save_int8_model
 from aios_text.tokenizer import TextTokenizer
 
 #: The recipe file of the shipped memory-trained model.
@@ -275,8 +276,6 @@ def _corpus_stream(tokenizer: TextTokenizer, settings: dict[str, Any], out: Path
 
 def _save(model: TextDiffusionModel, tokenizer: TextTokenizer, settings: dict[str, Any],
           recipe: MemoryRecipe, out: Path) -> None:
-    from aios.registry import default_registry
-
     facts = {key: settings[key] for key in ("objective", "corpus", "sequence_length")
              if key in settings}
     facts["memory_training"] = {"facts": recipe.facts, "held_out": recipe.held_out,
@@ -284,7 +283,4 @@ def _save(model: TextDiffusionModel, tokenizer: TextTokenizer, settings: dict[st
                                 "answer_length": recipe.answer_length}
     schedule = settings.get("schedule", "linear")
     save_text_model(out / "model", model, tokenizer, schedule=schedule, **facts)
-    quantizer = default_registry().best("quantizer")
-    if quantizer is not None:
-        save_text_model(out / "model-int8", model, tokenizer, schedule=schedule,
-                        quantizer=quantizer.factory(bits=8), **facts)
+    save_int8_model(out / "model-int8", model, tokenizer, schedule=schedule, **facts)

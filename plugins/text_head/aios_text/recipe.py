@@ -133,21 +133,29 @@ def _save_models(recipe: TextRecipe, out: Path, model: TextDiffusionModel,
              "sequence_length": recipe.sequence_length}
     save_text_model(out / "model", model, tokenizer, schedule=recipe.schedule, **facts)
     saved: dict[str, Any] = {"model_dir": str(out / "model")}
-    if recipe.objective != "diffusion":
+    if recipe.objective != "diffusion" or not save_int8_model(
+            out / "model-int8", model, tokenizer, schedule=recipe.schedule, **facts):
         return saved
-    from aios.registry import default_registry
-
-    quantizer = default_registry().best("quantizer")
-    if quantizer is None:
-        return saved
-    save_text_model(out / "model-int8", model, tokenizer, schedule=recipe.schedule,
-                    quantizer=quantizer.factory(bits=8), **facts)
     int8, _, _ = load_text_model(out / "model-int8")
     nll = evaluate_nelbo(int8, validation, alpha, tokenizer.mask_id,
                          length=recipe.sequence_length, max_windows=recipe.eval_windows)
     saved.update({"int8_model_dir": str(out / "model-int8"),
                   "int8_validation_perplexity": float(torch.tensor(nll).exp())})
     return saved
+
+
+def save_int8_model(directory: Path, model: TextDiffusionModel, tokenizer: TextTokenizer, *,
+                    schedule: str, **facts: Any) -> bool:
+    """Write `model` with int8 linear layers (the form that ships), quantized by the best
+    installed quantizer (native over reference); False when no quantizer is installed."""
+    from aios.registry import default_registry
+
+    quantizer = default_registry().best("quantizer")
+    if quantizer is None:
+        return False
+    save_text_model(directory, model, tokenizer, schedule=schedule,
+                    quantizer=quantizer.factory(bits=8), **facts)
+    return True
 
 
 def build_model(recipe: TextRecipe, tokenizer: TextTokenizer) -> TextDiffusionModel:
