@@ -42,7 +42,8 @@ class AdaptedModels:
             weights = merge_lora(self.base.backbone.w, adapter)
             backbone = ArrayBackbone(self.base.backbone.config, weights)
             self._models[name] = ArrayTextModel(backbone, self.base.embedding,
-                                                self.base.projection, self.base.mask_id)
+                                                self.base.projection, self.base.mask_id,
+                                                self.base.copy)
         return self._models[name]
 
     @property

@@ -44,7 +44,7 @@ from aios_text.corpus import Document, load_corpus
 from aios_text.data import MaskedDiffusionTask, TokenStream, evaluate_nelbo
 from aios_text.evaluate import corpus_cache
 from aios_text.inference import TOKENIZER_FILE, text_settings
-from aios_text.model import TextDiffusionModel, TextHead
+from aios_text.model import TextDiffusionModel, text_head_from_settings
 from aios_text.tokenizer import TextTokenizer
 
 LOG_FILE = "evolution.log"
@@ -107,8 +107,7 @@ def load_float_model(directory: str | os.PathLike[str]
     directory = Path(directory)
     settings = text_settings(directory)
     backbone = Backbone(BackboneConfig.from_dict(read_model_config(directory)["backbone"]))
-    head = TextHead(int(settings["vocab_size"]), backbone.config.dim, int(settings["mask_id"]),
-                    tie=bool(settings["tie"]))
+    head = text_head_from_settings(settings, backbone.config.dim)
     for module, file in ((backbone, "backbone.arrow"), (head, "text.arrow")):
         arrays = load_arrays(directory / file)
         module.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})

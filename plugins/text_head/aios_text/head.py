@@ -11,6 +11,8 @@ their keys and values, and later evaluates only the positions after them. This i
 approximation of cached masked-diffusion decoding (as in Fast-dLLM): the cached prefix no longer
 sees the positions after it, exactly what a block-causal attention mask would give. The
 benchmark reports its quality beside the uncached decoding; `prefix_cache: false` turns it off.
+A model with a copy head (`aios_text.model.CopyHead`) always runs uncached, since it copies from
+every visible position.
 
 The network runs in NumPy (`aios_text.inference`): generating never imports torch, which would
 cost more than a short generation itself on a small CPU.
@@ -92,9 +94,8 @@ class TextDiffusionHead:
     def parameter_counts(self) -> dict[str, int]:
         """Parameters of the shared backbone and of this head (for `aios plugins --verbose`)."""
         model = self.model
-        head = model.embedding.size + (0 if model.projection is model.embedding
-                                       else model.projection.size)
-        return {"backbone": sum(w.size for w in model.backbone.w.values()), "head": head}
+        return {"backbone": sum(w.size for w in model.backbone.w.values()),
+                "head": model.parameters()}
 
     def initial_state(self, request: GenerationRequest, rng: np.random.Generator) -> MaskedState:
         prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
@@ -120,7 +121,8 @@ class TextDiffusionHead:
         eos = None if suffix else self.tokenizer.eos_id
         self._cache, self._t = None, 1.0  # one generation at a time per head
         self._choose_models(request, prompts)
-        on_prefix = self._cache_prefix if self.prefix_cache and not self._mixture else None
+        cacheable = self.prefix_cache and not self._mixture and self.model.copy is None
+        on_prefix = self._cache_prefix if cacheable else None
         return TextState(tokens, self.tokenizer.mask_id, eos, on_prefix=on_prefix,
                          context_end=context_end)
 

@@ -8,6 +8,7 @@ torch model for training and evaluation) and computes the same logits on top of
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from aios_text.tokenizer import TextTokenizer
 TEXT_MODALITY = 0
 TOKENIZER_FILE = "tokenizer.json"
 
+#: The smallest probability the copy head's mixture gives (its log stands in for log 0).
+PROBABILITY_FLOOR = 1e-30
 #: The models that ship with the pack, by name (each a model directory with its MODEL_CARD.md).
 SHIPPED_MODELS = Path(__file__).with_name("models")
 #: The model the head uses when none is named: pretrained on the corpus, int8.
@@ -45,30 +48,95 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in SHIPPED_MODELS.iterdir() if (p / "model.yaml").exists())
 
 
+@dataclass(frozen=True)
+class ArrayCopyHead:
+    """The copy head's weights (see `aios_text.model.CopyHead`): query and key (copy_dim, dim),
+    gate (1, dim) and its bias (1,)."""
+
+    query: np.ndarray
+    key: np.ndarray
+    gate: np.ndarray
+    gate_bias: np.ndarray
+
+    @classmethod
+    def from_weights(cls, weights: dict[str, np.ndarray]) -> ArrayCopyHead:
+        return cls(weights["copy.query.weight"], weights["copy.key.weight"],
+                   weights["copy.gate.weight"], weights["copy.gate.bias"])
+
+    def __call__(self, hidden: np.ndarray, logits: np.ndarray, tokens: np.ndarray,
+                 sources: np.ndarray) -> np.ndarray:
+        """log((1 - g) softmax(logits) + g p_copy), p_copy pointing at `sources` positions."""
+        scale = 1.0 / np.sqrt(self.query.shape[0])
+        queries, keys = hidden @ self.query.T, hidden @ self.key.T
+        probs = softmax(logits)
+        for b in range(len(tokens)):  # rows differ in what they can copy
+            if not sources[b].any():
+                continue
+            scores = np.where(sources[b][None, :], queries[b] @ keys[b].T * scale, -1e9)
+            pointer = softmax(scores)
+            ids, where = np.unique(tokens[b], return_inverse=True)
+            copy = pointer @ (where.reshape(-1)[:, None] == np.arange(len(ids))).astype(
+                np.float32)
+            gate = 1.0 / (1.0 + np.exp(-(hidden[b] @ self.gate.T + self.gate_bias)))
+            probs[b] *= 1.0 - gate
+            probs[b][:, ids] += gate * copy
+        with np.errstate(divide="ignore"):
+            return np.log(np.maximum(probs, PROBABILITY_FLOOR)).astype(np.float32)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 class ArrayTextModel:
     """Token embeddings into the backbone, logits out; the mask token is never predicted."""
 
     def __init__(self, backbone: ArrayBackbone, embedding: np.ndarray,
-                 projection: np.ndarray | None, mask_id: int) -> None:
+                 projection: np.ndarray | None, mask_id: int,
+                 copy: ArrayCopyHead | None = None) -> None:
         self.backbone = backbone
         self.embedding = np.ascontiguousarray(embedding, dtype=np.float32)
         self.projection = self.embedding if projection is None else np.ascontiguousarray(
             projection, dtype=np.float32)
         self.mask_id = mask_id
+        self.copy = copy
 
     def __call__(self, tokens: np.ndarray, t: np.ndarray, *,
                  padding_mask: np.ndarray | None = None,
                  attention_mask: np.ndarray | None = None,
                  past: ArrayKVCache | None = None) -> np.ndarray:
+        if self.copy is not None and past is not None:
+            raise AiosError("a model with a copy head runs without a key/value cache: the "
+                            "cached positions' tokens would be out of its reach")
         hidden = self.backbone(self.embedding[tokens], t, TEXT_MODALITY,
                                padding_mask=padding_mask, attention_mask=attention_mask,
                                past=past)
-        return self.logits(hidden)
+        logits = self.logits(hidden)
+        if self.copy is None:
+            return logits
+        sources = tokens != self.mask_id
+        if padding_mask is not None:
+            sources &= padding_mask
+        logits = self.copy(hidden, logits, tokens, sources)
+        logits[..., self.mask_id] = -np.inf
+        return logits
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
+        """The vocabulary logits alone (the copy head, when there is one, mixes in after)."""
         logits = hidden @ self.projection.T
         logits[..., self.mask_id] = -np.inf
         return logits
+
+    def parameters(self) -> int:
+        """The head's own parameters (embedding, untied projection, copy head)."""
+        count = self.embedding.size
+        if self.projection is not self.embedding:
+            count += self.projection.size
+        if self.copy is not None:
+            count += sum(w.size for w in (self.copy.query, self.copy.key, self.copy.gate,
+                                          self.copy.gate_bias))
+        return count
 
     def cache(self, tokens: np.ndarray, t: np.ndarray, *, padding_mask: np.ndarray,
               past: ArrayKVCache | None) -> ArrayKVCache:
@@ -97,8 +165,9 @@ def load_array_text_model(directory: str | os.PathLike[str]
         raise AiosError(f"{directory / 'text.arrow'} lacks embed.weight; restore the model "
                         "directory")
     projection = None if settings.get("tie", True) else weights.get("project.weight")
+    copy = ArrayCopyHead.from_weights(weights) if settings.get("copy_dim") else None
     model = ArrayTextModel(backbone, weights["embed.weight"], projection,
-                           int(settings["mask_id"]))
+                           int(settings["mask_id"]), copy)
     try:
         tokenizer = TextTokenizer.load(directory / settings.get("tokenizer", TOKENIZER_FILE))
     except ValueError as exc:

@@ -37,7 +37,7 @@ from aios_text.data import MaskedDiffusionTask, TokenStream, evaluate_nelbo
 from aios_text.diffusion import Alpha, mdlm_loss
 from aios_text.facts import Fact, make_facts, write_fact_documents
 from aios_text.inference import model_path
-from aios_text.model import TextDiffusionModel
+from aios_text.model import CopyHead, TextDiffusionModel
 from aios_text.model_dir import load_text_model, save_text_model
 from aios_text.passages import context_ids
 from aios_text.recipe import save_int8_model
@@ -62,6 +62,7 @@ class MemoryRecipe:
     answer_length: int = 24
     batch_size: int = 16
     corpus_weight: float = 0.4
+    copy_dim: int = 0  # > 0: give the model a copy head of this width (if it has none)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -71,6 +72,8 @@ class MemoryRecipe:
         if self.answer_length < 4:
             raise ValueError(f"answer_length must leave room for an answer, got "
                              f"{self.answer_length}")
+        if self.copy_dim < 0:
+            raise ValueError(f"copy_dim is the copy head's width (0 = none), got {self.copy_dim}")
         if not self.chunk_sizes or min(self.chunk_sizes) < 20:
             raise ValueError(f"chunk_sizes are characters per passage (>= 20), got "
                              f"{self.chunk_sizes}")
@@ -198,6 +201,9 @@ def run_memory_recipe(recipe: MemoryRecipe, out_dir: str | os.PathLike[str], *,
     dequantize_linears(model)  # the shipped model is int8; training needs float layers
     if settings.get("objective", "diffusion") != "diffusion":
         raise AiosError(f"{init} is not a diffusion model; memory training fine-tunes one")
+    if recipe.copy_dim and model.head.copy is None:
+        torch.manual_seed(recipe.train.seed)
+        model.head.copy = CopyHead(model.backbone.config.dim, recipe.copy_dim)
     alpha = masking_schedule(settings.get("schedule", "linear")).alpha
     max_len = model.backbone.config.max_len
     facts = make_facts(recipe.facts, held_out=recipe.held_out, seed=recipe.fact_seed)

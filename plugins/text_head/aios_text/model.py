@@ -1,22 +1,66 @@
 """The text head's network: token embeddings into the shared backbone, logits out of it.
 
 Everything modality-specific sits here (the vocabulary, the mask token, tied or untied output
-weights); the backbone is the core's and is shared with the other heads.
+weights, the optional copy head); the backbone is the core's and is shared with the other heads.
+
+The copy head (a pointer, as in pointer-generator networks) lets a masked position take its token
+from a visible position of the same sequence: a query from the masked position's hidden state
+meets a key from every visible one, and a gate mixes the resulting copy distribution with the
+vocabulary softmax. A small model learns to point at the right passage token far sooner than it
+learns, inside its attention layers, to reproduce a name it saw once in its context, which is
+what reading retrieved memory asks of it.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from aios.backbone import Backbone, KVCache
-from aios_text.inference import TEXT_MODALITY
+from aios_text.inference import PROBABILITY_FLOOR, TEXT_MODALITY
+
+#: The copy gate's initial bias: sigmoid(-4) = 1.8%, so a pretrained model given a fresh copy
+#: head predicts almost exactly what it predicted before.
+COPY_GATE_INIT = -4.0
+
+
+class CopyHead(nn.Module):
+    """Pointer over the visible positions: log of (1 - g) p_vocab + g p_copy."""
+
+    def __init__(self, dim: int, copy_dim: int) -> None:
+        super().__init__()
+        if copy_dim < 1:
+            raise ValueError(f"copy_dim must be positive, got {copy_dim}")
+        self.copy_dim = copy_dim
+        self.query = nn.Linear(dim, copy_dim, bias=False)
+        self.key = nn.Linear(dim, copy_dim, bias=False)
+        self.gate = nn.Linear(dim, 1)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.constant_(self.gate.bias, COPY_GATE_INIT)
+
+    def forward(self, hidden: Tensor, logits: Tensor, tokens: Tensor, sources: Tensor) -> Tensor:
+        """`sources` (batch, length) marks the positions whose tokens may be copied."""
+        scores = self.query(hidden) @ self.key(hidden).transpose(1, 2) / math.sqrt(self.copy_dim)
+        scores = scores.float().masked_fill(~sources[:, None, :], -1e9)
+        pointer = torch.softmax(scores, dim=-1)
+        copy = torch.zeros_like(logits, dtype=torch.float32).scatter_add_(
+            2, tokens[:, None, :].expand(-1, tokens.shape[1], -1), pointer)
+        # a row with nothing visible cannot copy
+        gate = torch.sigmoid(self.gate(hidden)).float() * sources.any(-1)[:, None, None]
+        probs = (1 - gate) * torch.softmax(logits.float(), dim=-1) + gate * copy
+        return torch.log(probs.clamp_min(PROBABILITY_FLOOR))
 
 
 class TextHead(nn.Module):
-    """Embedding in, logits out; the mask token can never be predicted."""
+    """Embedding in, logits out; the mask token can never be predicted. With `copy_dim`, a copy
+    head mixes in tokens pointed at in the visible input (the logits are then log-probabilities)."""
 
-    def __init__(self, vocab_size: int, dim: int, mask_id: int, *, tie: bool = True) -> None:
+    def __init__(self, vocab_size: int, dim: int, mask_id: int, *, tie: bool = True,
+                 copy_dim: int = 0) -> None:
         super().__init__()
         if not 0 <= mask_id < vocab_size:
             raise ValueError(f"mask_id {mask_id} is outside the vocabulary of {vocab_size}")
@@ -24,12 +68,30 @@ class TextHead(nn.Module):
         self.embed = nn.Embedding(vocab_size, dim)
         nn.init.normal_(self.embed.weight, std=dim ** -0.5)
         self.project = None if tie else nn.Linear(dim, vocab_size, bias=False)
+        self.copy = CopyHead(dim, copy_dim) if copy_dim else None
 
-    def logits(self, hidden: Tensor) -> Tensor:
+    @property
+    def copy_dim(self) -> int:
+        return 0 if self.copy is None else self.copy.copy_dim
+
+    def logits(self, hidden: Tensor, tokens: Tensor | None = None,
+               sources: Tensor | None = None) -> Tensor:
         weight = self.embed.weight if self.project is None else self.project.weight
         logits = hidden @ weight.T
         logits[..., self.mask_id] = float("-inf")
+        if self.copy is not None:
+            if tokens is None or sources is None:
+                raise ValueError("a text head with a copy head needs the tokens and the "
+                                 "positions to copy from")
+            logits = self.copy(hidden, logits, tokens, sources)
+            logits[..., self.mask_id] = float("-inf")
         return logits
+
+
+def text_head_from_settings(settings: Mapping[str, Any], dim: int) -> TextHead:
+    """An untrained head shaped as a model directory's text settings say (then load weights)."""
+    return TextHead(int(settings["vocab_size"]), dim, int(settings["mask_id"]),
+                    tie=bool(settings["tie"]), copy_dim=int(settings.get("copy_dim", 0)))
 
 
 class TextDiffusionModel(nn.Module):
@@ -56,4 +118,12 @@ class TextDiffusionModel(nn.Module):
         hidden = self.backbone(self.head.embed(tokens), t, TEXT_MODALITY,
                                padding_mask=padding_mask, attention_mask=attention_mask,
                                cond=cond, cond_mask=cond_mask, past=past)
-        return self.head.logits(hidden)
+        if self.head.copy is None:
+            return self.head.logits(hidden)
+        if past is not None:
+            raise ValueError("a model with a copy head runs without a key/value cache: the "
+                             "cached positions' tokens would be out of its reach")
+        sources = tokens != self.head.mask_id
+        if padding_mask is not None:
+            sources = sources & padding_mask
+        return self.head.logits(hidden, tokens, sources)

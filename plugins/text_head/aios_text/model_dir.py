@@ -9,7 +9,7 @@ from typing import Any
 from aios.backbone import Backbone
 from aios.model_dir import load_backbone, load_module, save_model_dir
 from aios_text.inference import TOKENIZER_FILE, text_settings
-from aios_text.model import TextDiffusionModel, TextHead
+from aios_text.model import TextDiffusionModel, text_head_from_settings
 from aios_text.tokenizer import TextTokenizer
 
 
@@ -21,6 +21,7 @@ def save_text_model(directory: str | os.PathLike[str], model: TextDiffusionModel
     directory = Path(directory)
     settings = {"vocab_size": tokenizer.vocab_size, "mask_id": tokenizer.mask_id,
                 "tie": model.head.project is None, "schedule": schedule,
+                **({"copy_dim": model.head.copy_dim} if model.head.copy_dim else {}),
                 "tokenizer": TOKENIZER_FILE, **facts}
     save_model_dir(directory, model.backbone, {"text": (model.head, settings)},
                    quantizer=quantizer)
@@ -34,8 +35,7 @@ def load_text_model(directory: str | os.PathLike[str]
     directory = Path(directory)
     settings = text_settings(directory)
     backbone: Backbone = load_backbone(directory)
-    head = TextHead(int(settings["vocab_size"]), backbone.config.dim, int(settings["mask_id"]),
-                    tie=bool(settings["tie"]))
+    head = text_head_from_settings(settings, backbone.config.dim)
     load_module(directory / "text.arrow", head)
     tokenizer = TextTokenizer.load(directory / settings.get("tokenizer", TOKENIZER_FILE))
     return TextDiffusionModel(backbone, head).eval(), tokenizer, settings

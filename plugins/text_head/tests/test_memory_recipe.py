@@ -141,6 +141,7 @@ def test_the_shipped_memory_recipe_parses():
 
     recipe = load_memory_recipe(MEMORY_RECIPE)
     assert recipe.init == "" and recipe.embedder == "minilm" and recipe.chunk_sizes == (60,)
+    assert recipe.copy_dim > 0
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,7 @@ def memory_run(tmp_path_factory, model_dir):
     root = tmp_path_factory.mktemp("memory-run")
     init = model_dir.parent / "model-int8"  # as the shipped model: quantized linear layers
     recipe = MemoryRecipe(init=str(init), facts=16, chunk_sizes=(60,), top_k=2,
-                          answer_length=8, batch_size=4, corpus_weight=0.5,
+                          answer_length=8, batch_size=4, corpus_weight=0.5, copy_dim=8,
                           train=TrainConfig(steps=4, warmup=1, checkpoint_every=4,
                                              ema_decay=None))
     metrics = run_memory_recipe(recipe, root / "run", progress=False, embedder=TrigramEmbedder())
@@ -162,9 +163,12 @@ def test_a_run_fine_tunes_the_initial_model_and_saves_float_and_int8(memory_run)
     before, _, _ = load_text_model(init)
     dequantize_linears(before)
     after, _, settings = load_text_model(run / "model")
-    assert set(after.state_dict()) == set(before.state_dict())
-    changed = {name for name, p in after.state_dict().items()
-               if not torch.equal(p, before.state_dict()[name])}
+    copy = {"head.copy.query.weight", "head.copy.key.weight", "head.copy.gate.weight",
+            "head.copy.gate.bias"}
+    assert set(after.state_dict()) == set(before.state_dict()) | copy
+    assert settings["copy_dim"] == 8
+    changed = {name for name, p in before.state_dict().items()
+               if not torch.equal(p, after.state_dict()[name])}
     assert {"backbone.blocks.0.attn.qkv.weight", "head.embed.weight"} <= changed
     int8, _, _ = load_text_model(run / "model-int8")
     assert any(isinstance(m, QuantizedLinear) for m in int8.modules())
