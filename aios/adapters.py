@@ -9,7 +9,13 @@ by name; the model files are never touched, so dropping an adapter restores the 
 LoRA (level 2) stores, for each adapted linear layer `W` (out, in) of the backbone, two factors
 `NAME.lora_a` (rank, in) and `NAME.lora_b` (out, rank); the layer computes
 `W x + scale * B A x`. Inference merges them once at load (`merge_lora`), so generation with an
-adapter costs exactly what generation without one costs. This module imports no torch.
+adapter costs exactly what generation without one costs.
+
+A side network (`sidenet`, level 1; `aios.sidenet`) stores, for each of the last blocks, a
+bottleneck branch `blocks.N.side.down.weight` (hidden, dim) and `blocks.N.side.up.weight`
+(dim, hidden); the NumPy backbone runs the branches it finds among its weights. `apply_adapter`
+turns the backbone's weights into the adapted model's for either kind. This module imports no
+torch.
 """
 
 from __future__ import annotations
@@ -148,3 +154,35 @@ def merge_lora(weights: Mapping[str, np.ndarray], adapter: Adapter,
                             f"{adapter.info.base}")
         merged[target] = (w + factor * (b @ a)).astype(np.float32)
     return merged
+
+
+def merge_side(weights: Mapping[str, np.ndarray], adapter: Adapter,
+               scale: float = 1.0) -> dict[str, np.ndarray]:
+    """The backbone's weights plus the adapter's side branches (their output layer times
+    `scale`); the NumPy backbone checks that each branch fits its block."""
+    if adapter.info.kind != "sidenet":
+        raise AiosError(f"adapter {adapter.info.name!r} is a {adapter.info.kind} adapter, "
+                        "not sidenet")
+    merged = dict(weights)
+    for key, value in adapter.tensors.items():
+        if not (key.startswith("blocks.") and ".side." in key):
+            raise AiosError(f"adapter {adapter.info.name!r} holds {key!r}, which is not a side "
+                            f"branch weight; it was trained on {adapter.info.base}")
+        merged[key] = (value * scale if key.endswith(".up.weight") else value).astype(np.float32)
+    return merged
+
+
+#: How each adapter kind changes the backbone's weights, by the kind stored in its file.
+APPLY = {"lora": merge_lora, "sidenet": merge_side}
+
+
+def apply_adapter(weights: Mapping[str, np.ndarray], adapter: Adapter,
+                  scale: float = 1.0) -> dict[str, np.ndarray]:
+    """The adapted backbone's weights, for any kind in `APPLY`."""
+    try:
+        apply = APPLY[adapter.info.kind]
+    except KeyError:
+        raise AiosError(f"adapter {adapter.info.name!r} is of kind {adapter.info.kind!r}, which "
+                        f"generation cannot apply (known: {', '.join(APPLY)}); delete it or "
+                        "update aios") from None
+    return apply(weights, adapter, scale)

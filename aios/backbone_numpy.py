@@ -4,13 +4,15 @@ Training needs torch (`aios.backbone`); generating does not. Importing torch cos
 much as a whole short generation on a small CPU, so heads run inference with this module:
 the same network, read from the same model directory (int8 weights are dequantized once by
 the best installed quantizer), computing the same outputs (tests hold the two to 1e-4). It
-supports everything generation uses: padding masks, attention masks, the key/value cache and
-cross-attention to condition vectors.
+supports everything generation uses: padding masks, attention masks, the key/value cache,
+cross-attention to condition vectors and the side branches of level-1 adapters (`aios.sidenet`):
+weights named `blocks.N.side.down.weight` / `blocks.N.side.up.weight` add a branch to block N.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +92,7 @@ class ArrayBackbone:
             raise AiosError(f"the backbone weights lack {missing[:5]}; the file does not belong "
                             "to this configuration, restore the model directory")
         self.w = {name: np.ascontiguousarray(weights[name], dtype=np.float32) for name in expected}
+        self.side = _side_branches(config, weights)
         half = config.dim // config.heads // 2
         freqs = config.rope_base ** (-np.arange(half, dtype=np.float32) / half)
         angles = np.arange(config.max_len, dtype=np.float32)[:, None] * freqs[None]
@@ -145,6 +148,7 @@ class ArrayBackbone:
         keys, values = [], []
         for i in range(config.depth):
             p = f"blocks.{i}"
+            block_input = x
             shift1, scale1, gate1, shift2, scale2, gate2 = np.split(
                 self._linear(f"{p}.modulation", c)[:, None], 6, axis=-1)
             h = rms_norm(x, config.norm_eps) * (1 + scale1) + shift1
@@ -161,6 +165,9 @@ class ArrayBackbone:
             h = rms_norm(x, config.norm_eps) * (1 + scale2) + shift2
             gate, up = np.split(self._linear(f"{p}.ffn.gate_up", h), 2, axis=-1)
             x = x + gate2 * self._linear(f"{p}.ffn.down", silu(gate) * up)
+            if i in self.side:
+                down_w, up_w = self.side[i]
+                x = x + silu(rms_norm(block_input, config.norm_eps) @ down_w.T) @ up_w.T
             keys.append(k)
             values.append(v)
         shift, scale = np.split(self._linear("final_modulation", c)[:, None], 2, axis=-1)
@@ -193,6 +200,30 @@ def _timestep_embedding(t: np.ndarray, dim: int, max_period: float = 10000.0) ->
     freqs = np.exp(-np.log(max_period) * np.arange(half, dtype=np.float32) / half)
     angles = 1000.0 * np.asarray(t, dtype=np.float32).reshape(-1)[:, None] * freqs[None]
     return np.concatenate([np.cos(angles), np.sin(angles)], axis=-1).astype(np.float32)
+
+
+def _side_branches(config: BackboneConfig, weights: Mapping[str, np.ndarray]
+                   ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{block index: (down, up)} of the side branches in `weights`; a branch must fit the
+    backbone (a block that exists, dim columns in, dim rows out)."""
+    side: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for name in weights:
+        match = _SIDE.match(name)
+        if not match or match.group(2) != "down":
+            continue
+        index = int(match.group(1))
+        down = np.ascontiguousarray(weights[name], dtype=np.float32)
+        up = np.ascontiguousarray(weights.get(f"blocks.{index}.side.up.weight"), dtype=np.float32)
+        if (index >= config.depth or up.ndim != 2 or down.ndim != 2
+                or down.shape[1] != config.dim or up.shape != (config.dim, down.shape[0])):
+            raise AiosError(f"side branch of block {index} ({down.shape}, {up.shape}) does not "
+                            f"fit this backbone (depth {config.depth}, dim {config.dim}); the "
+                            "adapter belongs to another model")
+        side[index] = (down, up)
+    return side
+
+
+_SIDE = re.compile(r"^blocks\.(\d+)\.side\.(down|up)\.weight$")
 
 
 def _expected_names(config: BackboneConfig) -> set[str]:

@@ -7,8 +7,9 @@
     aios adapters list               the kept adapters, their sizes and scores
     aios adapters delete NAME...     drop adapters (and their router centroids)
 
-The adapter kind comes from the `evolve` config section (`auto`: the cheapest installed level);
-the kind does the training, this module only gathers the text and prints the decision.
+The adapter kinds come from the `evolve` config section: `evolve.adapter` is a ladder (`auto`:
+every installed kind, cheapest level first) that `climb` tries in order until one adapter is
+kept. The kinds do the training; this module gathers the text and prints the decisions.
 """
 
 from __future__ import annotations
@@ -56,19 +57,39 @@ def adapter_store(config: Config) -> AdapterStore:
     return AdapterStore(config.evolve.adapters_dir)
 
 
-def _adapter_kind(config: Config) -> Any:
+def adapter_ladder(config: Config) -> list[Any]:
+    """The adapter kinds of `evolve.adapter`, built with the options each takes, in order."""
     registry = default_registry()
-    name = config.evolve.adapter
-    if name == "auto":
-        raise PluginNotFoundError("adapter", name, (), INSTALL_HINTS["adapter"])
-    return registry.get("adapter", name).factory(**config.evolve.options)
+    if not config.evolve.adapter or "auto" in config.evolve.adapter:
+        raise PluginNotFoundError("adapter", "auto", (), INSTALL_HINTS["adapter"])
+    ladder = []
+    for name in config.evolve.adapter:
+        factory = registry.get("adapter", name).factory
+        ladder.append(factory(**config.evolve.options_for(factory)))
+    return ladder
+
+
+def climb(ladder: list[Any], model: str | None, name: str, *, report: Any = None,
+          **evolve_args: Any) -> list[Any]:
+    """Train the kinds of the ladder in order, stopping at the first adapter kept; returns
+    every decision (the last one is the kept adapter's, if any). `report(decision)` is called
+    after each rung, e.g. to print its table."""
+    decisions = []
+    for kind in ladder:
+        decision = kind.evolve(model, name, **evolve_args)
+        decisions.append(decision)
+        if report is not None:
+            report(decision)
+        if decision.kept:
+            break
+    return decisions
 
 
 def _evolve(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides, default_registry())
-    kind = _adapter_kind(config)
+    ladder = adapter_ladder(config)
     if args.calibrate:
-        print(f"calibration written to {kind.calibrate(args.model, progress=True)}")
+        print(f"calibration written to {ladder[0].calibrate(args.model, progress=True)}")
         return 0
     if bool(args.paths) == bool(args.from_memory):
         raise ConfigError("command line", "PATH", "give the new text as PATH... or "
@@ -79,19 +100,24 @@ def _evolve(args: argparse.Namespace) -> int:
         texts = _memory_texts(args.memory or config.memory.path)
     name = args.name or _default_name(args.paths)
     evo = config.evolve
-    decision = kind.evolve(args.model, name, sources=args.paths, texts=texts,
-                           threshold=evo.threshold if args.from_memory else None,
-                           store=adapter_store(config), min_gain=evo.min_gain,
-                           max_base_loss=evo.max_base_loss, held_out=evo.held_out,
-                           progress=True)
+    print(f"ladder: {' -> '.join(config.evolve.adapter)} (the first adapter kept ends it)")
+    climb(ladder, args.model, name, report=print_decision, sources=args.paths, texts=texts,
+          threshold=evo.threshold if args.from_memory else None, store=adapter_store(config),
+          min_gain=evo.min_gain, max_base_loss=evo.max_base_loss, held_out=evo.held_out,
+          progress=True)
+    return 0
+
+
+def print_decision(decision: Any) -> None:
+    """One rung of the ladder: its before/after table and verdict."""
     from aios.cli import _table
 
+    print(f"\n{decision.kind} (level {decision.level}):")
     print(_table([tuple(row) for row in decision.table()]))
-    print(f"\nadapter {name!r}: {decision.reason}")
+    print(f"adapter {decision.name!r}: {decision.reason}")
     print(f"trained {decision.parameters:,} parameters "
           f"({decision.parameters / decision.model_parameters:.2%} of the model) in "
           f"{decision.seconds:.0f} s")
-    return 0
 
 
 def _default_name(paths: list[str]) -> str:

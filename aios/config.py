@@ -88,18 +88,24 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class EvolveConfig:
-    """Self-evolution (`aios evolve`): which adapter kind to train (`auto`: the cheapest
-    installed), where adapters live, when a request counts as uncertain, and the balanced rule
-    that decides whether an adapter is kept. Options of the adapter kind (e.g. LoRA's `rank`,
-    `steps`) go beside `adapter`."""
+    """Self-evolution (`aios evolve`): the ladder of adapter kinds to try, cheapest first, until
+    one is kept (`adapter`: `auto` = every installed kind by level, a name, or a list of names),
+    where adapters live, when a request counts as uncertain, and the balanced rule that decides
+    whether an adapter is kept. Options of the adapter kinds (e.g. LoRA's `rank`, `steps`) go
+    beside `adapter`; each kind receives those it takes (`options_for`)."""
 
-    adapter: str = "auto"
+    adapter: tuple[str, ...] = ("auto",)
     adapters_dir: str | None = None  # None: $AIOS_ADAPTERS, else ~/.local/share/aios/adapters
     threshold: float = 1.5  # uncertainty above which a remembered request is adapted to
     min_gain: float = 0.05  # held-out perplexity on the new text must fall by this share
     max_base_loss: float = 0.02  # base-domain perplexity may rise by at most this share
     held_out: float = 0.1  # share of the new text kept aside to check the adapter
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+    def options_for(self, factory: Any) -> dict[str, Any]:
+        """The options that one adapter kind's factory takes."""
+        params, takes_any, _ = _factory_params(factory)
+        return {k: v for k, v in self.options.items() if takes_any or k in params}
 
 
 @dataclass(frozen=True)
@@ -115,9 +121,10 @@ _SECTIONS: dict[str, _Section] = {
     "memory": _Section(MemoryConfig, "storage", "backend"),
     "quantizer": _Section(QuantizerConfig, "quantizer"),
     "generate": _Section(GenerateConfig),
-    "evolve": _Section(EvolveConfig, "adapter", "adapter"),
+    "evolve": _Section(EvolveConfig),  # its `adapter` ladder is resolved by evolve_section
 }
 _CONDITIONERS = "conditioners"
+_EVOLVE_OWN = tuple(f.name for f in dataclasses.fields(EvolveConfig) if f.name != "options")
 _TOP_LEVEL = (*_SECTIONS, _CONDITIONERS)
 
 
@@ -308,11 +315,58 @@ class _Builder:
         # The sampler must speak the head's family, so `auto` only considers those.
         sections["sampler"] = self.section("sampler", data.get("sampler"),
                                            self.family_of(sections["head"].name))
-        for name in ("memory", "quantizer", "generate", "evolve"):
+        for name in ("memory", "quantizer", "generate"):
             sections[name] = self.section(name, data.get(name), None)
+        sections["evolve"] = self.evolve_section(data.get("evolve"))
         sections[_CONDITIONERS] = self.conditioners(data.get(_CONDITIONERS))
         sections["memory"] = self.resolve_embedder(sections["memory"])
         return Config(**sections, origins=MappingProxyType(dict(self.origins)))
+
+    def evolve_section(self, raw: Any) -> EvolveConfig:
+        """`evolve.adapter` names the ladder: `auto` (every installed adapter kind, cheapest
+        level first), a name, or a list of names and `auto`s, tried in order. The options
+        beside it must each be taken by at least one kind of the ladder."""
+        raw = dict(raw) if isinstance(raw, dict) else raw
+        wanted = raw.pop("adapter", "auto") if isinstance(raw, dict) else "auto"
+        names = [wanted] if isinstance(wanted, str) else wanted
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(self.where("evolve.adapter"), "evolve.adapter",
+                              f"expected a name or a list of names, got {wanted!r}",
+                              "write `adapter: auto`, `adapter: lora` or "
+                              "`adapter: [sidenet, lora]`")
+        options = {}
+        if isinstance(raw, dict):
+            options = {k: raw.pop(k) for k in list(raw) if k not in _EVOLVE_OWN}
+        config = self.section("evolve", raw, None)
+        if self.registry is None:
+            if options:
+                raise self.unknown_key(f"evolve.{next(iter(options))}", _EVOLVE_OWN)
+            return dataclasses.replace(config, adapter=tuple(names))
+        ladder: list[Registration] = []
+        for name in names:
+            if name == "auto":
+                found = sorted((self.registry.get("adapter", n)
+                                for n in self.registry.names("adapter")),
+                               key=lambda e: (-e.priority, e.name))
+                self.origins["evolve.adapter"] = ("auto -> every installed adapter kind, "
+                                                  "cheapest first: " + ", ".join(
+                                                      e.name for e in found))
+            else:
+                found = [self.resolve("adapter", "evolve.adapter", name, None)]
+            ladder += [e for e in found if e is not None and e not in ladder]
+        checked: dict[str, Any] = {}
+        for registration in ladder:
+            takes = {k: v for k, v in options.items()
+                     if k in _factory_params(registration.factory)[0]}
+            checked.update(self.plugin_options(registration, "evolve", takes, set(_EVOLVE_OWN)))
+        unknown = [k for k in options if k not in checked]
+        if unknown:
+            valid = sorted({*_EVOLVE_OWN, *(p for e in ladder
+                                            for p in _factory_params(e.factory)[0])})
+            kinds = ", ".join(e.name for e in ladder) or "none installed"
+            raise self.unknown_key(f"evolve.{unknown[0]}", valid, f" (adapter kinds: {kinds})")
+        return dataclasses.replace(config, adapter=tuple(e.name for e in ladder),
+                                   options=MappingProxyType(checked))
 
     def resolve_embedder(self, memory: MemoryConfig) -> MemoryConfig:
         """`memory.embedder` must name an installed embedder; `auto` becomes the best one

@@ -238,17 +238,21 @@ def aios_register_adapters(register: Register) -> None:
     """Register adapter kinds for self-evolution (added in contract 1.3).
 
     An adapter kind is one level of the adaptation ladder (L0 composition, L1 side networks,
-    L2 LoRA, ...). Register it with ``priority=-level``, so that ``evolve.adapter: auto`` picks
-    the cheapest installed level. The factory is called as ``factory(**options)`` with the
-    options of the config's ``evolve`` section (e.g. ``rank``, ``steps``) and returns an object
-    with ``kind`` (str, stored in the adapter file), ``level`` (int) and ``evolve(model,
-    documents, name, *, store, min_gain, max_base_loss, held_out, domain, progress)``: train
-    one adapter for the model directory ``model`` on ``documents``, keep it in ``store``
-    (`aios.adapters.AdapterStore`) under ``name`` only when its held-out perplexity falls by
-    ``min_gain`` and the base domain's rises by at most ``max_base_loss``, log the decision, and
-    return it (an object with ``kept``, ``reason`` and ``table()`` rows for the command to
-    print). Adapters are saved with `aios.adapters.AdapterStore`, so ``aios adapters`` lists
-    and deletes every kind the same way.
+    L2 LoRA, ...). Register it with ``priority=-level``, so that ``evolve.adapter: auto`` tries
+    the cheapest installed level first and climbs to the next only when it is rejected. The
+    factory is called as ``factory(**options)`` with those options of the config's ``evolve``
+    section that it takes (e.g. ``rank``, ``steps``) and returns an object with ``kind`` (str,
+    stored in the adapter file), ``level`` (int) and ``evolve(model, name, *, sources, texts,
+    threshold, store, min_gain, max_base_loss, held_out, progress)``: train one adapter for the
+    model directory ``model`` on the text of ``sources`` (paths or corpus names) or ``texts``
+    (remembered requests; with ``threshold``, only those the model is that uncertain about),
+    keep it in ``store`` (`aios.adapters.AdapterStore`) under ``name`` only when its held-out
+    perplexity falls by ``min_gain`` and the base domain's rises by at most ``max_base_loss``,
+    log the decision, and return it (an object with ``name``, ``kind``, ``level``, ``kept``,
+    ``reason``, ``parameters``, ``model_parameters``, ``seconds`` and ``table()`` rows for the
+    command to print). Adapters are saved with `aios.adapters.AdapterStore`, so ``aios adapters``
+    lists and deletes every kind the same way; generation applies the kinds that
+    `aios.adapters.APPLY` knows (``lora``, ``sidenet``).
     """
 
 

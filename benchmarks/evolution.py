@@ -1,13 +1,15 @@
 """Self-evolution: one adaptation of the shipped text model to a new domain, before and after.
 
-    python benchmarks/evolution.py [--adapters DIR] [--name NAME] [--reuse] [--prompts N]
+    python benchmarks/evolution.py [--adapters DIR] [--name NAME] [--kind lora|sidenet]
+                                   [--reuse] [--prompts N]
 
 The new domain is the docstrings of Python's standard library (`python-docstrings`: technical
 English about programs; the model was trained on fortunes, the King James Bible and
 Shakespeare). Every figure is measured in this run, the baseline (the model without adapter)
 beside it:
 
-1. Adaptation (`aios evolve python-docstrings`, LoRA with the `evolve` defaults): held-out
+1. Adaptation (`aios evolve python-docstrings` with one adapter kind, `--kind`: LoRA, level
+   2, or a side network, level 1; the `evolve` defaults): held-out
    perplexity bound on the new domain before/after (goal: >= 25% lower), the base domain's
    check set (its validation split; goal: <= 2% worse), the keep/discard decision, the time to
    adapt on this CPU (1 thread). `--reuse` skips training and scores the adapter already in
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from aios_text.adapted import AdaptedModels
-from aios_text.adapter_kinds import LoRAKind
+from aios_text.adapter_kinds import LoRAKind, SideNetKind
 from aios_text.corpus import load_corpus
 from aios_text.data import TokenStream
 from aios_text.evaluate import corpus_cache
@@ -39,6 +41,7 @@ from aios_text.evolve import (
     load_float_model,
     passages,
     perplexity,
+    side_method,
     split_documents,
     split_stream,
 )
@@ -49,6 +52,7 @@ from aios.adapters import AdapterStore, merge_lora
 from aios.backbone_numpy import load_arrays
 
 DOMAIN = "python-docstrings"
+KINDS = {"lora": LoRAKind, "sidenet": SideNetKind}
 
 
 def table(rows: list[tuple[str, ...]]) -> str:
@@ -58,20 +62,31 @@ def table(rows: list[tuple[str, ...]]) -> str:
 
 
 def adapted_float_model(store: AdapterStore, name: str):
-    """The torch model with the adapter merged into its weights (what generation runs)."""
+    """The torch model with the adapter applied (what generation runs)."""
     model, _, _ = load_float_model(DEFAULT_MODEL)
+    adapter = store.load(name)
+    if adapter.info.kind == "sidenet":
+        options = adapter.info.options
+        side_method(int(options["blocks"]), int(options["hidden"])).attach(model.backbone)
+        parameters = dict(model.backbone.named_parameters())
+        with torch.no_grad():
+            for key, value in adapter.tensors.items():
+                parameters[key].copy_(torch.from_numpy(value))
+        return model.eval()
     weights = {k: v.numpy() for k, v in model.backbone.state_dict().items()}
-    merged = merge_lora(weights, store.load(name))
+    merged = merge_lora(weights, adapter)
     model.backbone.load_state_dict({k: torch.from_numpy(v) for k, v in merged.items()})
     return model.eval()
 
 
-def adaptation(store: AdapterStore, name: str, reuse: bool, held_out: float) -> float:
+def adaptation(store: AdapterStore, name: str, kind_name: str, reuse: bool,
+               held_out: float) -> float:
     if not reuse:
-        kind = LoRAKind()
+        kind = KINDS[kind_name]()
         decision = kind.evolve(DEFAULT_MODEL, name, sources=[DOMAIN], store=store,
                                min_gain=0.05, max_base_loss=0.02, held_out=held_out)
-        print(f"\n1. adaptation (aios evolve {DOMAIN}, {kind.settings})")
+        print(f"\n1. adaptation (aios evolve {DOMAIN}, {kind.kind}: "
+              f"{kind.method().options}, {kind.settings})")
         print(table([tuple(r) for r in decision.table()]))
         print(f"decision: {decision.reason}; time to adapt {decision.seconds:.0f} s "
               f"(1 thread, shared busy CPU); {decision.train_tokens:,} training tokens")
@@ -147,6 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapters", default="runs/evolution/adapters")
     parser.add_argument("--name", default="python-docs")
+    parser.add_argument("--kind", choices=sorted(KINDS), default="lora")
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--texts", type=int, default=40)
@@ -154,7 +170,7 @@ def main() -> None:
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     store = AdapterStore(Path(args.adapters))
-    adaptation(store, args.name, args.reuse, held_out=0.1)
+    adaptation(store, args.name, args.kind, args.reuse, held_out=0.1)
     sizes(store, args.name)
     _, tokenizer, settings = load_array_text_model(DEFAULT_MODEL)
     base_docs = [d for d in load_corpus(settings["corpus"], corpus_cache())

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from backbone_nets import backbone_inputs, perturbed_backbone
 
 from aios.adapters import Adapter, AdapterInfo, merge_lora
-from aios.backbone import Backbone, BackboneConfig
+from aios.backbone import BackboneConfig
 from aios.backbone_numpy import ArrayBackbone
 from aios.lora import LoRALinear, add_lora, lora_tensors
 
@@ -11,17 +12,11 @@ CONFIG = BackboneConfig(dim=16, depth=2, heads=2, max_len=32)
 
 
 def backbone(seed=0):
-    torch.manual_seed(seed)
-    net = Backbone(CONFIG)
-    with torch.no_grad():  # adaLN-Zero starts as identity; give every block something to do
-        for p in net.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return net.eval()
+    return perturbed_backbone(CONFIG, seed)
 
 
 def inputs():
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(2, 8, 16, generator=g), torch.tensor([0.3, 0.7])
+    return backbone_inputs(CONFIG)
 
 
 def test_every_attention_and_feed_forward_projection_is_wrapped():

@@ -1,10 +1,12 @@
 """The text head's adapted networks: adapters merged into the NumPy model, and which to use.
 
-A LoRA adapter is merged into a copy of the backbone's weights once, the first time a request
-asks for it (`aios.adapters.merge_lora`), so generating with it costs what generating without
-it costs. `resolve` turns what a request asks for (`none`, `auto`, names, `name:weight`) into
-adapter weights; `auto` asks the router (`aios.router`), which embeds the prompt with the memory's
-best embedder, the one `aios evolve` recorded the centroids with (the router checks).
+An adapter is applied to a copy of the backbone's weights once, the first time a request asks
+for it (`aios.adapters.apply_adapter`: LoRA merged into the projections, a side network's
+branches added beside its blocks), so generating with a LoRA adapter costs what generating
+without it costs, and with a side network a little more. `resolve` turns what a request asks
+for (`none`, `auto`, names, `name:weight`) into adapter weights; `auto` asks the router
+(`aios.router`), which embeds the prompt with the memory's best embedder, the one `aios evolve`
+recorded the centroids with (the router checks).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aios.adapters import AdapterStore, merge_lora
+from aios.adapters import AdapterStore, apply_adapter
 from aios.backbone_numpy import ArrayBackbone
 from aios.errors import AiosError
 from aios.router import AdapterRouter, RouterChoice
@@ -39,7 +41,7 @@ class AdaptedModels:
     def model(self, name: str) -> ArrayTextModel:
         if name not in self._models:
             adapter = self.store.load(name)
-            weights = merge_lora(self.base.backbone.w, adapter)
+            weights = apply_adapter(self.base.backbone.w, adapter)
             backbone = ArrayBackbone(self.base.backbone.config, weights)
             self._models[name] = ArrayTextModel(backbone, self.base.embedding,
                                                 self.base.projection, self.base.mask_id,

@@ -10,26 +10,30 @@ from typing import Any
 from aios.errors import AiosError, ConfigError
 
 
-class LoRAKind:
-    """L2 of the ladder: LoRA factors on every attention and feed-forward projection.
+class TextAdapterKind:
+    """What every text adapter kind shares: the training knobs, gathering the text, the
+    uncertainty filter and calibration. A kind adds its `kind`, `level` and `method()`.
 
-    Options (`evolve` config keys beside `adapter`): `rank` and `alpha` of the factors, training
-    `steps`, `lr`, `batch_size`, the `replay` share of steps on the base domain's own text, and
-    `eval_windows` for the before/after perplexities.
+    Shared options (`evolve` config keys beside `adapter`): training `steps`, `lr`,
+    `batch_size`, the `replay` share of steps on the base domain's own text, `eval_windows` for
+    the before/after perplexities, and `seed`.
     """
 
-    kind = "lora"
-    level = 2
+    kind = ""
+    level = 0
 
-    def __init__(self, rank: int = 4, alpha: float = 8.0, steps: int = 120, lr: float = 2e-3,
-                 batch_size: int = 16, replay: float = 0.25, eval_windows: int = 64,
-                 seed: int = 0) -> None:
-        if rank < 1 or steps < 1 or batch_size < 1 or eval_windows < 1:
-            raise ValueError("rank, steps, batch_size and eval_windows must be positive")
+    def __init__(self, steps: int = 120, lr: float = 2e-3, batch_size: int = 16,
+                 replay: float = 0.25, eval_windows: int = 64, seed: int = 0) -> None:
+        if steps < 1 or batch_size < 1 or eval_windows < 1:
+            raise ValueError("steps, batch_size and eval_windows must be positive")
         if not 0.0 <= replay < 1.0:
             raise ValueError(f"replay is a share of the steps in [0, 1), got {replay}")
-        self.settings = dict(rank=rank, alpha=alpha, steps=steps, lr=lr, batch_size=batch_size,
-                             replay=replay, eval_windows=eval_windows, seed=seed)
+        self.settings = dict(steps=steps, lr=lr, batch_size=batch_size, replay=replay,
+                             eval_windows=eval_windows, seed=seed)
+
+    def method(self) -> Any:
+        """The `aios_text.evolve.AdapterMethod` this kind trains."""
+        raise NotImplementedError
 
     def evolve(self, model: str | os.PathLike[str] | None, name: str, *,
                sources: Sequence[str] = (), texts: Sequence[str] = (),
@@ -60,8 +64,9 @@ class LoRAKind:
         options = EvolveOptions(**self.settings, min_gain=min_gain,
                                 max_base_loss=max_base_loss, held_out=held_out)
         domain = ", ".join(sources) or f"{len(texts)} remembered requests"
-        return evolve(path, documents, name, options=options, store=store, domain=domain,
-                      shuffle_tokens=shuffle_tokens, progress=progress)
+        return evolve(path, documents, name, method=self.method(), options=options,
+                      store=store, domain=domain, shuffle_tokens=shuffle_tokens,
+                      progress=progress)
 
     @staticmethod
     def uncertain(model: Path, texts: Sequence[str], threshold: float) -> list[str]:
@@ -85,3 +90,45 @@ class LoRAKind:
         from aios_text.inference import model_path
 
         return model_path(model or "")
+
+
+class SideNetKind(TextAdapterKind):
+    """L1 of the ladder: ControlNet-style zero-initialised side branches (`aios.sidenet`) of
+    `hidden` units beside the last `blocks` blocks (2 x 384 on the shipped model: 6% of it)."""
+
+    kind = "sidenet"
+    level = 1
+
+    def __init__(self, blocks: int = 2, hidden: int = 384, steps: int = 120, lr: float = 2e-3,
+                 batch_size: int = 16, replay: float = 0.25, eval_windows: int = 64,
+                 seed: int = 0) -> None:
+        super().__init__(steps, lr, batch_size, replay, eval_windows, seed)
+        if blocks < 1 or hidden < 1:
+            raise ValueError("blocks and hidden must be positive")
+        self.blocks, self.hidden = blocks, hidden
+
+    def method(self) -> Any:
+        from aios_text.evolve import side_method
+
+        return side_method(self.blocks, self.hidden)
+
+
+class LoRAKind(TextAdapterKind):
+    """L2 of the ladder: LoRA factors of `rank` (scaled by `alpha / rank`) on every attention
+    and feed-forward projection (rank 4 on the shipped model: 1.5% of it)."""
+
+    kind = "lora"
+    level = 2
+
+    def __init__(self, rank: int = 4, alpha: float = 8.0, steps: int = 120, lr: float = 2e-3,
+                 batch_size: int = 16, replay: float = 0.25, eval_windows: int = 64,
+                 seed: int = 0) -> None:
+        super().__init__(steps, lr, batch_size, replay, eval_windows, seed)
+        if rank < 1:
+            raise ValueError(f"rank must be positive, got {rank}")
+        self.rank, self.alpha = rank, alpha
+
+    def method(self) -> Any:
+        from aios_text.evolve import lora_method
+
+        return lora_method(self.rank, self.alpha)

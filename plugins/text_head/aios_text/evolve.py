@@ -1,8 +1,9 @@
 """`aios evolve` for the text head: adapt the model to new text, keep the adapter only if it helps.
 
-The balanced rule: a LoRA adapter (level 2 of the ladder; rank and sizes from the `evolve`
-config) is trained on the new text's training split, with a share of the model's own training
-text replayed beside it so that it does not forget. It is kept only when both
+The balanced rule: an adapter (an `AdapterMethod`: a side network, level 1, or LoRA, level 2;
+sizes from the `evolve` config) is trained on the new text's training split, with a share of
+the model's own training text replayed beside it so that it does not forget. It is kept only
+when both
 
 - the held-out perplexity on the new text falls by at least `min_gain` (e.g. 0.05 = 5%), and
 - the perplexity on a fixed check set of the base domain (the model's validation split) rises by
@@ -23,8 +24,8 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from aios.errors import AiosError
 from aios.files import write_atomic
 from aios.lora import add_lora, lora_tensors
 from aios.schedules import masking_schedule
+from aios.sidenet import add_side_branches, side_tensors
 from aios.training import TrainConfig, train
 from aios_text.corpus import Document, load_corpus
 from aios_text.data import MaskedDiffusionTask, TokenStream, evaluate_nelbo
@@ -51,11 +53,39 @@ LOG_FILE = "evolution.log"
 
 
 @dataclass(frozen=True)
-class EvolveOptions:
-    """The knobs of one adaptation (the `evolve` config section supplies them)."""
+class AdapterMethod:
+    """How one adapter kind attaches to the torch backbone and is read back out of it.
 
-    rank: int = 4
-    alpha: float = 8.0
+    `attach` adds the adapter's (freshly initialised, no-op) parameters in place; parameters
+    whose names contain `marker` are the ones that train; `tensors` returns them under the names
+    `aios.adapters.apply_adapter` applies; `options` are stored in the adapter file.
+    """
+
+    kind: str
+    level: int
+    attach: Callable[[torch.nn.Module], object]
+    tensors: Callable[[torch.nn.Module], dict[str, np.ndarray]]
+    marker: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def lora_method(rank: int = 4, alpha: float = 8.0) -> AdapterMethod:
+    """L2: LoRA factors of `rank` on every attention and feed-forward projection."""
+    return AdapterMethod("lora", 2, lambda backbone: add_lora(backbone, rank, alpha),
+                         lora_tensors, "lora_", {"rank": rank, "alpha": alpha})
+
+
+def side_method(blocks: int = 2, hidden: int = 384) -> AdapterMethod:
+    """L1: zero-initialised side branches of `hidden` units beside the last `blocks` blocks."""
+    return AdapterMethod("sidenet", 1, lambda backbone: add_side_branches(backbone, blocks,
+                                                                          hidden),
+                         side_tensors, ".side.", {"blocks": blocks, "hidden": hidden})
+
+
+@dataclass(frozen=True)
+class EvolveOptions:
+    """The training knobs and the rule of one adaptation (the `evolve` config section)."""
+
     steps: int = 300
     lr: float = 2e-3
     batch_size: int = 16
@@ -83,6 +113,8 @@ class Decision:
     seconds: float
     train_tokens: int
     held_out_tokens: int
+    kind: str = ""  # the adapter kind tried
+    level: int = 0
 
     @property
     def new_gain(self) -> float:
@@ -169,14 +201,17 @@ def perplexity(model: TextDiffusionModel, stream: TokenStream, settings: dict[st
 
 
 def evolve(model_dir: str | os.PathLike[str], documents: Sequence[Document], name: str, *,
-           options: EvolveOptions = EvolveOptions(), store: AdapterStore | None = None,
+           method: AdapterMethod | None = None, options: EvolveOptions = EvolveOptions(),
+           store: AdapterStore | None = None,
            base: tuple[TokenStream | None, TokenStream] | None = None, domain: str = "",
            shuffle_tokens: bool = False, progress: bool = True) -> Decision:
-    """Train a LoRA adapter on `documents` and keep it under `name` only if the balanced rule
-    holds. `base` gives (replay, check set) streams (default: from the model's corpus).
+    """Train an adapter (`method`, default LoRA) on `documents` and keep it under `name` only if
+    the balanced rule holds. `base` gives (replay, check set) streams (default: from the model's
+    corpus).
     `shuffle_tokens` scrambles the training tokens: an adaptation that cannot help, which the
     rule must reject (the test of the rule)."""
     started = time.perf_counter()
+    method = method or lora_method()
     store = store or AdapterStore()
     store.path(name)  # checks the name before any work
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
@@ -193,8 +228,8 @@ def evolve(model_dir: str | os.PathLike[str], documents: Sequence[Document], nam
     new_before = perplexity(model, check_stream, settings, length, windows)
     base_before = perplexity(model, base_check, settings, length, windows)
 
-    torch.manual_seed(options.seed)  # the factors' initialisation: a run is reproducible
-    add_lora(model.backbone, options.rank, options.alpha)
+    torch.manual_seed(options.seed)  # the adapter's initialisation: a run is reproducible
+    method.attach(model.backbone)
     alpha = masking_schedule(settings.get("schedule", "linear")).alpha
     mask_id = int(settings["mask_id"])
     tasks = [MaskedDiffusionTask(train_stream, alpha, mask_id, length, options.batch_size,
@@ -206,16 +241,18 @@ def evolve(model_dir: str | os.PathLike[str], documents: Sequence[Document], nam
                          warmup=max(1, options.steps // 10), weight_decay=0.0, ema_decay=None,
                          seed=options.seed, checkpoint_every=options.steps)
     with tempfile.TemporaryDirectory(prefix="aios-evolve-") as run:
-        train(model, tasks, config, run, trainable=lambda n: "lora_" in n, resume=False,
+        train(model, tasks, config, run, trainable=lambda n: method.marker in n, resume=False,
               progress=progress)
     model.eval()
     new_after = perplexity(model, check_stream, settings, length, windows)
     base_after = perplexity(model, base_check, settings, length, windows)
-    tensors = lora_tensors(model.backbone)
+    tensors = method.tensors(model.backbone)
     parameters = sum(int(v.size) for v in tensors.values())
-    model_parameters = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
+    model_parameters = sum(p.numel() for n, p in model.named_parameters()
+                           if method.marker not in n)
     decision = Decision(name, False, "", new_before, new_after, base_before, base_after,
-                        parameters, model_parameters, 0.0, len(train_stream), len(check_stream))
+                        parameters, model_parameters, 0.0, len(train_stream), len(check_stream),
+                        method.kind, method.level)
     gain_ok = decision.new_gain >= options.min_gain
     base_ok = decision.base_change <= options.max_base_loss
     decision.kept = gain_ok and base_ok
@@ -226,14 +263,14 @@ def evolve(model_dir: str | os.PathLike[str], documents: Sequence[Document], nam
                                       f" > the allowed {options.max_base_loss:.1%}")) if not ok)
     decision.seconds = time.perf_counter() - started
     if decision.kept:
-        info = AdapterInfo(name, "lora", 2, str(Path(model_dir).resolve()), parameters,
-                           {"rank": options.rank, "alpha": options.alpha},
+        info = AdapterInfo(name, method.kind, method.level, str(Path(model_dir).resolve()),
+                           parameters, dict(method.options),
                            {k: round(v, 4) for k, v in asdict(decision).items()
                             if isinstance(v, float)}, domain)
         store.save(Adapter(info, tensors))
         train_docs = split_documents(documents, options.held_out)[0] or list(documents)
         record_centroids(store, model_dir, name, train_docs, tokenizer, base_check)
-    log_decision(store, decision, options, domain)
+    log_decision(store, decision, options, domain, method)
     return decision
 
 
@@ -267,11 +304,11 @@ def record_centroids(store: AdapterStore, model_dir: str | os.PathLike[str], nam
 
 
 def log_decision(store: AdapterStore, decision: Decision, options: EvolveOptions,
-                 domain: str) -> None:
+                 domain: str, method: AdapterMethod) -> None:
     """Append the decision to the adapter directory's `evolution.log` (one JSON per line)."""
     path = store.directory / LOG_FILE
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "domain": domain,
-             **asdict(decision), "options": asdict(options)}
+             **asdict(decision), "options": {**asdict(options), **method.options}}
     old = path.read_bytes() if path.exists() else b""
     line = json.dumps(entry, sort_keys=True).encode() + b"\n"
     write_atomic(path, lambda f: f.write(old + line))

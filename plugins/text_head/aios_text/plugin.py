@@ -1,5 +1,5 @@
 """The aios registration of aios-text: the head, its training recipe, its evaluation, the
-text embedders of the memory and its adapter kind (LoRA) for self-evolution.
+text embedders of the memory and its adapter kinds (side networks, LoRA) for self-evolution.
 
 Registering imports nothing heavy: the head runs in NumPy, and training and evaluation (which
 need torch) are imported only when `aios train` / `aios eval` run them, so every other command
@@ -61,7 +61,9 @@ def aios_register_embedders(register: Callable[..., None]) -> None:
 
 @aios.hookimpl
 def aios_register_adapters(register: Callable[..., None]) -> None:
-    from aios_text.adapter_kinds import LoRAKind
+    from aios_text.adapter_kinds import LoRAKind, SideNetKind
 
+    register("sidenet", SideNetKind, priority=-SideNetKind.level,
+             summary="L1: zero-initialised side branches beside the backbone's last blocks")
     register("lora", LoRAKind, priority=-LoRAKind.level,
              summary="L2: LoRA on the backbone's attention and feed-forward projections")

@@ -25,7 +25,7 @@ def adapters(tmp_path_factory):
     from aios.adapters import AdapterStore
 
     store = AdapterStore(root / "adapters")
-    options = EvolveOptions(rank=4, alpha=8.0, steps=100, lr=3e-2, eval_windows=16,
+    options = EvolveOptions(steps=100, lr=3e-2, eval_windows=16,
                             min_gain=0.0, max_base_loss=10.0, held_out=0.15)
     decision = evolve(model, load_corpus([str(new_domain(root / "new"))], root), "words",
                       options=options, store=store, base=base, progress=False)

@@ -7,9 +7,16 @@ import pytest
 from aios_text.adapter_kinds import LoRAKind
 from aios_text.corpus import Document, load_corpus
 from aios_text.data import TokenStream
-from aios_text.evolve import LOG_FILE, EvolveOptions, evolve, split_documents
+from aios_text.evolve import (
+    LOG_FILE,
+    EvolveOptions,
+    evolve,
+    lora_method,
+    side_method,
+    split_documents,
+)
 from aios_text.inference import load_array_text_model
-from micro_model import base_text, new_domain, trained_model
+from micro_model import base_text, new_domain, new_text, trained_model
 
 from aios.adapters import AdapterStore
 from aios.router import BASE, CENTROIDS
@@ -19,7 +26,7 @@ from aios.router import BASE, CENTROIDS
 RULE = {"min_gain": 0.05, "max_base_loss": 0.15, "held_out": 0.15}
 
 
-OPTIONS = {"rank": 4, "alpha": 8.0, "steps": 100, "lr": 3e-2, "batch_size": 16,
+OPTIONS = {"steps": 100, "lr": 3e-2, "batch_size": 16,
            "eval_windows": 16}
 
 
@@ -30,11 +37,12 @@ def base_streams(model):
             TokenStream(np.array(tokenizer.encode(base_text(600, seed=2)))))
 
 
-def adapt(model, directory, name, *, shuffle_tokens=False, **rule):
+def adapt(model, directory, name, *, shuffle_tokens=False, method=None, **rule):
     store = AdapterStore(directory / "adapters")
     documents = load_corpus([str(new_domain(directory / "new"))], directory)
     options = EvolveOptions(**OPTIONS, **{**RULE, **rule})
-    decision = evolve(model, documents, name, options=options, store=store,
+    decision = evolve(model, documents, name, method=method or lora_method(4, 8.0),
+                      options=options, store=store,
                       base=base_streams(model), shuffle_tokens=shuffle_tokens, progress=False)
     return store, decision
 
@@ -66,6 +74,28 @@ def test_a_kept_adapter_leaves_centroids_for_the_router(evolved):
     finally:
         router.close()
     assert (store.directory / CENTROIDS).is_dir()
+
+
+def test_a_side_network_adaptation_is_kept_and_generation_applies_it(evolved, tmp_path):
+    from aios_text.adapted import AdaptedModels
+
+    model, _, _ = evolved
+    store, decision = adapt(model, tmp_path, "side", method=side_method(blocks=1, hidden=32))
+    assert decision.kept, decision.reason
+    assert (decision.kind, decision.level) == ("sidenet", 1)
+    info = store.info("side")
+    assert (info.kind, info.level, dict(info.options)) == ("sidenet", 1,
+                                                          {"blocks": 1, "hidden": 32})
+    net, tokenizer, _ = load_array_text_model(model)
+    dim = net.backbone.config.dim
+    assert info.parameters == decision.parameters == 2 * 32 * dim
+    adapted = AdaptedModels(net, tokenizer, model, store.directory).model("side")
+    assert sorted(adapted.backbone.side) == [net.backbone.config.depth - 1]
+    tokens = np.array([tokenizer.encode(new_text(2))])
+    t = np.array([0.5], np.float32)
+    a, b = adapted(tokens, t), net(tokens, t)
+    finite = np.isfinite(a) & np.isfinite(b)
+    assert np.abs(a[finite] - b[finite]).max() > 1e-3
 
 
 def test_an_adaptation_trained_on_shuffled_tokens_is_discarded(evolved, tmp_path):
