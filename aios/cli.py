@@ -378,6 +378,9 @@ def _explain(head: Any) -> None:
     print("explain: uncertainty " + ("unknown (no calibration)" if uncertainty is None else
                                      f"{uncertainty:.3f} (1.0 = typical of the training text)"),
           file=sys.stderr)
+    adapted = explain.get("uncertainty_adapted")
+    if adapted is not None:
+        print(f"explain: uncertainty with the chosen adapter {adapted:.3f}", file=sys.stderr)
     chosen = explain.get("chosen") or {}
     print("explain: adapters " + (", ".join(f"{n} ({w:.2f})" for n, w in chosen.items())
                                   or "none (the base model)")

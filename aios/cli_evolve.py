@@ -4,6 +4,8 @@
                                      or a corpus name); keep the adapter only if it helps
     aios evolve --from-memory        adapt to the remembered requests the model was unsure of
     aios evolve --calibrate          measure the model's typical loss (uncertainty 1.0)
+    aios evolve --loop FOLDER --memory DIR
+                                     the closed loop on new text (`aios.evolve_loop`)
     aios adapters list               the kept adapters, their sizes and scores
     aios adapters delete NAME...     drop adapters (and their router centroids)
 
@@ -36,7 +38,14 @@ def add_evolve_commands(commands: argparse._SubParsersAction) -> None:
     evolve.add_argument("--from-memory", action="store_true",
                         help="adapt to the texts in the memory store (memory.path / --memory) "
                              "whose uncertainty is above evolve.threshold")
-    evolve.add_argument("--memory", metavar="DIR", help="the memory store for --from-memory")
+    evolve.add_argument("--memory", metavar="DIR",
+                        help="the memory store for --from-memory and --loop")
+    evolve.add_argument("--loop", metavar="FOLDER",
+                        help="run the closed loop on a folder of new text: store it in "
+                             "--memory, serve requests from it memory-guided, adapt to what "
+                             "the model was unsure of, serve them again")
+    evolve.add_argument("--requests", type=int, default=16, metavar="N",
+                        help="requests the loop serves (default 16)")
     evolve.add_argument("--name", help="the adapter's name (default: from the first PATH)")
     evolve.add_argument("--model", metavar="DIR",
                         help="the model directory to adapt (default: the head's shipped model)")
@@ -91,13 +100,15 @@ def _evolve(args: argparse.Namespace) -> int:
     if args.calibrate:
         print(f"calibration written to {ladder[0].calibrate(args.model, progress=True)}")
         return 0
+    if args.loop:
+        return _loop(args, config, ladder)
     if bool(args.paths) == bool(args.from_memory):
         raise ConfigError("command line", "PATH", "give the new text as PATH... or "
                           "--from-memory (one of the two)",
                           "e.g. aios evolve ./new-texts/ --name mydomain")
     texts: list[str] = []
     if args.from_memory:
-        texts = _memory_texts(args.memory or config.memory.path)
+        texts = memory_texts(args.memory or config.memory.path)
     name = args.name or _default_name(args.paths)
     evo = config.evolve
     print(f"ladder: {' -> '.join(config.evolve.adapter)} (the first adapter kept ends it)")
@@ -105,6 +116,26 @@ def _evolve(args: argparse.Namespace) -> int:
           threshold=evo.threshold if args.from_memory else None, store=adapter_store(config),
           min_gain=evo.min_gain, max_base_loss=evo.max_base_loss, held_out=evo.held_out,
           progress=True)
+    return 0
+
+
+def _loop(args: argparse.Namespace, config: Config, ladder: list[Any]) -> int:
+    from aios.cli import _table
+    from aios.evolve_loop import run_loop
+
+    if not args.memory or args.paths or args.from_memory:
+        raise ConfigError("command line", "--loop", "the loop takes one FOLDER and a --memory "
+                          "store (and no PATH or --from-memory)",
+                          "e.g. aios evolve --loop ./new-texts/ --memory ./mem")
+    name = args.name or _default_name([args.loop])
+    print(f"ladder: {' -> '.join(config.evolve.adapter)} (the first adapter kept ends it)")
+    report = run_loop(config, args.loop, args.memory, requests=args.requests, name=name,
+                      ladder=ladder, store=adapter_store(config), model=args.model,
+                      report=print_decision)
+    print(f"\nmemory: {report.ingested}; {report.remembered} generations written back")
+    if report.skipped:
+        print(f"no adaptation: {report.skipped}")
+    print(_table(report.table()))
     return 0
 
 
@@ -125,7 +156,7 @@ def _default_name(paths: list[str]) -> str:
     return re.sub(r"[^a-z0-9._+-]+", "-", stem.lower()).strip("-._+") or "adapter"
 
 
-def _memory_texts(path: str | None) -> list[str]:
+def memory_texts(path: str | None) -> list[str]:
     from aios.memory import open_memory
 
     if path is None or not (Path(path) / MANIFEST).is_file():

@@ -68,3 +68,7 @@ class QuantizationError(AiosError):
 
 class WeightFileError(AiosError):
     """A weight file cannot be read or written (truncated, corrupt, newer format, bad tensor)."""
+
+
+class NothingToAdaptError(AiosError):
+    """`aios evolve` found no text to adapt to (none given, or none the model is unsure of)."""

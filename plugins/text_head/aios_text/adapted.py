@@ -36,7 +36,7 @@ class AdaptedModels:
         self.store = AdapterStore(adapters_dir)
         self._models: dict[str, ArrayTextModel] = {}
         self._router: AdapterRouter | None = None
-        self._estimator: Any = None
+        self._estimators: dict[str, Any] = {}
 
     def model(self, name: str) -> ArrayTextModel:
         if name not in self._models:
@@ -82,15 +82,18 @@ class AdaptedModels:
         total = sum(weights.values())
         return RouterChoice({n: w / total for n, w in weights.items()})
 
-    def uncertainty(self, text: str) -> float | None:
-        """The base model's uncertainty about `text` (None without a calibration or with
-        fewer than 2 tokens)."""
+    def uncertainty(self, text: str, name: str | None = None) -> float | None:
+        """The uncertainty of the base model (or of the adapted model `name`) about `text`,
+        against the base model's calibration (None without one or with fewer than 2 tokens):
+        an adapter that taught the model a domain makes it less unsure there."""
         from aios_text.uncertainty import CALIBRATION_FILE, Calibration, UncertaintyEstimator
 
-        if self._estimator is None:
-            if not (self.model_dir / CALIBRATION_FILE).exists():
-                return None
-            self._estimator = UncertaintyEstimator(self.base, self.tokenizer,
-                                                   Calibration.load(self.model_dir))
+        if not (self.model_dir / CALIBRATION_FILE).exists():
+            return None
+        key = name or ""
+        if key not in self._estimators:
+            net = self.model(name) if name else self.base
+            self._estimators[key] = UncertaintyEstimator(net, self.tokenizer,
+                                                         Calibration.load(self.model_dir))
         ids = self.tokenizer.encode(text)
-        return round(self._estimator.score_ids(ids), 3) if len(ids) >= 2 else None
+        return round(self._estimators[key].score_ids(ids), 3) if len(ids) >= 2 else None

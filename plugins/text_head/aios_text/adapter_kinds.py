@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aios.errors import AiosError, ConfigError
+from aios.errors import ConfigError, NothingToAdaptError
 
 
 class TextAdapterKind:
@@ -59,8 +59,8 @@ class TextAdapterKind:
                 texts = self.uncertain(path, texts, threshold)
             documents += [Document("memory", f"record {i}", t) for i, t in enumerate(texts)]
         if not documents:
-            raise AiosError("nothing to adapt to: no text given, or no remembered request above "
-                            f"the uncertainty threshold {threshold}")
+            raise NothingToAdaptError("nothing to adapt to: no text given, or no remembered "
+                                      f"request above the uncertainty threshold {threshold}")
         options = EvolveOptions(**self.settings, min_gain=min_gain,
                                 max_base_loss=max_base_loss, held_out=held_out)
         domain = ", ".join(sources) or f"{len(texts)} remembered requests"

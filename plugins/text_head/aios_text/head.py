@@ -143,6 +143,9 @@ class TextDiffusionHead:
             self.last_explain = {"adapters": wanted, "chosen": dict(choice.weights),
                                  "similarities": dict(choice.similarities),
                                  "uncertainty": self.adapted.uncertainty(" ".join(prompts))}
+            if len(choice.weights) == 1:  # how unsure the model that serves the request is
+                self.last_explain["uncertainty_adapted"] = self.adapted.uncertainty(
+                    " ".join(prompts), next(iter(choice.weights)))
 
     def denoise(self, state: MaskedState, t: Any, request: GenerationRequest) -> np.ndarray:
         self.calls += 1
