@@ -47,3 +47,26 @@ def test_aios_generate_prints_text_from_a_fresh_process():
                              "--length", "16", "--seed", "0"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Once upon a time")
+
+
+def test_the_shipped_memory_model_answers_from_a_passage_it_never_trained_on(tmp_path):
+    """The memory model copies an invented answer out of retrieved memory; the default model,
+    given the same passage, does not (the benchmark's held-out fact that it gets right)."""
+    facts = tmp_path / "facts.txt"
+    facts.write_text("The river Brandquos flows into the Coux Sea.\n\n"
+                     "Quisnour Stearhul was born in Grurnpux.\n")
+    store = tmp_path / "memory"
+    from aios import cli
+
+    assert cli.main(["--set", "memory.embedder=minilm", "--set", "memory.chunk_size=60",
+                     "memory", "add",
+                     "--path", str(store), str(facts)]) == 0
+    answers = {}
+    for model in ("memory", "default"):
+        overrides = [f"head.model={model}", "sampler.name=low-confidence",
+                     f"memory.path={store}", "memory.embedder=minilm"]
+        with ArrowEngine.from_config(None, overrides=overrides) as engine:
+            answers[model] = engine.diffuse("The river Brandquos flows into", seed=0,
+                                            num_steps=16, length=16, memory_guided=True)
+    assert "Coux Sea" in answers["memory"]
+    assert "Coux" not in answers["default"]
