@@ -63,6 +63,7 @@ class MemoryRecipe:
     batch_size: int = 16
     corpus_weight: float = 0.4
     copy_dim: int = 0  # > 0: give the model a copy head of this width (if it has none)
+    copy_shift: bool = False  # the copy head also compares the previous positions (induction)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -204,6 +205,9 @@ def run_memory_recipe(recipe: MemoryRecipe, out_dir: str | os.PathLike[str], *,
     if recipe.copy_dim and model.head.copy is None:
         torch.manual_seed(recipe.train.seed)
         model.head.copy = CopyHead(model.backbone.config.dim, recipe.copy_dim)
+    if recipe.copy_shift and model.head.copy is not None and not model.head.copy.shift:
+        torch.manual_seed(recipe.train.seed + 1)
+        model.head.copy.add_shift()
     alpha = masking_schedule(settings.get("schedule", "linear")).alpha
     max_len = model.backbone.config.max_len
     facts = make_facts(recipe.facts, held_out=recipe.held_out, seed=recipe.fact_seed)

@@ -29,9 +29,15 @@ COPY_GATE_INIT = -4.0
 
 
 class CopyHead(nn.Module):
-    """Pointer over the visible positions: log of (1 - g) p_vocab + g p_copy."""
+    """Pointer over the visible positions: log of (1 - g) p_vocab + g p_copy.
 
-    def __init__(self, dim: int, copy_dim: int) -> None:
+    With `shift`, the pointer also compares what precedes the two positions (query and key
+    projections of the previous position's state): the induction pattern "the token that
+    followed the one I just wrote", which keeps a name of several tokens together. The shifted
+    query starts at zero, so adding it to a trained head changes nothing until it trains.
+    """
+
+    def __init__(self, dim: int, copy_dim: int, shift: bool = False) -> None:
         super().__init__()
         if copy_dim < 1:
             raise ValueError(f"copy_dim must be positive, got {copy_dim}")
@@ -41,10 +47,30 @@ class CopyHead(nn.Module):
         self.gate = nn.Linear(dim, 1)
         nn.init.zeros_(self.gate.weight)
         nn.init.constant_(self.gate.bias, COPY_GATE_INIT)
+        self.query_prev: nn.Linear | None = None
+        self.key_prev: nn.Linear | None = None
+        if shift:
+            self.add_shift()
+
+    @property
+    def shift(self) -> bool:
+        return self.query_prev is not None
+
+    def add_shift(self) -> None:
+        """Give the pointer the previous positions' states (a no-op until trained)."""
+        dim = self.query.in_features
+        self.query_prev = nn.Linear(dim, self.copy_dim, bias=False)
+        self.key_prev = nn.Linear(dim, self.copy_dim, bias=False)
+        nn.init.zeros_(self.query_prev.weight)
 
     def forward(self, hidden: Tensor, logits: Tensor, tokens: Tensor, sources: Tensor) -> Tensor:
         """`sources` (batch, length) marks the positions whose tokens may be copied."""
-        scores = self.query(hidden) @ self.key(hidden).transpose(1, 2) / math.sqrt(self.copy_dim)
+        queries, keys = self.query(hidden), self.key(hidden)
+        if self.query_prev is not None and self.key_prev is not None:
+            previous = torch.nn.functional.pad(hidden, (0, 0, 1, 0))[:, :-1]
+            queries = torch.cat([queries, self.query_prev(previous)], dim=-1)
+            keys = torch.cat([keys, self.key_prev(previous)], dim=-1)
+        scores = queries @ keys.transpose(1, 2) / math.sqrt(self.copy_dim)
         scores = scores.float().masked_fill(~sources[:, None, :], -1e9)
         pointer = torch.softmax(scores, dim=-1)
         copy = torch.zeros_like(logits, dtype=torch.float32).scatter_add_(
@@ -60,7 +86,7 @@ class TextHead(nn.Module):
     head mixes in tokens pointed at in the visible input (the logits are then log-probabilities)."""
 
     def __init__(self, vocab_size: int, dim: int, mask_id: int, *, tie: bool = True,
-                 copy_dim: int = 0) -> None:
+                 copy_dim: int = 0, copy_shift: bool = False) -> None:
         super().__init__()
         if not 0 <= mask_id < vocab_size:
             raise ValueError(f"mask_id {mask_id} is outside the vocabulary of {vocab_size}")
@@ -68,7 +94,7 @@ class TextHead(nn.Module):
         self.embed = nn.Embedding(vocab_size, dim)
         nn.init.normal_(self.embed.weight, std=dim ** -0.5)
         self.project = None if tie else nn.Linear(dim, vocab_size, bias=False)
-        self.copy = CopyHead(dim, copy_dim) if copy_dim else None
+        self.copy = CopyHead(dim, copy_dim, copy_shift) if copy_dim else None
 
     @property
     def copy_dim(self) -> int:
@@ -91,7 +117,8 @@ class TextHead(nn.Module):
 def text_head_from_settings(settings: Mapping[str, Any], dim: int) -> TextHead:
     """An untrained head shaped as a model directory's text settings say (then load weights)."""
     return TextHead(int(settings["vocab_size"]), dim, int(settings["mask_id"]),
-                    tie=bool(settings["tie"]), copy_dim=int(settings.get("copy_dim", 0)))
+                    tie=bool(settings["tie"]), copy_dim=int(settings.get("copy_dim", 0)),
+                    copy_shift=bool(settings.get("copy_shift", False)))
 
 
 class TextDiffusionModel(nn.Module):

@@ -22,6 +22,8 @@ def save_text_model(directory: str | os.PathLike[str], model: TextDiffusionModel
     settings = {"vocab_size": tokenizer.vocab_size, "mask_id": tokenizer.mask_id,
                 "tie": model.head.project is None, "schedule": schedule,
                 **({"copy_dim": model.head.copy_dim} if model.head.copy_dim else {}),
+                **({"copy_shift": True} if model.head.copy is not None
+                   and model.head.copy.shift else {}),
                 "tokenizer": TOKENIZER_FILE, **facts}
     save_model_dir(directory, model.backbone, {"text": (model.head, settings)},
                    quantizer=quantizer)

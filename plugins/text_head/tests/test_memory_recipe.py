@@ -150,7 +150,7 @@ def memory_run(tmp_path_factory, model_dir):
     init = model_dir.parent / "model-int8"  # as the shipped model: quantized linear layers
     recipe = MemoryRecipe(init=str(init), facts=16, chunk_sizes=(60,), top_k=2,
                           answer_length=8, batch_size=4, corpus_weight=0.5, copy_dim=8,
-                          train=TrainConfig(steps=4, warmup=1, checkpoint_every=4,
+                          copy_shift=True, train=TrainConfig(steps=4, warmup=1, checkpoint_every=4,
                                              ema_decay=None))
     metrics = run_memory_recipe(recipe, root / "run", progress=False, embedder=TrigramEmbedder())
     return init, root / "run", metrics
@@ -164,9 +164,9 @@ def test_a_run_fine_tunes_the_initial_model_and_saves_float_and_int8(memory_run)
     dequantize_linears(before)
     after, _, settings = load_text_model(run / "model")
     copy = {"head.copy.query.weight", "head.copy.key.weight", "head.copy.gate.weight",
-            "head.copy.gate.bias"}
+            "head.copy.gate.bias", "head.copy.query_prev.weight", "head.copy.key_prev.weight"}
     assert set(after.state_dict()) == set(before.state_dict()) | copy
-    assert settings["copy_dim"] == 8
+    assert settings["copy_dim"] == 8 and settings["copy_shift"] is True
     changed = {name for name, p in before.state_dict().items()
                if not torch.equal(p, after.state_dict()[name])}
     assert {"backbone.blocks.0.attn.qkv.weight", "head.embed.weight"} <= changed

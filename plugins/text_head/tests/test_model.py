@@ -42,6 +42,18 @@ def test_a_fresh_copy_head_barely_changes_what_the_model_predicts():
     assert (after - before).abs().max() <= gate + 1e-6
 
 
+def test_adding_the_shifted_pointer_to_a_copy_head_changes_nothing_until_it_trains():
+    net = copy_model()
+    tokens = torch.randint(3, VOCAB, (2, 10), generator=torch.Generator().manual_seed(0))
+    tokens[:, 6:] = MASK
+    with torch.no_grad():
+        before = net(tokens, torch.full((2,), 0.5))
+        net.head.copy.add_shift()
+        after = net(tokens, torch.full((2,), 0.5))
+    assert net.head.copy.shift
+    torch.testing.assert_close(after, before)
+
+
 def test_only_visible_tokens_can_be_copied():
     head = CopyHead(8, 4)
     with torch.no_grad():
@@ -104,10 +116,11 @@ def copy_model_dir(tmp_path_factory):
     source = text_fixtures.cat_model(tmp_path_factory)
     model, tokenizer, _ = load_text_model(source)
     torch.manual_seed(1)
-    model.head.copy = CopyHead(model.backbone.config.dim, 8)
+    model.head.copy = CopyHead(model.backbone.config.dim, 8, shift=True)
     with torch.no_grad():
         model.head.copy.gate.weight.normal_(0.0, 0.5)
         model.head.copy.gate.bias.fill_(0.0)
+        model.head.copy.query_prev.weight.normal_(0.0, 0.5)
     root = tmp_path_factory.mktemp("copy-model")
     save_text_model(root / "model", model, tokenizer)
     assert save_int8_model(root / "model-int8", model, tokenizer, schedule="linear")
@@ -120,7 +133,7 @@ def test_the_numpy_model_matches_torch_with_a_copy_head(copy_model_dir, form):
     directory = directory.parent / form
     model, _, settings = load_text_model(directory)
     net, _, _ = load_array_text_model(directory)
-    assert settings["copy_dim"] == 8 and net.copy is not None
+    assert settings["copy_dim"] == 8 and settings["copy_shift"] and net.copy.key_prev is not None
     ids = tokenizer.encode("the cat sat on the mat. the cat")
     tokens = np.array([[tokenizer.pad_id] * 3 + ids + [tokenizer.mask_id] * 5,
                        ids[:4] + [tokenizer.mask_id] * (len(ids) + 4)])
