@@ -111,7 +111,7 @@ def _evolve(args: argparse.Namespace) -> int:
         texts = memory_texts(args.memory or config.memory.path)
     name = args.name or _default_name(args.paths)
     evo = config.evolve
-    print(f"ladder: {' -> '.join(config.evolve.adapter)} (the first adapter kept ends it)")
+    _print_ladder(config)
     climb(ladder, args.model, name, report=print_decision, sources=args.paths, texts=texts,
           threshold=evo.threshold if args.from_memory else None, store=adapter_store(config),
           min_gain=evo.min_gain, max_base_loss=evo.max_base_loss, held_out=evo.held_out,
@@ -128,15 +128,19 @@ def _loop(args: argparse.Namespace, config: Config, ladder: list[Any]) -> int:
                           "store (and no PATH or --from-memory)",
                           "e.g. aios evolve --loop ./new-texts/ --memory ./mem")
     name = args.name or _default_name([args.loop])
-    print(f"ladder: {' -> '.join(config.evolve.adapter)} (the first adapter kept ends it)")
+    _print_ladder(config)
     report = run_loop(config, args.loop, args.memory, requests=args.requests, name=name,
                       ladder=ladder, store=adapter_store(config), model=args.model,
                       report=print_decision)
-    print(f"\nmemory: {report.ingested}; {report.remembered} generations written back")
+    print(f"\nmemory: {report.ingested}; {len(report.before)} generations written back")
     if report.skipped:
         print(f"no adaptation: {report.skipped}")
     print(_table(report.table()))
     return 0
+
+
+def _print_ladder(config: Config) -> None:
+    print(f"ladder: {' -> '.join(config.evolve.adapter)} (the first adapter kept ends it)")
 
 
 def print_decision(decision: Any) -> None:

@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 from aios.memory import Filter, MemoryStore, open_memory
 from aios.memory.errors import InvalidRecordError
-from aios.memory.manifest import NAME as MANIFEST
 
 #: Records per write when adding from a file: each batch is one fsynced log entry.
 ADD_BATCH = 10_000
@@ -131,17 +130,16 @@ def _add_records(args: argparse.Namespace, path: Path, options: dict[str, Any]) 
 def _add_documents(args: argparse.Namespace, paths: list[str], options: dict[str, Any]) -> None:
     from aios.config import load_config
     from aios.memory.embedding import build_embedder
-    from aios.memory.ingest import ingest
+    from aios.memory.ingest import ingest_into
     from aios.registry import default_registry
 
     config = load_config(args.config, args.overrides, default_registry()).memory
     embedder = build_embedder(args.embedder or config.embedder)
-    # An existing store keeps its dimension: `ingest` then names a mismatch with the embedder.
-    is_new = not (Path(args.path) / MANIFEST).exists()
-    with _open(args, embedder.dim if is_new else None, **options) as store:
-        summary = ingest(store, embedder, paths, chunk_size=config.chunk_size,
-                         chunk_overlap=config.chunk_overlap, progress=True)
-        print(f"{summary} with {embedder.name} into {store.path} ({store.count()} records)")
+    summary, count = ingest_into(args.path, embedder, paths, chunk_size=config.chunk_size,
+                                 chunk_overlap=config.chunk_overlap, backend=args.backend,
+                                 progress=True, **options)
+    print(f"{summary} with {embedder.name} into {Path(args.path).expanduser()} "
+          f"({count} records)")
 
 
 def _read_records(path: Path, modality: str) -> tuple[int, Iterator[dict[str, Any]]]:

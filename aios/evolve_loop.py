@@ -34,9 +34,8 @@ from aios.errors import AiosError, NothingToAdaptError
 @dataclass
 class RequestOutcome:
     prompt: str
-    uncertainty: float | None  # the base model's
     adapters: dict[str, float]  # what the router chose
-    served_uncertainty: float | None = None  # the model's that served it (adapted or base)
+    uncertainty: float | None  # of the model that served it (adapted or base)
 
 
 @dataclass
@@ -48,7 +47,6 @@ class LoopReport:
     before: list[RequestOutcome]
     decisions: list[Any] = field(default_factory=list)  # one per rung of the ladder tried
     after: list[RequestOutcome] = field(default_factory=list)
-    remembered: int = 0
     threshold: float = 1.5
     skipped: str = ""  # why nothing was adapted to, when nothing was
 
@@ -58,7 +56,7 @@ class LoopReport:
 
     def uncertain(self, outcomes: list[RequestOutcome]) -> int:
         """Requests the model that served them was unsure of."""
-        return sum(o.served_uncertainty is not None and o.served_uncertainty > self.threshold
+        return sum(o.uncertainty is not None and o.uncertainty > self.threshold
                    for o in outcomes)
 
     def routed(self, outcomes: list[RequestOutcome]) -> int:
@@ -66,8 +64,7 @@ class LoopReport:
 
     def table(self) -> list[tuple[str, str, str]]:
         def mean(outcomes: list[RequestOutcome]) -> str:
-            values = [o.served_uncertainty for o in outcomes
-                      if o.served_uncertainty is not None]
+            values = [o.uncertainty for o in outcomes if o.uncertainty is not None]
             return f"{sum(values) / len(values):.3f}" if values else "n/a (no calibration)"
 
         rows = [("", "before", "after"),
@@ -103,25 +100,20 @@ def request_prompts(folder: str | Path, count: int, chars: int = 120) -> list[st
 
 def run_loop(config: Config, folder: str | Path, memory: str | Path, *, requests: int = 16,
              name: str = "loop", ladder: Sequence[Any] = (), store: Any = None,
-             model: str | None = None, evolve_args: dict[str, Any] | None = None,
-             report: Callable[[Any], None] | None = None, progress: bool = True) -> LoopReport:
+             model: str | None = None, report: Callable[[Any], None] | None = None,
+             progress: bool = True) -> LoopReport:
     """One turn of the loop (see the module docstring) with `config`'s head, sampler, memory
     settings and adapter ladder; `ladder` are the built adapter kinds, `store` the adapters'
     `AdapterStore`, `report` is called with each rung's decision."""
     from aios.cli_evolve import climb, memory_texts
     from aios.engine import ArrowEngine
-    from aios.memory import open_memory
     from aios.memory.embedding import build_embedder
-    from aios.memory.ingest import ingest
-    from aios.memory.manifest import NAME as MANIFEST
+    from aios.memory.ingest import ingest_into
 
-    memory = Path(memory)
-    embedder = build_embedder(config.memory.embedder)
-    is_new = not (memory / MANIFEST).exists()
-    with open_memory(memory, embedder.dim if is_new else None,
-                     backend=config.memory.backend) as storage:
-        summary = ingest(storage, embedder, [folder], chunk_size=config.memory.chunk_size,
-                         chunk_overlap=config.memory.chunk_overlap, progress=progress)
+    summary, _ = ingest_into(memory, build_embedder(config.memory.embedder), [folder],
+                             chunk_size=config.memory.chunk_size,
+                             chunk_overlap=config.memory.chunk_overlap,
+                             backend=config.memory.backend, progress=progress)
     prompts = request_prompts(folder, requests)
     adapters_dir = str(store.directory) if store is not None else None
     memory_config = dataclasses.replace(config.memory, path=str(memory))
@@ -137,14 +129,11 @@ def run_loop(config: Config, folder: str | Path, memory: str | Path, *, requests
                     options["adapters_dir"] = adapters_dir
                 engine.diffuse(prompt, memory_guided=True, remember=remember, **options)
                 explain = getattr(engine.head, "last_explain", None) or {}
-                base = explain.get("uncertainty")
-                served = explain.get("uncertainty_adapted", base)
-                outcomes.append(RequestOutcome(prompt, base, dict(explain.get("chosen", {})),
-                                               served))
+                served = explain.get("uncertainty_adapted", explain.get("uncertainty"))
+                outcomes.append(RequestOutcome(prompt, dict(explain.get("chosen", {})), served))
         return outcomes
 
     result.before = serve(remember=True)
-    result.remembered = len(prompts)
     texts = memory_texts(str(memory))
     model = model or config.head.options.get("model")
     try:
@@ -152,8 +141,7 @@ def run_loop(config: Config, folder: str | Path, memory: str | Path, *, requests
                                  threshold=config.evolve.threshold, store=store,
                                  min_gain=config.evolve.min_gain,
                                  max_base_loss=config.evolve.max_base_loss,
-                                 held_out=config.evolve.held_out, progress=progress,
-                                 **(evolve_args or {}))
+                                 held_out=config.evolve.held_out, progress=progress)
     except NothingToAdaptError as exc:
         result.skipped = str(exc)  # the model knows this text well enough: nothing to do
     if result.kept:

@@ -139,6 +139,23 @@ def ingest(store: Any, embedder: Embedder, paths: Sequence[str | Path], *,
     return summary
 
 
+def ingest_into(path: str | Path, embedder: Embedder, paths: Sequence[str | Path], *,
+                chunk_size: int = 200, chunk_overlap: int = 50, backend: str = "auto",
+                progress: bool = False, **options: Any) -> tuple[IngestSummary, int]:
+    """`ingest` into the store at `path`, creating it with the embedder's dimension when the
+    directory is new (an existing store keeps its own: `ingest` names a mismatch). Returns the
+    summary and the number of records the store then holds."""
+    from aios.memory import open_memory
+    from aios.memory.manifest import NAME as MANIFEST
+
+    is_new = not (Path(path) / MANIFEST).exists()
+    with open_memory(path, embedder.dim if is_new else None, backend=backend,
+                     **options) as store:
+        summary = ingest(store, embedder, paths, chunk_size=chunk_size,
+                         chunk_overlap=chunk_overlap, progress=progress)
+        return summary, store.count()
+
+
 def remember(store: Any, embedder: Embedder, prompt: str, output: str) -> str:
     """Write one generation back into the memory (prompt and output as one passage)."""
     check_store_fits(store, embedder)
