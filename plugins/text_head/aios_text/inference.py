@@ -59,22 +59,29 @@ class ArrayCopyHead:
     gate_bias: np.ndarray
     query_prev: np.ndarray | None = None  # with `shift`: projections of the previous state
     key_prev: np.ndarray | None = None
+    query_next: np.ndarray | None = None  # ... and of the next one
+    key_next: np.ndarray | None = None
 
     @classmethod
     def from_weights(cls, weights: dict[str, np.ndarray]) -> ArrayCopyHead:
         return cls(weights["copy.query.weight"], weights["copy.key.weight"],
                    weights["copy.gate.weight"], weights["copy.gate.bias"],
-                   weights.get("copy.query_prev.weight"), weights.get("copy.key_prev.weight"))
+                   *(weights.get(f"copy.{name}.weight")
+                     for name in ("query_prev", "key_prev", "query_next", "key_next")))
 
     def __call__(self, hidden: np.ndarray, logits: np.ndarray, tokens: np.ndarray,
                  sources: np.ndarray) -> np.ndarray:
         """log((1 - g) softmax(logits) + g p_copy), p_copy pointing at `sources` positions."""
         scale = 1.0 / np.sqrt(self.query.shape[0])
         queries, keys = hidden @ self.query.T, hidden @ self.key.T
-        if self.query_prev is not None and self.key_prev is not None:
+        if (self.query_prev is not None and self.key_prev is not None
+                and self.query_next is not None and self.key_next is not None):
             previous = np.pad(hidden, ((0, 0), (1, 0), (0, 0)))[:, :-1]
-            queries = np.concatenate([queries, previous @ self.query_prev.T], axis=-1)
-            keys = np.concatenate([keys, previous @ self.key_prev.T], axis=-1)
+            following = np.pad(hidden, ((0, 0), (0, 1), (0, 0)))[:, 1:]
+            queries = np.concatenate([queries, previous @ self.query_prev.T,
+                                      following @ self.query_next.T], axis=-1)
+            keys = np.concatenate([keys, previous @ self.key_prev.T,
+                                   following @ self.key_next.T], axis=-1)
         probs = softmax(logits)
         for b in range(len(tokens)):  # rows differ in what they can copy
             if not sources[b].any():

@@ -63,7 +63,7 @@ class MemoryRecipe:
     batch_size: int = 16
     corpus_weight: float = 0.4
     copy_dim: int = 0  # > 0: give the model a copy head of this width (if it has none)
-    copy_shift: bool = False  # the copy head also compares the previous positions (induction)
+    copy_shift: bool = False  # the copy head also compares neighbouring positions (induction)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:

@@ -31,10 +31,12 @@ COPY_GATE_INIT = -4.0
 class CopyHead(nn.Module):
     """Pointer over the visible positions: log of (1 - g) p_vocab + g p_copy.
 
-    With `shift`, the pointer also compares what precedes the two positions (query and key
-    projections of the previous position's state): the induction pattern "the token that
-    followed the one I just wrote", which keeps a name of several tokens together. The shifted
-    query starts at zero, so adding it to a trained head changes nothing until it trains.
+    With `shift`, the pointer also compares the neighbours of the two positions (query and key
+    projections of the previous and of the next position's state): the induction patterns "the
+    token that followed the one before me" and "the token that preceded the one after me", which
+    keep a name of several tokens together whichever of its pieces is unmasked first. The
+    shifted queries start at zero, so adding them to a trained head changes nothing until it
+    trains.
     """
 
     def __init__(self, dim: int, copy_dim: int, shift: bool = False) -> None:
@@ -49,6 +51,8 @@ class CopyHead(nn.Module):
         nn.init.constant_(self.gate.bias, COPY_GATE_INIT)
         self.query_prev: nn.Linear | None = None
         self.key_prev: nn.Linear | None = None
+        self.query_next: nn.Linear | None = None
+        self.key_next: nn.Linear | None = None
         if shift:
             self.add_shift()
 
@@ -57,19 +61,25 @@ class CopyHead(nn.Module):
         return self.query_prev is not None
 
     def add_shift(self) -> None:
-        """Give the pointer the previous positions' states (a no-op until trained)."""
+        """Give the pointer the neighbouring positions' states (a no-op until trained)."""
         dim = self.query.in_features
         self.query_prev = nn.Linear(dim, self.copy_dim, bias=False)
         self.key_prev = nn.Linear(dim, self.copy_dim, bias=False)
+        self.query_next = nn.Linear(dim, self.copy_dim, bias=False)
+        self.key_next = nn.Linear(dim, self.copy_dim, bias=False)
         nn.init.zeros_(self.query_prev.weight)
+        nn.init.zeros_(self.query_next.weight)
 
     def forward(self, hidden: Tensor, logits: Tensor, tokens: Tensor, sources: Tensor) -> Tensor:
         """`sources` (batch, length) marks the positions whose tokens may be copied."""
         queries, keys = self.query(hidden), self.key(hidden)
-        if self.query_prev is not None and self.key_prev is not None:
+        if (self.query_prev is not None and self.key_prev is not None
+                and self.query_next is not None and self.key_next is not None):
             previous = torch.nn.functional.pad(hidden, (0, 0, 1, 0))[:, :-1]
-            queries = torch.cat([queries, self.query_prev(previous)], dim=-1)
-            keys = torch.cat([keys, self.key_prev(previous)], dim=-1)
+            following = torch.nn.functional.pad(hidden, (0, 0, 0, 1))[:, 1:]
+            queries = torch.cat([queries, self.query_prev(previous),
+                                 self.query_next(following)], dim=-1)
+            keys = torch.cat([keys, self.key_prev(previous), self.key_next(following)], dim=-1)
         scores = queries @ keys.transpose(1, 2) / math.sqrt(self.copy_dim)
         scores = scores.float().masked_fill(~sources[:, None, :], -1e9)
         pointer = torch.softmax(scores, dim=-1)

@@ -164,7 +164,8 @@ def test_a_run_fine_tunes_the_initial_model_and_saves_float_and_int8(memory_run)
     dequantize_linears(before)
     after, _, settings = load_text_model(run / "model")
     copy = {"head.copy.query.weight", "head.copy.key.weight", "head.copy.gate.weight",
-            "head.copy.gate.bias", "head.copy.query_prev.weight", "head.copy.key_prev.weight"}
+            "head.copy.gate.bias", "head.copy.query_prev.weight", "head.copy.key_prev.weight",
+            "head.copy.query_next.weight", "head.copy.key_next.weight"}
     assert set(after.state_dict()) == set(before.state_dict()) | copy
     assert settings["copy_dim"] == 8 and settings["copy_shift"] is True
     changed = {name for name, p in before.state_dict().items()

@@ -121,6 +121,7 @@ def copy_model_dir(tmp_path_factory):
         model.head.copy.gate.weight.normal_(0.0, 0.5)
         model.head.copy.gate.bias.fill_(0.0)
         model.head.copy.query_prev.weight.normal_(0.0, 0.5)
+        model.head.copy.query_next.weight.normal_(0.0, 0.5)
     root = tmp_path_factory.mktemp("copy-model")
     save_text_model(root / "model", model, tokenizer)
     assert save_int8_model(root / "model-int8", model, tokenizer, schedule="linear")
@@ -133,7 +134,8 @@ def test_the_numpy_model_matches_torch_with_a_copy_head(copy_model_dir, form):
     directory = directory.parent / form
     model, _, settings = load_text_model(directory)
     net, _, _ = load_array_text_model(directory)
-    assert settings["copy_dim"] == 8 and settings["copy_shift"] and net.copy.key_prev is not None
+    assert settings["copy_dim"] == 8 and settings["copy_shift"]
+    assert net.copy.key_prev is not None and net.copy.key_next is not None
     ids = tokenizer.encode("the cat sat on the mat. the cat")
     tokens = np.array([[tokenizer.pad_id] * 3 + ids + [tokenizer.mask_id] * 5,
                        ids[:4] + [tokenizer.mask_id] * (len(ids) + 4)])
@@ -173,3 +175,25 @@ def test_the_head_generates_with_a_copy_model_without_a_prefix_cache(copy_model_
     counts = head.parameter_counts()
     assert counts["head"] == head.model.embedding.size + 8 * dim * 2 + dim + 1
 
+
+
+def test_the_shifted_pointer_finds_a_token_by_the_token_after_it():
+    """Backward induction: a position whose right neighbour is token B points at the context
+    position whose right neighbour is B, even when its own state says nothing."""
+    dim = 4
+    head = CopyHead(dim, 4, shift=True)
+    with torch.no_grad():
+        for layer in (head.query, head.key, head.query_prev, head.key_prev):
+            layer.weight.zero_()
+        head.query_next.weight.copy_(torch.eye(4) * 20.0)
+        head.key_next.weight.copy_(torch.eye(4))
+        head.gate.bias.fill_(30.0)  # copy only
+    # hidden states are one-hot "token identities" of positions 0..5; 3 and 4 are the answer
+    hidden = torch.zeros(1, 6, dim)
+    for position, feature in enumerate([0, 1, 2, 3, 3, 2]):
+        hidden[0, position, feature] = 1.0
+    tokens = torch.tensor([[10, 11, 12, 13, 0, 12]])  # position 4 is masked (0)
+    sources = torch.tensor([[True, True, True, True, False, False]])
+    probs = head(hidden, torch.zeros(1, 6, 16), tokens, sources).exp()
+    # position 4 is followed by feature 2, as position 1 is: it copies token 11
+    assert probs[0, 4].argmax() == 11 and probs[0, 4, 11] > 0.9
