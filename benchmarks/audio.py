@@ -7,7 +7,9 @@
    word classifier this pack trains and ships (`aios_audio/models/classifier`, log-mel input):
    its accuracy on the clips (an intelligibility proxy: is "seven" heard as seven?) and the
    Fréchet distance between the clips' and real held-out renders' features in *its* penultimate
-   layer. Baselines in the same run: real held-out renders (the floor at this N) and white noise.
+   layer. Baselines in the same run: real held-out renders (the floor at this N), the same
+   renders through the model's codec (log-magnitude spectra, phase rebuilt by Griffin-Lim: the
+   best a perfect model could score) and white noise.
    The real renders come from `--clips` (the `clips.npz` an `aios train audio` run wrote) or are
    rendered afresh with espeak-ng (a different seed from training).
 2. Speed: milliseconds to one second of 16 kHz audio through `ArrowEngine.diffuse` (model
@@ -22,6 +24,7 @@ import sys
 import numpy as np
 from aios_audio.data import ClipSet, render_words, split
 from aios_audio.evaluate import CLASSIFIER_DIR, prepare
+from aios_audio.head import AudioHead
 from continuous import SAMPLERS, STEPS, print_report, quality_rows, score_row
 
 from aios.scoring import Classifier
@@ -61,7 +64,10 @@ def main() -> int:
     pick = np.concatenate([rng.choice(np.flatnonzero(heldout.labels == w), args.per_word,
                                       replace=False) for w in range(len(words))])
     noise = np.clip(rng.normal(0, 0.3, (len(prompts), 16000)), -1, 1).astype(np.float32)
+    codec = AudioHead(args.model or "").codec
     rows = [score_row("real held-out renders", score_waves(heldout.waveforms[pick])),
+            score_row("the same through the codec",
+                      score_waves(codec.decode(codec.encode(heldout.waveforms[pick])))),
             score_row("white noise", score_waves(noise))]
     rows += quality_rows("audio", prompts, lambda audio: score_waves(audio.samples),
                          guidance=args.guidance, samplers=samplers, steps=steps,

@@ -1,6 +1,6 @@
 """The audio head as the engine sees it: a word in, one second of 16 kHz mono audio out.
 
-Generation runs in NumPy on `aios.gaussian_numpy` (no torch); the pack adds its codec (frames
+Generation runs in NumPy on `aios.gaussian_numpy` (no torch); the pack adds its codec (spectra
 <-> samples) and the files the command line writes: a WAV and a spectrogram picture.
 """
 
@@ -20,7 +20,7 @@ from aios.figures import write_grid_png
 from aios.files import write_atomic
 from aios.gaussian_numpy import ClassConditionalHead
 from aios.protocols import GaussianState, GenerationRequest
-from aios_audio.codec import from_frames, log_mel
+from aios_audio.codec import SpectralCodec, log_mel
 
 #: The model that ships with the pack (see its MODEL_CARD.md).
 DEFAULT_MODEL = Path(__file__).with_name("models") / "default"
@@ -34,7 +34,8 @@ class Audio(NamedTuple):
 
 
 class AudioHead(ClassConditionalHead):
-    """Word-conditional Gaussian diffusion on 25 ms frames of the waveform.
+    """Word-conditional Gaussian diffusion on log-magnitude spectra; Griffin-Lim rebuilds the
+    waveform.
 
     Options (config keys beside `head.name`): `model`, a model directory written by
     `aios train audio` (default: the shipped one). Prompts name a word ("seven"); a list of
@@ -51,10 +52,14 @@ class AudioHead(ClassConditionalHead):
             raise AiosError(f"the default audio model is missing from {path}; reinstall "
                             "aios-audio or give a model directory: --set head.model=DIR")
         super().__init__(path)
-        self.sample_rate = int(self.settings["sample_rate"])
+        try:
+            self.codec = SpectralCodec.from_settings(self.settings)
+        except (TypeError, ValueError) as error:
+            raise AiosError(f"{path}: {error}") from None
+        self.sample_rate = self.codec.sample_rate
 
     def decode(self, state: GaussianState, request: GenerationRequest) -> Audio:
-        samples = from_frames(state.x)
+        samples = self.codec.decode(state.x)
         single = not isinstance(request.prompt, (list, tuple))
         return Audio(samples[0] if single else samples, self.sample_rate)
 

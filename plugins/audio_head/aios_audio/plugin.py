@@ -18,7 +18,7 @@ def aios_register_heads(register: Callable[..., None]) -> None:
 
     # Below the text head: `head: auto` without a modality keeps generating text.
     register("audio", AudioHead, family="continuous", priority=-20,
-             summary="word-conditional Gaussian diffusion on 16 kHz waveform frames")
+             summary="word-conditional Gaussian diffusion on 16 kHz log-magnitude spectra")
 
 
 def train_audio(recipe: str | None = None, out: str = "runs/audio",

@@ -1,9 +1,10 @@
 """The audio head's training recipe: render the words, train the head, write the model.
 
 `run_recipe` renders the clips with espeak-ng (cached in the run directory as `clips.npz`, so a
-resumed run renders nothing), cuts them into frames, trains the head (alone on the frozen text
-backbone by default) through `aios.gaussian_recipe`, and writes the model directory with
-spectrograms of samples of every word.
+resumed run renders nothing), turns them into normalised log-magnitude spectra (the codec's
+scaling is measured on the training clips and saved with the model), trains the head (alone on
+the frozen text backbone by default) through `aios.gaussian_recipe`, and writes the model
+directory with spectrograms of samples of every word.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from aios.gaussian_recipe import (
     write_metrics,
 )
 from aios.recipe_files import bind_run, load_recipe_file
-from aios_audio.codec import to_frames
+from aios_audio.codec import SpectralCodec
 from aios_audio.data import SAMPLE_RATE, WORDS, ClipSet, render_words, split
 
 #: The backbone's modality id for audio (text is 0, images 1).
@@ -38,7 +39,8 @@ class AudioRecipe:
 
     words: tuple[str, ...] = WORDS
     renders: int = 50
-    frame: int = 400
+    n_fft: int = 1000
+    hop: int = 250
     training: HeadTraining = field(default_factory=HeadTraining)
     grid_columns: int = 4
     grid_steps: int = 20
@@ -77,12 +79,13 @@ def run_recipe(recipe: AudioRecipe, out_dir: str | os.PathLike[str], *,
     out.mkdir(parents=True, exist_ok=True)
     bind_run(out, recipe.to_dict())
     train_set, heldout = split(load_clips(recipe, out, progress))
-    settings = {"sample_rate": SAMPLE_RATE, "frame": recipe.frame,
-                "classes": list(recipe.words), "renders": recipe.renders}
+    codec = SpectralCodec(SAMPLE_RATE, train_set.waveforms.shape[1], n_fft=recipe.n_fft,
+                          hop=recipe.hop).fit(train_set.waveforms)
+    settings = {**codec.settings(), "classes": list(recipe.words), "renders": recipe.renders}
     _, metrics = train_continuous_head(
         "audio", AUDIO_MODALITY, recipe.training,
-        (to_frames(train_set.waveforms, recipe.frame), train_set.labels),
-        (to_frames(heldout.waveforms, recipe.frame), heldout.labels),
+        (codec.encode(train_set.waveforms), train_set.labels),
+        (codec.encode(heldout.waveforms), heldout.labels),
         settings, out, progress=progress)
     sheet = write_sample_sheet(out / "model", recipe)
     if sheet is not None:

@@ -10,7 +10,8 @@ import yaml
 TINY_RECIPE = {
     "words": ["yes", "no"],
     "renders": 5,
-    "frame": 1000,
+    "n_fft": 2000,
+    "hop": 1000,
     "training": {"backbone_from": "", "train_backbone": True,
                  "backbone": {"dim": 32, "depth": 1, "heads": 2, "max_len": 32},
                  "batch_size": 4, "eval_examples": 2, "num_train_timesteps": 100,
