@@ -8,7 +8,7 @@ torch model for training and evaluation) and computes the same logits on top of
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,11 @@ class ArrayCopyHead:
     key_prev: np.ndarray | None = None
     query_next: np.ndarray | None = None  # ... and of the next one
     key_next: np.ndarray | None = None
+
+    def parameters(self) -> int:
+        """Every weight it holds (the neighbours' projections included, when it has them)."""
+        return sum(w.size for w in (getattr(self, f.name) for f in fields(self))
+                   if w is not None)
 
     @classmethod
     def from_weights(cls, weights: dict[str, np.ndarray]) -> ArrayCopyHead:
@@ -148,8 +153,7 @@ class ArrayTextModel:
         if self.projection is not self.embedding:
             count += self.projection.size
         if self.copy is not None:
-            count += sum(w.size for w in (self.copy.query, self.copy.key, self.copy.gate,
-                                          self.copy.gate_bias))
+            count += self.copy.parameters()
         return count
 
     def cache(self, tokens: np.ndarray, t: np.ndarray, *, padding_mask: np.ndarray,

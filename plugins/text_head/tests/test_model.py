@@ -173,8 +173,8 @@ def test_the_head_generates_with_a_copy_model_without_a_prefix_cache(copy_model_
     assert logits.shape == (*state.tokens.shape, head.tokenizer.vocab_size)
     dim = head.model.embedding.shape[1]
     counts = head.parameter_counts()
-    assert counts["head"] == head.model.embedding.size + 8 * dim * 2 + dim + 1
-
+    # query, key and the four neighbour projections (8 x dim each), the gate and its bias
+    assert counts["head"] == head.model.embedding.size + 8 * dim * 6 + dim + 1
 
 
 def test_the_shifted_pointer_finds_a_token_by_the_token_after_it():
