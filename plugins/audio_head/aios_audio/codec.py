@@ -12,6 +12,7 @@ originals).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -37,17 +38,26 @@ def stft(waveforms: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
 def istft(spectra: np.ndarray, n_fft: int, hop: int, samples: int) -> np.ndarray:
     """The inverse of `stft` (least-squares overlap-add): complex (count, frames, bins) ->
     float32 (count, samples)."""
-    window = _window(n_fft)
-    frames = np.fft.irfft(spectra, n=n_fft, axis=-1).astype(np.float32) * window
+    frames = np.fft.irfft(spectra, n=n_fft, axis=-1).astype(np.float32) * _window(n_fft)
     count, positions = frames.shape[:2]
-    length = samples + n_fft
-    out = np.zeros((count, length), dtype=np.float32)
-    norm = np.zeros(length, dtype=np.float32)
+    out = np.zeros((count, samples + n_fft), dtype=np.float32)
     for k in range(positions):
         out[:, k * hop: k * hop + n_fft] += frames[:, k]
-        norm[k * hop: k * hop + n_fft] += window ** 2
     half = n_fft // 2
-    return out[:, half: half + samples] / np.maximum(norm[half: half + samples], 1e-6)
+    return out[:, half: half + samples] / _overlap_norm(n_fft, hop, positions, samples)
+
+
+@lru_cache(maxsize=8)
+def _overlap_norm(n_fft: int, hop: int, positions: int, samples: int) -> np.ndarray:
+    """The summed squared windows `istft` divides by: the same for every call with these sizes
+    (Griffin-Lim calls it once per iteration), so it is computed once."""
+    norm = np.zeros(samples + n_fft, dtype=np.float32)
+    for k in range(positions):
+        norm[k * hop: k * hop + n_fft] += _window(n_fft) ** 2
+    half = n_fft // 2
+    norm = np.maximum(norm[half: half + samples], 1e-6)
+    norm.flags.writeable = False  # shared between calls
+    return norm
 
 
 def griffin_lim(magnitudes: np.ndarray, n_fft: int, hop: int, samples: int, *,
