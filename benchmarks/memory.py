@@ -7,8 +7,8 @@ The memory holds every fact of `aios_text.facts` (training and held-out), one re
 (templates in turn), written as documents of paragraphs and added with the real ingestion path
 (`aios.memory.ingest`: chunking, embedding, storing). The questions are those of the held-out
 facts ("Where does the river Quell flow?"), asked through the memory conditioner (embed the
-question, search the store). A retrieved passage is relevant when it contains the fact's
-sentence.
+question, search the store, re-rank the 50 nearest by the question's words when the word
+weight is above 0). A retrieved passage is relevant when it contains the fact's sentence.
 
 Scores: hit@5 is the fraction of questions whose fact is among the 5 passages retrieved (what
 the issue's "precision@5 >= 0.8" asks for: with one relevant passage per question, strict
@@ -89,35 +89,41 @@ def median_ms(function: Callable[[], object], repeats: int) -> float:
 
 
 def run(embedder, backend: str, chunk_size: int, documents: Path,
-        questions: list[tuple[str, str]], args: argparse.Namespace, base: Path) -> list[str]:
+        questions: list[tuple[str, str]], args: argparse.Namespace, base: Path) -> list[list[str]]:
+    """One row per word weight of the conditioner's re-ranking, over one filled store."""
     path = base / f"store-{backend}-{chunk_size}-{re.sub(r'[^a-z0-9]+', '-', embedder.name)}"
+    rows = []
     with open_memory(path, embedder.dim, backend=backend) as store:
         start = time.perf_counter()
         summary = ingest(store, embedder, [documents], chunk_size=chunk_size,
                          chunk_overlap=args.chunk_overlap)
         ingest_s = time.perf_counter() - start
-        conditioner = MemoryConditioner(top_k=K, min_score=-1.0)
-        context = EngineContext(head=None, storage=store, embedder=embedder)  # type: ignore[arg-type]
-        hits = first = 0
-        reciprocal = 0.0
-        for question, sentence in questions:
-            found = [p.text for p in conditioner.retrieve(question, context)]
-            ranks = [i for i, text in enumerate(found) if sentence in text]
-            if ranks:
-                hits += 1
-                first += ranks[0] == 0
-                reciprocal += 1 / (ranks[0] + 1)
         sample = questions[0][0]
         query = embedder.embed([sample])[0]
-        request = GenerationRequest(prompt=sample, modality="text", num_steps=1)
         embed_ms = median_ms(lambda: embedder.embed([sample]), args.repeats)
         search_ms = median_ms(lambda: store.search(query, K), args.repeats)
-        condition_ms = median_ms(lambda: conditioner.condition(request, context), args.repeats)
-        n = len(questions)
-        return [embedder.name, backend, str(embedder.dim), str(chunk_size), str(summary.chunks),
-                f"{hits / n:.3f}", f"{first / n:.3f}", f"{reciprocal / n:.3f}",
-                f"{summary.chunks / ingest_s:,.0f}", f"{embed_ms:.2f}", f"{search_ms:.3f}",
-                f"{condition_ms:.2f}"]
+        request = GenerationRequest(prompt=sample, modality="text", num_steps=1)
+        for weight in args.lexical_weights:
+            conditioner = MemoryConditioner(top_k=K, min_score=-1.0, lexical_weight=weight)
+            context = EngineContext(head=None, storage=store, embedder=embedder)  # type: ignore[arg-type]
+            hits = first = 0
+            reciprocal = 0.0
+            for question, sentence in questions:
+                found = [p.text for p in conditioner.retrieve(question, context)]
+                ranks = [i for i, text in enumerate(found) if sentence in text]
+                if ranks:
+                    hits += 1
+                    first += ranks[0] == 0
+                    reciprocal += 1 / (ranks[0] + 1)
+            condition_ms = median_ms(lambda c=conditioner, x=context: c.condition(request, x),
+                                     args.repeats)
+            n = len(questions)
+            rows.append([embedder.name, f"{weight:g}", backend, str(embedder.dim),
+                         str(chunk_size), str(summary.chunks), f"{hits / n:.3f}",
+                         f"{first / n:.3f}", f"{reciprocal / n:.3f}",
+                         f"{summary.chunks / ingest_s:,.0f}", f"{embed_ms:.2f}",
+                         f"{search_ms:.3f}", f"{condition_ms:.2f}"])
+    return rows
 
 
 def main() -> None:
@@ -128,6 +134,9 @@ def main() -> None:
     parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[60, 160],
                         help="characters per passage: 60 holds one fact, 160 about three")
     parser.add_argument("--chunk-overlap", type=int, default=0)
+    parser.add_argument("--lexical-weights", type=float, nargs="+", default=[0.0, 0.5],
+                        help="the conditioner's word re-ranking weights (0: embedding alone; "
+                        "0.5: the default)")
     parser.add_argument("--repeats", type=int, default=30, help="timed repeats per latency")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default; 1 is far faster on a busy CPU)")
@@ -158,17 +167,17 @@ def main() -> None:
                     embedders.append(build_embedder(name))
             except Exception as exc:  # noqa: BLE001 - report and go on with the others
                 print(f"embedder {name}: not measured ({exc})", file=sys.stderr)
-        rows = [run(e, backend, size, base / "docs", questions, args, base)
-                for size in args.chunk_sizes for e in embedders
-                for backend in default_registry().names("storage")]
+        rows = [row for size in args.chunk_sizes for e in embedders
+                for backend in default_registry().names("storage")
+                for row in run(e, backend, size, base / "docs", questions, args, base)]
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    chance = {row[3]: f"{K / int(row[4]):.3f}" for row in rows}
+    chance = {row[4]: f"{K / int(row[5]):.3f}" for row in rows}
     print(f"\n{len(memory)} facts in memory ({len(facts.held_out)} held out), "
           f"{len(questions)} questions on held-out facts, top {K}; chance hit@{K} by chunk "
           f"size: {chance}; torch threads: {args.threads or 'default'}")
-    header = ["embedder", "store", "dim", "chunk", "chunks", f"hit@{K}", "p@1", f"MRR@{K}",
-              "ingest chunks/s", "embed ms", "search ms", "condition ms"]
+    header = ["embedder", "word weight", "store", "dim", "chunk", "chunks", f"hit@{K}", "p@1",
+              f"MRR@{K}", "ingest chunks/s", "embed ms", "search ms", "condition ms"]
     print(table(header, rows))
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ only in the memory) go through `ArrowEngine.diffuse` with `memory_guided=True` (
 Scores per model: exact match (the answer phrase in the continuation), and the perplexity bound
 of held-out fact sentences with relevant, random and no passages in front
 (`aios_text.memory_eval`). Costs, medians in milliseconds: one generation with and without
-memory (the difference is the added latency), the retrieval alone (embedding the prompt +
-searching the store), and the layout of the passages into the context (tokenizing them: what
-conditioning costs with `placement: context`, the step that a cross-attention head would spend
-projecting memory vectors).
+memory (the difference is the added latency), the retrieval alone (embedding the prompt,
+searching the store, re-ranking by the prompt's words at each `--lexical-weights`), and the
+layout of the passages into the context (tokenizing them: what conditioning costs with
+`placement: context`, the step that a cross-attention head would spend projecting memory
+vectors).
 """
 
 from __future__ import annotations
@@ -63,10 +64,11 @@ def exact_match_run(engine: ArrowEngine, facts, memory: bool,
     return result.rate, statistics.median(times), result.generations[:6]
 
 
-def conditioning_costs(engine: ArrowEngine, facts, args: argparse.Namespace) -> tuple[float,
-                                                                                      float]:
-    """Median ms of retrieval (embed + search) and of laying the passages into the context."""
-    conditioner = MemoryConditioner(min_score=args.min_score)
+def conditioning_costs(engine: ArrowEngine, facts, lexical_weight: float,
+                       args: argparse.Namespace) -> tuple[float, float]:
+    """Median ms of retrieval (embed + search + re-rank) and of laying the passages into the
+    context."""
+    conditioner = MemoryConditioner(min_score=args.min_score, lexical_weight=lexical_weight)
     context = EngineContext(head=engine.head, storage=engine.storage, embedder=engine.embedder)
     prompts = [p for f in facts[:20] for p, _ in f.prompts]
     retrieval = statistics.median(timed(conditioner.retrieve, p, context)[1] for p in prompts)
@@ -84,19 +86,23 @@ def score(name: str, model_dir: Path, stores: dict[int, Path], facts,
     rows, samples = [], {}
     none_ms = 0.0
     for n, (size, store) in enumerate(stores.items()):
-        overrides = [f"head.model={model_dir}", f"head.length={args.length}",
-                     f"sampler.name={args.sampler}", f"memory.path={store}",
-                     f"memory.embedder={args.embedder}",
-                     f"conditioners=[{{name: memory, min_score: {args.min_score}}}]"]
-        with ArrowEngine.from_config(overrides=overrides) as engine:
-            if n == 0:
-                rate, none_ms, samples["no memory"] = exact_match_run(engine, scored, False, args)
-                rows.append([name, "none", f"{rate:.3f}", f"{none_ms:.0f}", "", "", ""])
-            rate, ms, samples[f"memory, {size}-char chunks"] = exact_match_run(
-                engine, scored, True, args)
-            retrieval, layout = conditioning_costs(engine, scored, args)
-            rows.append([name, f"{size}-char chunks", f"{rate:.3f}", f"{ms:.0f}",
-                         f"{ms - none_ms:.0f}", f"{retrieval:.0f}", f"{layout:.2f}"])
+        for m, weight in enumerate(args.lexical_weights):
+            overrides = [f"head.model={model_dir}", f"head.length={args.length}",
+                         f"sampler.name={args.sampler}", f"sampler.temperature={args.temperature}",
+                         f"memory.path={store}", f"memory.embedder={args.embedder}",
+                         f"conditioners=[{{name: memory, min_score: {args.min_score}, "
+                         f"lexical_weight: {weight}}}]"]
+            with ArrowEngine.from_config(overrides=overrides) as engine:
+                if n == m == 0:
+                    rate, none_ms, samples["no memory"] = exact_match_run(engine, scored, False,
+                                                                          args)
+                    rows.append([name, "none", "", f"{rate:.3f}", f"{none_ms:.0f}", "", "", ""])
+                label = f"{size}-char chunks"
+                rate, ms, samples[f"memory, {label}, word weight {weight}"] = exact_match_run(
+                    engine, scored, True, args)
+                retrieval, layout = conditioning_costs(engine, scored, weight, args)
+                rows.append([name, label, f"{weight:g}", f"{rate:.3f}", f"{ms:.0f}",
+                             f"{ms - none_ms:.0f}", f"{retrieval:.0f}", f"{layout:.2f}"])
     model, tokenizer, settings = load_text_model(model_dir)
     alpha = masking_schedule(settings.get("schedule", "linear")).alpha
     ppl = fact_perplexity(model, tokenizer, alpha, scored, facts.train)
@@ -116,9 +122,14 @@ def main() -> None:
                         help="characters per passage: 60 holds one fact; 200 is the config's")
     parser.add_argument("--embedder", default="minilm")
     parser.add_argument("--min-score", type=float, default=0.3)
+    parser.add_argument("--lexical-weights", type=float, nargs="+", default=[0.0, 0.5],
+                        help="the conditioner's word re-ranking weights to compare (0: the "
+                        "embedding alone; 0.5 is the default)")
     parser.add_argument("--sampler", default="low-confidence")
-    parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--length", type=int, default=16)
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    parser.add_argument("--length", type=int, help="tokens generated (default: the answer "
+                        "length the memory model was trained for, else 16)")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: one per token)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--samples-out", default="benchmarks/results/memory-use-samples.json")
     args = parser.parse_args()
@@ -127,6 +138,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     trained = text_settings(model_path(args.model)).get("memory_training", {})
+    args.length = args.length or trained.get("answer_length", 16)
+    args.steps = args.steps or args.length
     facts = make_facts(args.facts or trained.get("facts", 2000),
                        held_out=trained.get("held_out", 0.25), seed=trained.get("fact_seed", 0))
     base = Path(tempfile.mkdtemp(prefix="aios-memory-use-"))
@@ -144,9 +157,10 @@ def main() -> None:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"\n{len(facts.train) + len(facts.held_out)} facts in memory, {args.scored} held-out "
-          f"facts x 3 prompts; {args.sampler}, {args.steps} steps, {args.length} tokens, top 5 "
+          f"facts x 3 prompts; {args.sampler} (temperature {args.temperature}), {args.steps} "
+          f"steps, {args.length} tokens, top 5 "
           f"passages with score >= {args.min_score}; torch threads {args.threads}")
-    print(table(["model", "memory", "exact match", "ms / generation", "added ms",
+    print(table(["model", "memory", "word weight", "exact match", "ms / generation", "added ms",
                  "retrieval ms", "layout ms"], [row for rows, _, _ in results for row in rows]))
     print("\nperplexity bound of held-out fact sentences (a paraphrase of the stored one) with:")
     print(table(["model", "no passages", "random passages", "relevant passage + random"],

@@ -4,6 +4,11 @@ The retrieved passages go into `request.context` as `Passage` objects, best firs
 head to use: with placement ``context`` a text head puts their text before the prompt (it keeps
 the best ones when they do not all fit). Cross-attention to projected memory vectors would need
 a head trained for it; no such head exists yet, so ``context`` is the only placement.
+
+Ranking is hybrid by default: the `candidates` nearest passages by embedding are re-ranked by
+cosine similarity plus `lexical_weight` times the share of the prompt's rare words they hold
+(`aios.memory.rerank`), since an embedder knows little of names it has never seen. The relevance
+threshold stays on the cosine similarity.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ import json
 import sys
 from dataclasses import dataclass
 
+import numpy as np
+
 from aios.errors import AiosError, ConfigError
 from aios.memory.ingest import check_store_fits
+from aios.memory.rerank import rerank
 from aios.protocols import EngineContext, GenerationRequest
 
 #: Where retrieved memory goes; ``context``: in front of the prompt, as text.
@@ -22,7 +30,8 @@ PLACEMENTS = ("context",)
 
 @dataclass(frozen=True)
 class Passage:
-    """One retrieved memory: its text, cosine similarity to the prompt, and where it came from."""
+    """One retrieved memory: its text, its relevance to the prompt (the cosine similarity, plus
+    the conditioner's lexical weight times its word overlap), and where it came from."""
 
     text: str
     score: float
@@ -34,15 +43,23 @@ class MemoryConditioner:
     """Retrieval from the configured memory store: top-k passages above a relevance threshold.
 
     Options: `top_k` passages at most, `min_score` the least cosine similarity kept (passages
-    below it are irrelevant and only crowd the context), `placement` where the head puts them.
+    below it are irrelevant and only crowd the context), `placement` where the head puts them,
+    `lexical_weight` how much the prompt's words count beside the embedding (0: embedding only)
+    and `candidates` how many nearest passages by embedding are re-ranked for the `top_k`.
     """
 
     retrieves_memory = True  # `diffuse(memory_guided=False)` skips conditioners marked so
 
-    def __init__(self, top_k: int = 5, min_score: float = 0.3,
-                 placement: str = "context") -> None:
+    def __init__(self, top_k: int = 5, min_score: float = 0.3, placement: str = "context",
+                 lexical_weight: float = 0.5, candidates: int = 50) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be positive, got {top_k}")
+        if not (np.isfinite(lexical_weight) and lexical_weight >= 0):
+            raise ValueError(f"lexical_weight must be a finite number >= 0 (0: rank by the "
+                             f"embedding alone), got {lexical_weight}")
+        if candidates < top_k:
+            raise ValueError(f"candidates ({candidates}) are the passages re-ranked for the "
+                             f"top_k ({top_k}); it must be at least top_k")
         if not -1.0 <= min_score <= 1.0:
             raise ValueError(f"min_score is a cosine similarity in [-1, 1], got {min_score}")
         if placement not in PLACEMENTS:
@@ -52,6 +69,8 @@ class MemoryConditioner:
         self.top_k = top_k
         self.min_score = min_score
         self.placement = placement
+        self.lexical_weight = float(lexical_weight)
+        self.candidates = candidates if self.lexical_weight else top_k
         self._warned: set[str] = set()
 
     def retrieve(self, prompt: str, context: EngineContext) -> list[Passage]:
@@ -68,13 +87,15 @@ class MemoryConditioner:
             raise AiosError(f"the memory store {store.path} is empty; fill it first: "
                             f"aios memory add --path {store.path} FILE_OR_DIR...")
         query = embedder.embed([prompt])[0]
-        found = store.search(query, self.top_k, metric="cosine", threshold=self.min_score)
+        found = store.search(query, self.candidates, metric="cosine", threshold=self.min_score)
+        texts = found.records.column("content").to_pylist()
+        metas = found.records.column("metadata").to_pylist()
+        order, scores = rerank(prompt, texts, found.scores, self.lexical_weight)
         passages = []
-        for record_id, score, meta, text in zip(
-                found.ids, found.scores, found.records.column("metadata").to_pylist(),
-                found.records.column("content").to_pylist(), strict=True):
-            self._check_embedder(meta, embedder.name)
-            passages.append(Passage(text, float(score), meta["source"], record_id))
+        for i in order[: self.top_k]:
+            self._check_embedder(metas[i], embedder.name)
+            passages.append(Passage(texts[i], float(scores[i]), metas[i]["source"],
+                                    found.ids[i]))
         return passages
 
     def condition(self, request: GenerationRequest, context: EngineContext) -> GenerationRequest:

@@ -32,7 +32,8 @@ def request(prompt="Where does the river Quell flow?"):
 
 
 def test_the_best_passages_come_first_with_their_cosine_scores_and_sources(store):
-    out = MemoryConditioner(top_k=2, min_score=-1).condition(request(), context(store))
+    out = MemoryConditioner(top_k=2, min_score=-1, lexical_weight=0).condition(request(),
+                                                                              context(store))
     query = WordsEmbedder().embed([request().prompt])[0]
     scores = WordsEmbedder().embed(PASSAGES) @ query  # the reference: every cosine, exactly
     best = np.argsort(-scores, kind="stable")[:2]
@@ -79,9 +80,40 @@ def test_querying_with_another_embedder_than_the_store_was_filled_with_warns(sto
         capsys.readouterr().err
 
 
+def test_hybrid_ranking_puts_the_passage_naming_the_prompts_subject_first(tmp_path):
+    """An embedder that knows nothing of names ranks the wrong river first; the words decide."""
+    texts = ["The river Quell flows into the Marn Sea.", "The river Brisk flows into the Tarn Sea.",
+             "Dorran is a town of bakers."]
+    vectors = np.array([[0.9, np.sqrt(1 - 0.81), 0], [0.8, 0, np.sqrt(1 - 0.64)], [0.5, 0, 0]],
+                       np.float32)
+    vectors[2, 1] = np.sqrt(1 - 0.25)
+
+    class Fixed:  # every prompt embeds to the first axis
+        name, dim = "fixed", 3
+
+        def embed(self, batch, *, progress=False):
+            return np.tile(np.eye(3, dtype=np.float32)[0], (len(batch), 1))
+
+    with reference_store(str(tmp_path / "s"), 3) as s:
+        s.add(embeddings=vectors, contents=texts)
+        ctx = EngineContext(head=NoisyHead(), storage=s, embedder=Fixed())
+        prompt = "Where does the river Brisk flow?"
+        dense = MemoryConditioner(top_k=2, min_score=-1, lexical_weight=0).retrieve(prompt, ctx)
+        hybrid = MemoryConditioner(top_k=2, min_score=-1).retrieve(prompt, ctx)
+        kept = MemoryConditioner(top_k=3, min_score=0.6).retrieve(prompt, ctx)
+    assert [p.text for p in dense] == texts[:2]
+    assert [p.text for p in hybrid] == [texts[1], texts[0]]
+    assert hybrid[0].score == pytest.approx(0.8 + 0.5 * 1.0)  # cosine + weight x overlap
+    assert [p.text for p in kept] == [texts[1], texts[0]]  # the threshold is on the cosine
+
+
 @pytest.mark.parametrize(("options", "match"), [({"top_k": 0}, "top_k"),
                                                 ({"min_score": 2.0}, "min_score"),
-                                                ({"placement": "cross-attention"}, "trained")])
+                                                ({"placement": "cross-attention"}, "trained"),
+                                                ({"lexical_weight": -1}, "lexical_weight"),
+                                                ({"lexical_weight": float("nan")},
+                                                 "lexical_weight"),
+                                                ({"top_k": 8, "candidates": 4}, "at least top_k")])
 def test_bad_options_are_refused_with_the_reason(options, match):
     with pytest.raises(ValueError, match=match):
         MemoryConditioner(**options)

@@ -59,6 +59,7 @@ class MemoryRecipe:
     embedder: str = "minilm"
     chunk_sizes: tuple[int, ...] = (60, 200)
     top_k: int = 5
+    lexical_weight: float = 0.0  # the retriever's word re-ranking (aios.memory.rerank)
     answer_length: int = 24
     batch_size: int = 16
     corpus_weight: float = 0.4
@@ -106,13 +107,13 @@ class Example:
 
 
 def retrieve_examples(facts: list[Fact], store: Any, embedder: Any, top_k: int,
-                      progress: bool = True) -> list[Example]:
+                      progress: bool = True, lexical_weight: float = 0.0) -> list[Example]:
     """Each fact's prompts with the passages the memory returns for them; prompts whose fact
     was not retrieved are dropped (their answer would not be in the context to read)."""
     from aios.memory.conditioner import MemoryConditioner
     from aios.protocols import EngineContext
 
-    conditioner = MemoryConditioner(top_k=top_k, min_score=-1.0)
+    conditioner = MemoryConditioner(top_k=top_k, min_score=-1.0, lexical_weight=lexical_weight)
     context = EngineContext(head=None, storage=store, embedder=embedder)  # type: ignore[arg-type]
     examples = []
     for fact in tqdm(facts, desc="retrieving", unit="fact", disable=not progress):
@@ -255,7 +256,8 @@ def _examples(facts: list[Fact], recipe: MemoryRecipe, out: Path, progress: bool
     for size in recipe.chunk_sizes:
         store = build_memory(facts, out / f"memory-{size}", embedder, size)
         try:
-            examples += retrieve_examples(facts, store, embedder, recipe.top_k, progress)
+            examples += retrieve_examples(facts, store, embedder, recipe.top_k, progress,
+                                          recipe.lexical_weight)
         finally:
             store.close()
     if not examples:
@@ -290,6 +292,7 @@ def _save(model: TextDiffusionModel, tokenizer: TextTokenizer, settings: dict[st
              if key in settings}
     facts["memory_training"] = {"facts": recipe.facts, "held_out": recipe.held_out,
                                 "fact_seed": recipe.fact_seed, "embedder": recipe.embedder,
+                                "lexical_weight": recipe.lexical_weight,
                                 "answer_length": recipe.answer_length}
     schedule = settings.get("schedule", "linear")
     save_text_model(out / "model", model, tokenizer, schedule=schedule, **facts)

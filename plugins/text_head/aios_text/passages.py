@@ -3,6 +3,11 @@
 The head builds its context with `context_ids`, and the retrieval-augmented training recipe
 builds its examples with the same function, so a model trained to read memory sees exactly the
 layout it will get at generation: `[passage] <eos> ... [best passage] <eos> [prompt]`.
+
+Each passage is encoded with one leading space, as a word in running text is. A byte-level BPE
+splits a word differently at the start of a text ("Grurnpux" -> "G r urn p ux") than after a
+space (" Gr urn p ux"); an answer that begins a passage must be copied into the middle of a
+sentence, so the passage has to hold it in the mid-sentence pieces the answer is written with.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ def context_ids(tokenizer: Encoder, context: Sequence[Any], budget: int) -> list
     bad = next((t for _, t in items if not isinstance(t, str)), None)
     if bad is not None:
         raise TypeError(f"the text head takes text context, got {type(bad).__name__}")
-    encoded = tokenizer.encode_batch([t for _, t in items])
+    encoded = tokenizer.encode_batch([" " + t.lstrip() for _, t in items])
     ranked = sorted(range(len(items)), key=lambda i: -items[i][0])  # best first, stable
     kept: list[int] = []
     used = 0

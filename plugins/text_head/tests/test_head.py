@@ -240,7 +240,7 @@ def test_retrieved_passages_go_before_the_prompt_each_closed_by_eos_best_last(mo
     tok = head.tokenizer
     request = context_request(("on the mat", 0.9), ("the cat sat", 0.5))
     state = head.initial_state(request, np.random.default_rng(0))
-    expected = (tok.encode("the cat sat") + [tok.eos_id] + tok.encode("on the mat")
+    expected = (tok.encode(" the cat sat") + [tok.eos_id] + tok.encode(" on the mat")
                 + [tok.eos_id] + tok.encode("the cat") + [tok.mask_id] * 4)
     assert state.tokens[0].tolist() == expected
     assert state.context_end.tolist() == [len(expected) - 4 - len(tok.encode("the cat"))]
@@ -250,7 +250,7 @@ def test_passages_that_do_not_fit_are_dropped_lowest_score_first(model_dir):
     head = TextDiffusionHead(model=str(model_dir))
     eos = head.tokenizer.eos_id
     texts = {0.2: SENTENCE * 3, 0.9: "the mat. " * 6, 0.1: "the cat.", 0.5: "sat on " * 8}
-    encoded = {score: head.tokenizer.encode(text) for score, text in texts.items()}
+    encoded = {score: head.tokenizer.encode(" " + text) for score, text in texts.items()}
     request = context_request(*((text, score) for score, text in texts.items()), length=8)
     budget = len(encoded[0.9]) + len(encoded[0.5]) + 2 + len(encoded[0.2])  # 0.2 misses by 1
     ids = context_ids(head.tokenizer, request.context, budget=budget)

@@ -83,7 +83,7 @@ def test_a_long_answer_is_cut_but_still_ends_with_eos(tokenizer):
 
 
 def test_passages_that_do_not_fit_the_model_are_dropped_lowest_first(tokenizer):
-    best = tokenizer.encode(EXAMPLE.passages[0][0])
+    best = tokenizer.encode(" " + EXAMPLE.passages[0][0])
     prompt = tokenizer.encode(EXAMPLE.prompt)
     max_len = len(prompt) + 8 + len(best) + 1
     row, start = example_row(tokenizer, EXAMPLE, answer_length=8, max_len=max_len)
