@@ -158,7 +158,11 @@ def test_generate_with_memory_shows_the_retrieved_passages_on_stderr(use_registr
                      "--memory", str(tmp_path / "m"), "--show-memory"]) == 0
     out = capsys.readouterr()
     assert out.out.strip() == "the river Quell [The river Quell flows into the Marn Sea.]"
-    assert "memory: 0." in out.err and "The river Quell flows into the Marn Sea.  (a)" in out.err
+    # the score shown is the ranking's: cosine + 0.5 x word overlap (1: the only passage
+    # above min_score holds every word of the prompt)
+    passage, prompt = WordsEmbedder().embed([texts[0], "the river Quell"])
+    cosine = float(passage @ prompt)
+    assert f"memory: {cosine + 0.5:.3f}  The river Quell flows into the Marn Sea.  (a)" in out.err
 
 
 def test_generate_remember_stores_the_generation(use_registry, tmp_path, capsys):
