@@ -84,9 +84,8 @@ def test_hybrid_ranking_puts_the_passage_naming_the_prompts_subject_first(tmp_pa
     """An embedder that knows nothing of names ranks the wrong river first; the words decide."""
     texts = ["The river Quell flows into the Marn Sea.", "The river Brisk flows into the Tarn Sea.",
              "Dorran is a town of bakers."]
-    vectors = np.array([[0.9, np.sqrt(1 - 0.81), 0], [0.8, 0, np.sqrt(1 - 0.64)], [0.5, 0, 0]],
-                       np.float32)
-    vectors[2, 1] = np.sqrt(1 - 0.25)
+    vectors = np.array([[0.9, np.sqrt(1 - 0.81), 0], [0.8, 0, np.sqrt(1 - 0.64)],
+                        [0.5, np.sqrt(1 - 0.25), 0]], np.float32)  # cosines 0.9, 0.8, 0.5
 
     class Fixed:  # every prompt embeds to the first axis
         name, dim = "fixed", 3
