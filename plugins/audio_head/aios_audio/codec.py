@@ -52,8 +52,9 @@ def _overlap_norm(n_fft: int, hop: int, positions: int, samples: int) -> np.ndar
     """The summed squared windows `istft` divides by: the same for every call with these sizes
     (Griffin-Lim calls it once per iteration), so it is computed once."""
     norm = np.zeros(samples + n_fft, dtype=np.float32)
+    squared = _window(n_fft) ** 2
     for k in range(positions):
-        norm[k * hop: k * hop + n_fft] += _window(n_fft) ** 2
+        norm[k * hop: k * hop + n_fft] += squared
     half = n_fft // 2
     norm = np.maximum(norm[half: half + samples], 1e-6)
     norm.flags.writeable = False  # shared between calls
