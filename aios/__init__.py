@@ -1,5 +1,6 @@
 """aios: unified diffusion generation with swappable heads, samplers, memory and quantizers."""
 
+from aios import _moved
 from aios.config import Config, load_config
 from aios.engine import ArrowEngine
 from aios.errors import AiosError, ConfigError, IncompatiblePluginError, PluginNotFoundError
@@ -9,6 +10,8 @@ from aios.protocols import GenerationRequest
 from aios.registry import Registry, default_registry
 
 __version__ = "0.1.0"
+
+_moved.install()
 
 __all__ = [
     "CONTRACT_VERSION",

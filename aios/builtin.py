@@ -50,7 +50,7 @@ def aios_register_storage(register: Register) -> None:
 
 @hookimpl
 def aios_register_conditioners(register: Register) -> None:
-    from aios.memory.conditioner import MemoryConditioner
+    from aios.memory import MemoryConditioner
 
     register("memory", MemoryConditioner,
              summary="retrieve the prompt's top-k passages from the memory store")

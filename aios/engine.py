@@ -83,7 +83,7 @@ class ArrowEngine:
         """The `memory.embedder`, built the first time memory is queried or written (None
         without a store): a store of image vectors never needs a text embedder."""
         if self._embedder is None and self.storage is not None:
-            from aios.memory.embedding import build_embedder
+            from aios.memory import build_embedder
 
             self._embedder = build_embedder(self.config.memory.embedder,
                                             self.registry or default_registry())
@@ -169,7 +169,7 @@ class ArrowEngine:
                 _build(self.registry or default_registry(), "conditioner", "memory", {}))
 
     def _remember(self, prompt: Any, output: Any) -> None:
-        from aios.memory.ingest import remember
+        from aios.memory import remember
 
         if self.storage is None or self.embedder is None:
             raise ConfigError(self.config.origins.get("memory.path", "(config)"), "memory.path",

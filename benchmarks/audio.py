@@ -27,7 +27,7 @@ from aios_audio.evaluate import CLASSIFIER_DIR, prepare
 from aios_audio.head import AudioHead
 from continuous import SAMPLERS, STEPS, print_report, quality_rows, score_row
 
-from aios.scoring import Classifier
+from aios.training.scoring import Classifier
 
 
 def real_clips(path: str | None, words: list[str]) -> ClipSet:

@@ -48,8 +48,8 @@ from aios_text.evolve import (
 from aios_text.inference import DEFAULT_MODEL, load_array_text_model
 from aios_text.uncertainty import Calibration, UncertaintyEstimator, roc_auc
 
-from aios.adapters import AdapterStore, merge_lora
-from aios.backbone_numpy import load_arrays
+from aios.evolve.adapters import AdapterStore, merge_lora
+from aios.models.backbone_numpy import load_arrays
 
 DOMAIN = "python-docstrings"
 KINDS = {"lora": LoRAKind, "sidenet": SideNetKind}

@@ -24,7 +24,7 @@ from aios_image.data import load_fashion_mnist
 from aios_image.evaluate import CLASSIFIER_DIR, prepare
 from continuous import SAMPLERS, STEPS, print_report, quality_rows, score_row
 
-from aios.scoring import Classifier
+from aios.training.scoring import Classifier
 
 
 def main() -> int:

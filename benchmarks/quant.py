@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from aios.io.weights import load_weights, save_weights
 from aios.quant import QuantizedTensor, ReferenceQuantizer
 from aios.quant.linear import QuantizedLinear
-from aios.weights import load_weights, save_weights
 
 
 def median_seconds(fn: Callable[[], object], repeat: int) -> float:

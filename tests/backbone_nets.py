@@ -2,7 +2,7 @@
 
 import torch
 
-from aios.backbone import Backbone, BackboneConfig
+from aios.models.backbone import Backbone, BackboneConfig
 
 
 def perturbed_backbone(config: BackboneConfig, seed: int = 0) -> Backbone:

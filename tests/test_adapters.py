@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from aios.adapters import Adapter, AdapterInfo, AdapterStore, merge_lora
 from aios.errors import AiosError, WeightFileError
-from aios.weights import save_weights
+from aios.evolve.adapters import Adapter, AdapterInfo, AdapterStore, merge_lora
+from aios.io.weights import save_weights
 
 
 def lora_adapter(name="docs", rank=2, alpha=4.0, out=6, inp=4, seed=0):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aios.backbone import Backbone, BackboneConfig, rotate
+from aios.models.backbone import Backbone, BackboneConfig, rotate
 
 torch.manual_seed(0)
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from aios.backbone import Backbone, BackboneConfig
-from aios.backbone_numpy import ArrayBackbone
 from aios.errors import AiosError
-from aios.model_dir import load_backbone, save_model_dir
+from aios.models.backbone import Backbone, BackboneConfig
+from aios.models.backbone_numpy import ArrayBackbone
+from aios.models.model_dir import load_backbone, save_model_dir
 from aios.quant import ReferenceQuantizer
 
 

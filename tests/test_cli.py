@@ -5,7 +5,7 @@ import sys
 import pytest
 
 import aios
-from aios import cli
+from aios.cli import app as cli
 from conftest import make_plugin, registering
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from aios import cli
-from aios.adapters import Adapter, AdapterInfo, AdapterStore
+from aios.cli import app as cli
+from aios.evolve.adapters import Adapter, AdapterInfo, AdapterStore
 
 
 def save_adapter(directory, name="docs"):
@@ -59,7 +59,7 @@ def test_the_ladder_is_every_installed_kind_cheapest_first_by_default():
 
 
 def test_each_kind_of_the_ladder_gets_only_the_options_it_takes():
-    from aios.cli_evolve import adapter_ladder
+    from aios.cli.evolve import adapter_ladder
     from aios.config import load_config
     from aios.registry import default_registry
 
@@ -88,7 +88,7 @@ class _Rung:
 
 
 def test_climbing_stops_at_the_first_kept_adapter():
-    from aios.cli_evolve import climb
+    from aios.cli.evolve import climb
 
     rungs = [_Rung("sidenet", False), _Rung("lora", True), _Rung("big", True)]
     decisions = climb(rungs, None, "docs")
@@ -97,7 +97,7 @@ def test_climbing_stops_at_the_first_kept_adapter():
 
 
 def test_climbing_past_every_rung_keeps_nothing():
-    from aios.cli_evolve import climb
+    from aios.cli.evolve import climb
 
     decisions = climb([_Rung("sidenet", False), _Rung("lora", False)], None, "docs")
     assert [d.kept for d in decisions] == [False, False]

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from aios import cli
+from aios.cli import app as cli
 
 
 @pytest.fixture

@@ -1,13 +1,13 @@
-"""`aios quantize MODEL -o OUT` (`aios.cli_quantize`)."""
+"""`aios quantize MODEL -o OUT` (`aios.cli.quantize`)."""
 
 import numpy as np
 import pytest
 import torch
 
-from aios import cli
+from aios.cli import app as cli
+from aios.io.weight_formats import export_safetensors
+from aios.io.weights import load_weights
 from aios.quant import QuantizedTensor
-from aios.weight_formats import export_safetensors
-from aios.weights import load_weights
 
 
 @pytest.fixture

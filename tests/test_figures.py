@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from aios.figures import write_grid_png
+from aios.training.figures import write_grid_png
 
 
 def test_a_grid_is_written_as_a_png_wider_than_tall_for_one_row(tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from aios.files import write_atomic
+from aios.io.files import write_atomic
 
 
 def test_a_write_replaces_the_file_whole(tmp_path):

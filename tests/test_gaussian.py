@@ -4,19 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from aios.backbone import Backbone, BackboneConfig
 from aios.errors import AiosError
-from aios.gaussian import (
+from aios.models.backbone import Backbone, BackboneConfig
+from aios.models.gaussian import (
     ContinuousDiffusionModel,
     ContinuousHead,
     GaussianDiffusionTask,
     load_continuous_model,
     save_continuous_model,
 )
-from aios.gaussian_numpy import load_array_continuous_model
-from aios.model_dir import save_model_dir
+from aios.models.gaussian_numpy import load_array_continuous_model
+from aios.models.model_dir import save_model_dir
 from aios.schedules import NoiseSchedule
-from aios.training import TrainConfig, train
+from aios.training.loop import TrainConfig, train
 
 SETTINGS = {"classes": ["a", "b", "c"], "schedule": "cosine", "num_train_timesteps": 100,
             "prediction": "v"}

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from aios.errors import AiosError
-from aios.gaussian import save_continuous_model
-from aios.gaussian_numpy import ClassConditionalHead, LabelledState
+from aios.models.gaussian import save_continuous_model
+from aios.models.gaussian_numpy import ClassConditionalHead, LabelledState
 from aios.protocols import GenerationRequest, Guided
 from tests.test_gaussian import small_model
 

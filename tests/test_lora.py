@@ -3,10 +3,10 @@ import pytest
 import torch
 from backbone_nets import backbone_inputs, perturbed_backbone
 
-from aios.adapters import Adapter, AdapterInfo, merge_lora
-from aios.backbone import BackboneConfig
-from aios.backbone_numpy import ArrayBackbone
-from aios.lora import LoRALinear, add_lora, lora_tensors
+from aios.evolve.adapters import Adapter, AdapterInfo, merge_lora
+from aios.models.backbone import BackboneConfig
+from aios.models.backbone_numpy import ArrayBackbone
+from aios.models.lora import LoRALinear, add_lora, lora_tensors
 
 CONFIG = BackboneConfig(dim=16, depth=2, heads=2, max_len=32)
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from aios.backbone import Backbone, BackboneConfig
 from aios.errors import AiosError
-from aios.model_dir import load_backbone, read_model_config, save_model_dir
+from aios.models.backbone import Backbone, BackboneConfig
+from aios.models.model_dir import load_backbone, read_model_config, save_model_dir
 from aios.quant import ReferenceQuantizer
 from aios.quant.linear import QuantizedLinear
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from aios.errors import AiosError
-from aios.router import BASE, AdapterRouter, kmeans
+from aios.evolve.router import BASE, AdapterRouter, kmeans
 
 
 class WordEmbedder:

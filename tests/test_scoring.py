@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aios.scoring import Classifier, frechet_distance, train_classifier
+from aios.training.scoring import Classifier, frechet_distance, train_classifier
 
 
 def test_a_set_is_at_distance_zero_from_itself():

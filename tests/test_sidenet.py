@@ -3,11 +3,11 @@ import pytest
 import torch
 from backbone_nets import backbone_inputs, perturbed_backbone
 
-from aios.adapters import Adapter, AdapterInfo, apply_adapter
-from aios.backbone import BackboneConfig
-from aios.backbone_numpy import ArrayBackbone
 from aios.errors import AiosError
-from aios.sidenet import SideBlock, add_side_branches, side_tensors
+from aios.evolve.adapters import Adapter, AdapterInfo, apply_adapter
+from aios.models.backbone import BackboneConfig
+from aios.models.backbone_numpy import ArrayBackbone
+from aios.models.sidenet import SideBlock, add_side_branches, side_tensors
 
 CONFIG = BackboneConfig(dim=16, depth=3, heads=2, max_len=32)
 

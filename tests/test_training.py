@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from aios.errors import AiosError
-from aios.training import EMA, TrainConfig, learning_rate, train
+from aios.training.loop import EMA, TrainConfig, learning_rate, train
 
 
 class Regression:

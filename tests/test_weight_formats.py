@@ -1,4 +1,4 @@
-"""Parquet, safetensors and torch checkpoints (`aios.weight_formats`)."""
+"""Parquet, safetensors and torch checkpoints (`aios.io.weight_formats`)."""
 
 import json
 
@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from aios.errors import WeightFileError
-from aios.quant import QuantizedTensor, ReferenceQuantizer, dequantize
-from aios.weight_formats import (
+from aios.io.weight_formats import (
     export_parquet,
     export_safetensors,
     import_parquet,
     import_safetensors,
     read_model,
 )
-from aios.weights import load_weights, save_weights
+from aios.io.weights import load_weights, save_weights
+from aios.quant import QuantizedTensor, ReferenceQuantizer, dequantize
 
 
 @pytest.fixture

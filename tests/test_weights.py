@@ -1,4 +1,4 @@
-"""aios weight files: Arrow IPC, memory-mapped, aligned, checksummed (`aios.weights`)."""
+"""aios weight files: Arrow IPC, memory-mapped, aligned, checksummed (`aios.io.weights`)."""
 
 import os
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from aios.errors import WeightFileError
+from aios.io.weights import ALIGNMENT, FORMAT_VERSION, load_weights, save_weights
 from aios.quant import QuantizedTensor, ReferenceQuantizer
-from aios.weights import ALIGNMENT, FORMAT_VERSION, load_weights, save_weights
 
 
 def gaussian(shape, seed=0):

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from aios._lazy import lazy_face
 from aios.memory.errors import (
     CorruptStoreError,
     InvalidRecordError,
@@ -19,9 +20,18 @@ from aios.memory.errors import (
     StoreLockedError,
 )
 from aios.memory.filters import Filter
+from aios.memory.manifest import NAME as MANIFEST
 from aios.memory.schema import MODALITIES, record_schema
 from aios.memory.search import Kernel, ReferenceKernel, SearchResult
 from aios.memory.store import MemoryStore, Retention
+
+# Loaded on first use (embedding and ingestion pull in tqdm; most callers only open a store).
+_EXPORTS = {
+    "conditioner": ("MemoryConditioner", "Passage"),
+    "embedding": ("build_embedder", "embed_in_batches"),
+    "ingest": ("IngestSummary", "ingest_into", "read_text", "remember", "text_files"),
+}
+__getattr__, __dir__ = lazy_face(__name__, _EXPORTS)
 
 
 def reference_store(path: str, dim: int | None = None, read_only: bool = False,
@@ -63,19 +73,29 @@ def open_memory(
 
 
 __all__ = [
+    "MANIFEST",
     "MODALITIES",
     "CorruptStoreError",
     "Filter",
+    "IngestSummary",
     "InvalidRecordError",
     "Kernel",
+    "MemoryConditioner",
     "MemoryStore",
+    "Passage",
     "RecordNotFoundError",
     "ReferenceKernel",
     "Retention",
     "SearchResult",
     "StoreError",
     "StoreLockedError",
+    "build_embedder",
+    "embed_in_batches",
+    "ingest_into",
     "open_memory",
+    "read_text",
     "record_schema",
     "reference_store",
+    "remember",
+    "text_files",
 ]

@@ -1,6 +1,6 @@
 """The store's file primitives: the single-writer lock and the clean-up of temporaries.
 
-Atomic replacement itself is the core's `aios.files.write_atomic` (re-exported here).
+Atomic replacement itself is the core's `aios.io.files.write_atomic` (re-exported here).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from aios.files import TEMPORARY_GLOB, fsync_dir, write_atomic
+from aios.io import TEMPORARY_GLOB, fsync_dir, write_atomic
 from aios.memory.errors import StoreLockedError
 
 __all__ = ["LOCK_NAME", "WriteLock", "fsync_dir", "remove_temporaries", "write_atomic"]

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 from aios.config import load_config
 from aios.errors import QuantizationError
+from aios.io.weights import load_weights, save_weights
 from aios.quant import ReferenceQuantizer, pack
 from aios.quant.linear import QuantizedLinear, best_quantizer
 from aios.registry import default_registry
-from aios.weights import load_weights, save_weights
 from aios_native import quant as native
 
 

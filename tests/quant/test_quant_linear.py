@@ -100,8 +100,8 @@ def test_dequantize_linears_gives_trainable_layers_with_the_same_outputs():
 
 
 def test_a_quantized_file_loads_into_a_model_that_runs_on_the_mapped_codes(tmp_path):
+    from aios.io.weights import load_weights, save_weights
     from aios.quant.linear import load_quantized
-    from aios.weights import load_weights, save_weights
 
     torch.manual_seed(0)
     source = TinyModel()

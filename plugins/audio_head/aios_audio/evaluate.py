@@ -1,5 +1,5 @@
 """Scoring audio heads: a word classifier on log-mel spectrograms, trained on held-in rendered
-clips, and the scores of generated clips in its eyes (`aios.scoring`: accuracy on word-
+clips, and the scores of generated clips in its eyes (`aios.training`: accuracy on word-
 conditional samples, an intelligibility proxy, and the Fréchet distance in its feature space)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.scoring import train_classifier
+from aios.training import train_classifier
 from aios_audio.codec import log_mel
 from aios_audio.data import SAMPLE_RATE, ClipSet
 

@@ -1,6 +1,6 @@
 """The audio head as the engine sees it: a word in, one second of 16 kHz mono audio out.
 
-Generation runs in NumPy on `aios.gaussian_numpy` (no torch); the pack adds its codec (spectra
+Generation runs in NumPy on `aios.models` (no torch); the pack adds its codec (spectra
 <-> samples) and the files the command line writes: a WAV and a spectrogram picture.
 """
 
@@ -16,10 +16,10 @@ from typing import NamedTuple
 import numpy as np
 
 from aios.errors import AiosError
-from aios.figures import write_grid_png
-from aios.files import write_atomic
-from aios.gaussian_numpy import ClassConditionalHead
+from aios.io import write_atomic
+from aios.models import ClassConditionalHead
 from aios.protocols import GaussianState, GenerationRequest
+from aios.training import write_grid_png
 from aios_audio.codec import SpectralCodec, log_mel
 
 #: The model that ships with the pack (see its MODEL_CARD.md).

@@ -3,7 +3,7 @@
 `run_recipe` renders the clips with espeak-ng (cached in the run directory as `clips.npz`, so a
 resumed run renders nothing), turns them into normalised log-magnitude spectra (the codec's
 scaling is measured on the training clips and saved with the model), trains the head (alone on
-the frozen text backbone by default) through `aios.gaussian_recipe`, and writes the model
+the frozen text backbone by default) through `aios.training`, and writes the model
 directory with spectrograms of samples of every word.
 """
 
@@ -16,14 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from aios.files import write_atomic
-from aios.gaussian_recipe import (
+from aios.io import write_atomic
+from aios.training import (
     HeadTraining,
+    bind_run,
+    load_recipe_file,
     sample_sheet,
     train_continuous_head,
     write_metrics,
 )
-from aios.recipe_files import bind_run, load_recipe_file
 from aios_audio.codec import SpectralCodec
 from aios_audio.data import SAMPLE_RATE, WORDS, ClipSet, render_words, split
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from aios_audio.head import Audio, AudioHead, read_wav
 
-from aios import cli
+from aios.cli import app as cli
 from aios.engine import ArrowEngine
 
 

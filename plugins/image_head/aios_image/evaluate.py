@@ -1,5 +1,5 @@
 """Scoring image heads: the Fashion-MNIST classifier this pack trains and ships, and the scores
-of generated images in its eyes (`aios.scoring`: accuracy on class-conditional samples, Fréchet
+of generated images in its eyes (`aios.training`: accuracy on class-conditional samples, Fréchet
 distance in its feature space — not Inception FID)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.scoring import train_classifier
+from aios.training import train_classifier
 from aios_image.data import load_dataset
 
 #: The classifier shipped with the pack (trained by `train_image_classifier`).

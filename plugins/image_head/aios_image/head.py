@@ -1,6 +1,6 @@
 """The image head as the engine sees it: a class name in, a uint8 grey image out.
 
-Generation runs in NumPy on `aios.gaussian_numpy` (no torch); the pack adds only its codec
+Generation runs in NumPy on `aios.models` (no torch); the pack adds only its codec
 (patches <-> pixels) and the PNG files the command line writes.
 """
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from aios.errors import AiosError
-from aios.figures import write_grid_png
-from aios.files import write_atomic
-from aios.gaussian_numpy import ClassConditionalHead
+from aios.io import write_atomic
+from aios.models import ClassConditionalHead
 from aios.protocols import GaussianState, GenerationRequest
+from aios.training import write_grid_png
 from aios_image.codec import unpatchify
 
 #: The model that ships with the pack (see its MODEL_CARD.md).

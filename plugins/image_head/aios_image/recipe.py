@@ -1,7 +1,7 @@
 """The image head's training recipe: one YAML file and one command reproduce a model.
 
 `run_recipe` reads the data set, cuts the images into patches, trains the head (alone on the
-frozen text backbone by default) through `aios.gaussian_recipe`, and writes the model directory
+frozen text backbone by default) through `aios.training`, and writes the model directory
 with a grid of samples of every class beside its loss curve.
 """
 
@@ -12,13 +12,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aios.gaussian_recipe import (
+from aios.training import (
     HeadTraining,
+    bind_run,
+    load_recipe_file,
     sample_sheet,
     train_continuous_head,
     write_metrics,
 )
-from aios.recipe_files import bind_run, load_recipe_file
 from aios_image.codec import patchify
 from aios_image.data import load_dataset
 

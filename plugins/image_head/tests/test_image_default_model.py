@@ -8,7 +8,7 @@ from aios_image.head import DEFAULT_MODEL, ImageHead
 from aios_text.inference import DEFAULT_MODEL as TEXT_MODEL
 
 from aios.engine import ArrowEngine
-from aios.scoring import Classifier
+from aios.training.scoring import Classifier
 
 
 def test_the_shipped_directory_holds_the_model_its_card_and_pictures():

@@ -6,7 +6,7 @@ import pytest
 from aios_image.head import ImageHead
 from matplotlib import image as mpimg
 
-from aios import cli
+from aios.cli import app as cli
 from aios.engine import ArrowEngine
 from aios.errors import AiosError
 

@@ -5,7 +5,7 @@ import yaml
 from aios_image.recipe import DEFAULT_RECIPE, load_recipe, run_recipe
 
 from aios.errors import AiosError
-from aios.gaussian_numpy import head_settings
+from aios.models.gaussian_numpy import head_settings
 
 
 @pytest.fixture(scope="module")

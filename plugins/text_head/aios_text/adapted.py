@@ -1,11 +1,11 @@
 """The text head's adapted networks: adapters merged into the NumPy model, and which to use.
 
 An adapter is applied to a copy of the backbone's weights once, the first time a request asks
-for it (`aios.adapters.apply_adapter`: LoRA merged into the projections, a side network's
+for it (`aios.evolve.apply_adapter`: LoRA merged into the projections, a side network's
 branches added beside its blocks), so generating with a LoRA adapter costs what generating
 without it costs, and with a side network a little more. `resolve` turns what a request asks
 for (`none`, `auto`, names, `name:weight`) into adapter weights; `auto` asks the router
-(`aios.router`), which embeds the prompt with the memory's best embedder, the one `aios evolve`
+(`aios.evolve`), which embeds the prompt with the memory's best embedder, the one `aios evolve`
 recorded the centroids with (the router checks).
 """
 
@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aios.adapters import AdapterStore, apply_adapter
-from aios.backbone_numpy import ArrayBackbone
 from aios.errors import AiosError
-from aios.router import AdapterRouter, RouterChoice
+from aios.evolve import AdapterRouter, AdapterStore, RouterChoice, apply_adapter
+from aios.models import ArrayBackbone
 from aios_text.inference import ArrayTextModel
 from aios_text.tokenizer import TextTokenizer
 
@@ -51,7 +50,7 @@ class AdaptedModels:
     @property
     def router(self) -> AdapterRouter:
         if self._router is None:
-            from aios.memory.embedding import build_embedder
+            from aios.memory import build_embedder
 
             self._router = AdapterRouter(self.store.directory, build_embedder("auto"))
         return self._router

@@ -93,7 +93,7 @@ class TextAdapterKind:
 
 
 class SideNetKind(TextAdapterKind):
-    """L1 of the ladder: ControlNet-style zero-initialised side branches (`aios.sidenet`) of
+    """L1 of the ladder: ControlNet-style zero-initialised side branches (`aios.models`) of
     `hidden` units beside the last `blocks` blocks (2 x 384 on the shipped model: 6% of it)."""
 
     kind = "sidenet"

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from aios.backbone import Backbone, BackboneConfig
+from aios.models import Backbone, BackboneConfig
 from aios_text.model import TextDiffusionModel, TextHead
 
 PREFIX = "model.transformer."

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from aios.files import write_atomic
+from aios.io import write_atomic
 from aios_text.corpus import Document
 from aios_text.diffusion import Alpha, mdlm_loss
 from aios_text.tokenizer import TextTokenizer

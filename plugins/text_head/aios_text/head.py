@@ -32,11 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from aios.backbone_numpy import ArrayKVCache
 from aios.errors import AiosError
+from aios.models import ArrayKVCache
 from aios.protocols import GenerationRequest, MaskedState
 from aios_text.adapted import AdaptedModels
-from aios_text.inference import load_array_text_model, model_path, shipped_models
+from aios_text.inference import (
+    DEFAULT_MODEL,
+    load_array_text_model,
+    model_path,
+    shipped_models,
+)
 from aios_text.passages import context_ids
 
 #: How a still-masked position looks in a partial (streamed) decode.
@@ -57,12 +62,14 @@ class TextDiffusionHead:
     Options (config keys beside `head.name`): `model` a model directory (default: the shipped
     one), `length` new tokens per generation, `prefix_cache` reuse the keys/values of final
     positions, `adapters` the adapters to apply (`none`, `auto`: the router chooses per
-    request, or names), `adapters_dir` where they are (default: see `aios.adapters`).
+    request, or names), `adapters_dir` where they are (default: see `aios.evolve`).
     Requests may override `adapters` and ask to `explain` (uncertainty and router choice, then
     in `last_explain`).
     """
 
     modality = "text"
+    #: The shipped model; other packs' recipes with `backbone_from: text` build on it.
+    default_model = DEFAULT_MODEL
     family = "discrete"
 
     def __init__(self, model: str = "", length: int = 64, prefix_cache: bool = True,

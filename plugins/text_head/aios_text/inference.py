@@ -2,7 +2,7 @@
 
 It reads the same model directory as `aios_text.model_dir.load_text_model` (which builds the
 torch model for training and evaluation) and computes the same logits on top of
-`aios.backbone_numpy.ArrayBackbone`.
+`aios.models.ArrayBackbone`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from aios.backbone_config import read_model_config
-from aios.backbone_numpy import ArrayBackbone, ArrayKVCache, load_arrays
 from aios.errors import AiosError
+from aios.models import ArrayBackbone, ArrayKVCache, load_arrays, read_model_config
 from aios_text.tokenizer import TextTokenizer
 
 #: The backbone's modality id for text (images and audio use others).

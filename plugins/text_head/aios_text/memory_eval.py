@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from aios.memory.conditioner import Passage
+from aios.memory import Passage
 from aios_text.diffusion import Alpha, mdlm_loss
 from aios_text.facts import Fact
 from aios_text.passages import context_ids

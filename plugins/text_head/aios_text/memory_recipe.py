@@ -27,20 +27,18 @@ from tqdm.auto import tqdm
 
 from aios.config import parse_dataclass
 from aios.errors import AiosError, ConfigError
-from aios.files import write_atomic
-from aios.memory.conditioner import Passage
-from aios.quant.linear import dequantize_linears
-from aios.recipe_files import bind_run, read_recipe_data
+from aios.io import write_atomic
+from aios.memory import Passage
+from aios.quant import dequantize_linears
 from aios.schedules import masking_schedule
-from aios.training import TrainConfig, train
+from aios.training import TrainConfig, bind_run, read_recipe_data, train
 from aios_text.data import MaskedDiffusionTask, TokenStream, evaluate_nelbo
 from aios_text.diffusion import Alpha, mdlm_loss
 from aios_text.facts import Fact, make_facts, write_fact_documents
 from aios_text.inference import model_path
 from aios_text.model import CopyHead, TextDiffusionModel
-from aios_text.model_dir import load_text_model, save_text_model
+from aios_text.model_dir import load_text_model, save_int8_model, save_text_model
 from aios_text.passages import context_ids
-from aios_text.recipe import save_int8_model
 from aios_text.tokenizer import TextTokenizer
 
 #: The recipe file of the shipped memory-trained model.
@@ -110,7 +108,7 @@ def retrieve_examples(facts: list[Fact], store: Any, embedder: Any, top_k: int,
                       progress: bool = True, lexical_weight: float = 0.0) -> list[Example]:
     """Each fact's prompts with the passages the memory returns for them; prompts whose fact
     was not retrieved are dropped (their answer would not be in the context to read)."""
-    from aios.memory.conditioner import MemoryConditioner
+    from aios.memory import MemoryConditioner
     from aios.protocols import EngineContext
 
     conditioner = MemoryConditioner(top_k=top_k, min_score=-1.0, lexical_weight=lexical_weight)
@@ -127,16 +125,14 @@ def retrieve_examples(facts: list[Fact], store: Any, embedder: Any, top_k: int,
 
 def build_memory(facts: list[Fact], directory: Path, embedder: Any, chunk_size: int) -> Any:
     """A store holding `facts` as documents, filled by the real ingestion path."""
-    from aios.memory import open_memory
-    from aios.memory.ingest import ingest
+    from aios.memory import ingest_into, open_memory
 
     if directory.exists():
         shutil.rmtree(directory)
     write_fact_documents(facts, directory / "docs")
-    store = open_memory(directory / "store", embedder.dim)
-    ingest(store, embedder, [directory / "docs"], chunk_size=chunk_size, chunk_overlap=0,
-           progress=False)
-    return store
+    ingest_into(directory / "store", embedder, [directory / "docs"], chunk_size=chunk_size,
+                chunk_overlap=0, progress=False)
+    return open_memory(directory / "store", embedder.dim)
 
 
 def example_row(tokenizer: TextTokenizer, example: Example, answer_length: int,
@@ -192,7 +188,7 @@ def run_memory_recipe(recipe: MemoryRecipe, out_dir: str | os.PathLike[str], *,
     `out/metrics.json` (base-corpus perplexity before and after, to show what it cost).
 
     `embedder` replaces the recipe's named one (tests pass a small deterministic one)."""
-    from aios.memory.embedding import build_embedder
+    from aios.memory import build_embedder
     from aios_text.evaluate import held_out_stream
 
     out = Path(out_dir)

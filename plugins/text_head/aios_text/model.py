@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from aios.backbone import Backbone, KVCache
+from aios.models import Backbone, KVCache
 from aios_text.inference import PROBABILITY_FLOOR, TEXT_MODALITY
 
 #: The copy gate's initial bias: sigmoid(-4) = 1.8%, so a pretrained model given a fresh copy

@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from aios.backbone import Backbone
-from aios.model_dir import load_backbone, load_module, save_model_dir
+from aios.models import Backbone, load_backbone, load_module, save_model_dir
 from aios_text.inference import TOKENIZER_FILE, text_settings
 from aios_text.model import TextDiffusionModel, text_head_from_settings
 from aios_text.tokenizer import TextTokenizer
@@ -41,3 +40,18 @@ def load_text_model(directory: str | os.PathLike[str]
     load_module(directory / "text.arrow", head)
     tokenizer = TextTokenizer.load(directory / settings.get("tokenizer", TOKENIZER_FILE))
     return TextDiffusionModel(backbone, head).eval(), tokenizer, settings
+
+
+def save_int8_model(directory: Path, model: TextDiffusionModel, tokenizer: TextTokenizer, *,
+                    schedule: str, **facts: Any) -> bool:
+    """Write `model` with int8 linear layers (the form that ships), quantized by the best
+    installed quantizer (native over reference); False when no quantizer is installed."""
+    from aios.registry import default_registry
+
+    quantizer = default_registry().best("quantizer")
+    if quantizer is None:
+        return False
+    save_text_model(directory, model, tokenizer, schedule=schedule,
+                    quantizer=quantizer.factory(bits=8), **facts)
+    return True
+

@@ -17,12 +17,11 @@ from typing import Any
 
 import torch
 
-from aios.backbone import Backbone, BackboneConfig
 from aios.errors import AiosError
-from aios.files import write_atomic
-from aios.recipe_files import bind_run, load_recipe_file, read_recipe_data
+from aios.io import write_atomic
+from aios.models import Backbone, BackboneConfig
 from aios.schedules import masking_schedule
-from aios.training import TrainConfig, train
+from aios.training import TrainConfig, bind_run, load_recipe_file, read_recipe_data, train
 from aios_text.corpus import load_corpus
 from aios_text.data import (
     AutoregressiveTask,
@@ -32,7 +31,7 @@ from aios_text.data import (
     evaluate_nelbo,
 )
 from aios_text.model import TextDiffusionModel, TextHead
-from aios_text.model_dir import load_text_model, save_text_model
+from aios_text.model_dir import load_text_model, save_int8_model, save_text_model
 from aios_text.tokenizer import TextTokenizer, train_tokenizer
 
 OBJECTIVES = ("diffusion", "autoregressive")
@@ -70,7 +69,7 @@ class TextRecipe:
 
 
 def load_recipe(path: str | os.PathLike[str]) -> TextRecipe:
-    """Parse a recipe file (`aios.recipe_files`: `extends` lets a variant such as the
+    """Parse a recipe file (`aios.training`: `extends` lets a variant such as the
     autoregressive baseline state just what differs)."""
     return load_recipe_file(TextRecipe, path)
 
@@ -142,20 +141,6 @@ def _save_models(recipe: TextRecipe, out: Path, model: TextDiffusionModel,
     saved.update({"int8_model_dir": str(out / "model-int8"),
                   "int8_validation_perplexity": float(torch.tensor(nll).exp())})
     return saved
-
-
-def save_int8_model(directory: Path, model: TextDiffusionModel, tokenizer: TextTokenizer, *,
-                    schedule: str, **facts: Any) -> bool:
-    """Write `model` with int8 linear layers (the form that ships), quantized by the best
-    installed quantizer (native over reference); False when no quantizer is installed."""
-    from aios.registry import default_registry
-
-    quantizer = default_registry().best("quantizer")
-    if quantizer is None:
-        return False
-    save_text_model(directory, model, tokenizer, schedule=schedule,
-                    quantizer=quantizer.factory(bits=8), **facts)
-    return True
 
 
 def build_model(recipe: TextRecipe, tokenizer: TextTokenizer) -> TextDiffusionModel:

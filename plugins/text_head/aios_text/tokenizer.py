@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from aios.files import write_atomic
+from aios.io import write_atomic
 
 SPECIAL_TOKENS = ("<pad>", "<mask>", "<bos>", "<eos>")
 

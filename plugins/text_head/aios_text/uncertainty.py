@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aios.errors import AiosError
-from aios.files import write_atomic
+from aios.io import write_atomic
 from aios_text.inference import ArrayTextModel
 from aios_text.tokenizer import TextTokenizer
 

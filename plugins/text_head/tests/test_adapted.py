@@ -22,7 +22,7 @@ def adapters(tmp_path_factory):
     _, tokenizer, _ = load_array_text_model(model)
     base = (TokenStream(np.array(tokenizer.encode(base_text(3000, seed=1)))),
             TokenStream(np.array(tokenizer.encode(base_text(600, seed=2)))))
-    from aios.adapters import AdapterStore
+    from aios.evolve.adapters import AdapterStore
 
     store = AdapterStore(root / "adapters")
     options = EvolveOptions(steps=100, lr=3e-2, eval_windows=16,

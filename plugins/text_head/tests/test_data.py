@@ -16,7 +16,7 @@ from aios_text.model import TextDiffusionModel, TextHead
 from aios_text.tokenizer import train_tokenizer
 from torch import nn
 
-from aios.backbone import Backbone, BackboneConfig
+from aios.models.backbone import Backbone, BackboneConfig
 from aios.schedules import masking_schedule
 
 DOCS = [Document("t", str(i), f"document {i} says the fox is {i % 3} years old.")

@@ -56,7 +56,7 @@ def test_the_shipped_memory_model_answers_from_a_passage_it_never_trained_on(tmp
     facts.write_text("The river Brandquos flows into the Coux Sea.\n\n"
                      "Quisnour Stearhul was born in Grurnpux.\n")
     store = tmp_path / "memory"
-    from aios import cli
+    from aios.cli import app as cli
 
     assert cli.main(["--set", "memory.embedder=minilm", "--set", "memory.chunk_size=60",
                      "memory", "add",

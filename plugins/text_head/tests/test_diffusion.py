@@ -12,7 +12,7 @@ from aios_text.diffusion import (
 from aios_text.model import TextDiffusionModel, TextHead
 from torch import nn
 
-from aios.backbone import Backbone, BackboneConfig
+from aios.models.backbone import Backbone, BackboneConfig
 from aios.schedules import masking_schedule
 
 linear_alpha = masking_schedule("linear").alpha

@@ -8,8 +8,8 @@ from aios_text.model import TEXT_MODALITY, TextDiffusionModel, TextHead
 from aios_text.model_dir import save_text_model
 from aios_text.tokenizer import train_tokenizer
 
-from aios.backbone import Backbone, BackboneConfig
 from aios.errors import AiosError
+from aios.models.backbone import Backbone, BackboneConfig
 from aios.protocols import Embedder
 
 SENTENCES = ["The river Quell flows into the Marn Sea.",

@@ -68,7 +68,7 @@ def test_a_baseline_with_another_tokenizer_is_refused(runs, tmp_path):
 
 
 def test_aios_eval_text_prints_the_table(runs, capsys):
-    from aios import cli
+    from aios.cli import app as cli
 
     assert cli.main(["eval", "text", "--model", str(runs / "diffusion" / "model"),
                      "--baseline", str(runs / "ar" / "model")]) == 0

@@ -18,8 +18,8 @@ from aios_text.evolve import (
 from aios_text.inference import load_array_text_model
 from micro_model import base_text, new_domain, new_text, trained_model
 
-from aios.adapters import AdapterStore
-from aios.router import BASE, CENTROIDS
+from aios.evolve.adapters import AdapterStore
+from aios.evolve.router import BASE, CENTROIDS
 
 #: The balanced rule of these tests: the micro model is so small that learning the new order
 #: costs it about ten percent on its own text, so the base budget is 15% here (2% by default).
@@ -65,7 +65,7 @@ def test_an_adaptation_to_new_text_is_kept_and_lowers_its_perplexity(evolved):
 
 
 def test_a_kept_adapter_leaves_centroids_for_the_router(evolved):
-    from aios.router import AdapterRouter
+    from aios.evolve.router import AdapterRouter
 
     _, store, _ = evolved
     router = AdapterRouter(store.directory, type("E", (), {"dim": None, "name": ""})())

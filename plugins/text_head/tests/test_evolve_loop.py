@@ -10,8 +10,8 @@ from aios_text.inference import load_array_text_model
 from aios_text.uncertainty import calibrate
 from micro_model import NEW_SENTENCE, base_text, new_domain, trained_model
 
-from aios import cli
-from aios.adapters import AdapterStore
+from aios.cli import app as cli
+from aios.evolve.adapters import AdapterStore
 from aios.memory import open_memory
 
 #: The micro model's loop: tiny generations, the micro model's training knobs and rule (see
@@ -78,7 +78,7 @@ def test_the_loop_prints_the_ladder_and_routes_the_requests_to_the_new_adapter(l
 
 
 def test_requests_are_openings_of_the_folders_passages(loop):
-    from aios.evolve_loop import request_prompts
+    from aios.evolve.loop import request_prompts
 
     prompts = request_prompts(loop["folder"], 6, chars=30)
     assert len(prompts) == 6

@@ -210,7 +210,7 @@ def test_a_shipped_model_is_named_by_its_directory_name_and_a_path_wins(tmp_path
 
 
 def test_the_generate_command_takes_sampler_length_infill_and_stream(model_dir, capsys):
-    from aios import cli
+    from aios.cli import app as cli
 
     base = ["--set", "head.name=text", "--set", f"head.model={model_dir}", "generate", "the cat",
             "--seed", "0", "--steps", "6"]

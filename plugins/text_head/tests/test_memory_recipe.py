@@ -29,7 +29,7 @@ from aios.memory.conditioner import Passage
 from aios.memory.embedding import embed_in_batches
 from aios.quant.linear import QuantizedLinear, dequantize_linears
 from aios.schedules import masking_schedule
-from aios.training import TrainConfig
+from aios.training.loop import TrainConfig
 
 
 @pytest.fixture(scope="module")

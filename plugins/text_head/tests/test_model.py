@@ -10,8 +10,8 @@ from aios_text.model import COPY_GATE_INIT, CopyHead, TextDiffusionModel, TextHe
 from aios_text.model_dir import load_text_model, save_text_model
 from aios_text.recipe import save_int8_model
 
-from aios.backbone import Backbone, BackboneConfig
 from aios.errors import AiosError
+from aios.models.backbone import Backbone, BackboneConfig
 
 VOCAB, MASK, PAD = 40, 1, 0
 

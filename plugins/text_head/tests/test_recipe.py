@@ -118,7 +118,7 @@ def test_the_packaged_default_recipe_is_valid_and_names_offline_sources():
 
 
 def test_aios_train_text_runs_a_recipe_through_the_cli(tmp_path, corpus_dir, capsys):
-    from aios import cli
+    from aios.cli import app as cli
 
     path = write_recipe(tmp_path, micro_recipe(corpus_dir, train={"steps": 10, "warmup": 2}))
     assert cli.main(["train", "text", "--recipe", str(path), "--out", str(tmp_path / "run")]) == 0

@@ -16,11 +16,10 @@ import numpy as np
 import yaml
 from torch import nn
 
-from aios.backbone import Backbone, BackboneConfig
-from aios.backbone_config import MODEL_FILE, read_model_config
-from aios.files import write_atomic
-from aios.quant.linear import load_quantized
-from aios.weights import load_weights, save_weights
+from aios.io import load_weights, save_weights, write_atomic
+from aios.models.backbone import Backbone, BackboneConfig
+from aios.models.backbone_config import MODEL_FILE, read_model_config
+from aios.quant import load_quantized
 
 
 def save_model_dir(
@@ -68,7 +67,7 @@ def load_float_module(path: Path, module: nn.Module) -> nn.Module:
     """Load a weight file into `module` as float tensors (training and evaluation)."""
     import torch
 
-    from aios.backbone_numpy import load_arrays
+    from aios.models.backbone_numpy import load_arrays
 
     arrays = load_arrays(path)
     module.load_state_dict({name: torch.from_numpy(value) for name, value in arrays.items()})

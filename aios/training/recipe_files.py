@@ -16,7 +16,7 @@ import yaml
 
 from aios.config import parse_dataclass
 from aios.errors import AiosError, ConfigError
-from aios.files import write_atomic
+from aios.io import write_atomic
 
 
 def load_recipe_file(cls: type, path: str | os.PathLike[str]) -> Any:

@@ -14,10 +14,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from aios.cli_evolve import add_evolve_commands
-from aios.cli_media import GRID_COLUMNS, grid_rows, head_parameter_rows, write_output
-from aios.cli_memory import add_memory_commands
-from aios.cli_quantize import add_quantize_command
+from aios.cli.evolve import add_evolve_commands
+from aios.cli.media import GRID_COLUMNS, grid_rows, head_parameter_rows, write_output
+from aios.cli.memory import add_memory_commands
+from aios.cli.quantize import add_quantize_command
+from aios.cli.tables import table as _table
 from aios.config import Config, load_config
 from aios.errors import AiosError, ConfigError
 from aios.hookspecs import CONTRACT_VERSION
@@ -190,14 +191,6 @@ def _print_failures(registry: Registry) -> None:
         print(f"\n{len(registry.failures)} plugin(s) failed to load and were skipped:")
         for failure in registry.failures:
             print(f"  - {failure}")
-
-
-def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
 
 
 # -- aios config show --------------------------------------------------------------------------

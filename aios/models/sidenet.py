@@ -8,7 +8,7 @@ too much for a cheap adaptation, so the branch here is a bottleneck feed-forward
 reads the block's input (RMS-normalised) and adds `up(silu(down(x)))` to the block's output,
 with `up` zero at the start. Only the last blocks get one (`blocks`), where the representation
 is most specific to the output. `side_tensors` reads the branches out under the names
-`aios.backbone_numpy.ArrayBackbone` runs them by (`blocks.N.side.down.weight`, `...up.weight`).
+`backbone_numpy.ArrayBackbone` runs them by (`blocks.N.side.down.weight`, `...up.weight`).
 """
 
 from __future__ import annotations

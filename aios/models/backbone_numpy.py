@@ -1,11 +1,11 @@
 """The backbone's forward pass in NumPy, for generation without torch.
 
-Training needs torch (`aios.backbone`); generating does not. Importing torch costs about as
+Training needs torch (`aios.models.backbone`); generating does not. Importing torch costs about as
 much as a whole short generation on a small CPU, so heads run inference with this module:
 the same network, read from the same model directory (int8 weights are dequantized once by
 the best installed quantizer), computing the same outputs (tests hold the two to 1e-4). It
 supports everything generation uses: padding masks, attention masks, the key/value cache,
-cross-attention to condition vectors and the side branches of level-1 adapters (`aios.sidenet`):
+cross-attention to condition vectors and the side branches of level-1 adapters (`sidenet`):
 weights named `blocks.N.side.down.weight` / `blocks.N.side.up.weight` add a branch to block N.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aios.backbone_config import BackboneConfig, read_model_config
 from aios.errors import AiosError
+from aios.models.backbone_config import BackboneConfig, read_model_config
 
 
 @dataclass
@@ -43,9 +43,9 @@ class ArrayKVCache:
 
 def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Every tensor of a weight file as float32 (quantized ones dequantized once)."""
-    from aios.quant.tensor import QuantizedTensor
+    from aios.io import load_weights
+    from aios.quant import QuantizedTensor
     from aios.registry import default_registry
-    from aios.weights import load_weights
 
     weights = load_weights(path)
     registration = default_registry().best("quantizer")
@@ -82,7 +82,7 @@ def softmax_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndar
 
 
 class ArrayBackbone:
-    """`aios.backbone.Backbone.forward` on NumPy arrays (float32), inference only."""
+    """`aios.models.backbone.Backbone.forward` on NumPy arrays (float32), inference only."""
 
     def __init__(self, config: BackboneConfig, weights: Mapping[str, np.ndarray]) -> None:
         self.config = config

@@ -5,7 +5,7 @@
     aios evolve --from-memory        adapt to the remembered requests the model was unsure of
     aios evolve --calibrate          measure the model's typical loss (uncertainty 1.0)
     aios evolve --loop FOLDER --memory DIR
-                                     the closed loop on new text (`aios.evolve_loop`)
+                                     the closed loop on new text (`aios.evolve.loop`)
     aios adapters list               the kept adapters, their sizes and scores
     aios adapters delete NAME...     drop adapters (and their router centroids)
 
@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aios.adapters import AdapterStore
 from aios.config import Config, load_config
 from aios.errors import ConfigError, PluginNotFoundError
+from aios.evolve.adapters import AdapterStore
+from aios.evolve.ladder import climb, memory_texts
 from aios.memory.manifest import NAME as MANIFEST
 from aios.registry import INSTALL_HINTS, default_registry
 
@@ -78,22 +79,6 @@ def adapter_ladder(config: Config) -> list[Any]:
     return ladder
 
 
-def climb(ladder: list[Any], model: str | None, name: str, *, report: Any = None,
-          **evolve_args: Any) -> list[Any]:
-    """Train the kinds of the ladder in order, stopping at the first adapter kept; returns
-    every decision (the last one is the kept adapter's, if any). `report(decision)` is called
-    after each rung, e.g. to print its table."""
-    decisions = []
-    for kind in ladder:
-        decision = kind.evolve(model, name, **evolve_args)
-        decisions.append(decision)
-        if report is not None:
-            report(decision)
-        if decision.kept:
-            break
-    return decisions
-
-
 def _evolve(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides, default_registry())
     ladder = adapter_ladder(config)
@@ -120,8 +105,8 @@ def _evolve(args: argparse.Namespace) -> int:
 
 
 def _loop(args: argparse.Namespace, config: Config, ladder: list[Any]) -> int:
-    from aios.cli import _table
-    from aios.evolve_loop import run_loop
+    from aios.cli.tables import table as _table
+    from aios.evolve.loop import run_loop
 
     if not args.memory or args.paths or args.from_memory:
         raise ConfigError("command line", "--loop", "the loop takes one FOLDER and a --memory "
@@ -145,7 +130,7 @@ def _print_ladder(config: Config) -> None:
 
 def print_decision(decision: Any) -> None:
     """One rung of the ladder: its before/after table and verdict."""
-    from aios.cli import _table
+    from aios.cli.tables import table as _table
 
     print(f"\n{decision.kind} (level {decision.level}):")
     print(_table([tuple(row) for row in decision.table()]))
@@ -160,21 +145,8 @@ def _default_name(paths: list[str]) -> str:
     return re.sub(r"[^a-z0-9._+-]+", "-", stem.lower()).strip("-._+") or "adapter"
 
 
-def memory_texts(path: str | None) -> list[str]:
-    from aios.memory import open_memory
-
-    if path is None or not (Path(path) / MANIFEST).is_file():
-        raise ConfigError("--memory", "memory.path", f"no memory store at {path}",
-                          "name it: aios evolve --from-memory --memory DIR")
-    with open_memory(path, read_only=True) as store:
-        table = store.to_table()
-    modalities = table.column("modality").to_pylist()
-    return [c for c, m in zip(table.column("content").to_pylist(), modalities, strict=True)
-            if m == "text" and c.strip()]
-
-
 def _list(args: argparse.Namespace) -> int:
-    from aios.cli import _table
+    from aios.cli.tables import table as _table
 
     store = adapter_store(load_config(args.config, args.overrides, default_registry()))
     infos = store.list()
@@ -202,7 +174,7 @@ def _delete(args: argparse.Namespace) -> int:
 
 def _forget_centroids(store: AdapterStore, name: str) -> None:
     """Remove the router's centroids of a deleted adapter (a store without them is fine)."""
-    from aios.router import CENTROIDS, AdapterRouter
+    from aios.evolve.router import CENTROIDS, AdapterRouter
 
     if not (store.directory / CENTROIDS / MANIFEST).is_file():
         return

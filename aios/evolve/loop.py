@@ -81,7 +81,7 @@ class LoopReport:
 def request_prompts(folder: str | Path, count: int, chars: int = 120) -> list[str]:
     """`count` requests from the folder's text: the openings of its paragraphs, cut at a word
     boundary, spread evenly over the files."""
-    from aios.memory.ingest import read_text, text_files
+    from aios.memory import read_text, text_files
 
     pieces = []
     for path in text_files([folder]):
@@ -105,10 +105,9 @@ def run_loop(config: Config, folder: str | Path, memory: str | Path, *, requests
     """One turn of the loop (see the module docstring) with `config`'s head, sampler, memory
     settings and adapter ladder; `ladder` are the built adapter kinds, `store` the adapters'
     `AdapterStore`, `report` is called with each rung's decision."""
-    from aios.cli_evolve import climb, memory_texts
     from aios.engine import ArrowEngine
-    from aios.memory.embedding import build_embedder
-    from aios.memory.ingest import ingest_into
+    from aios.evolve.ladder import climb, memory_texts
+    from aios.memory import build_embedder, ingest_into
 
     summary, _ = ingest_into(memory, build_embedder(config.memory.embedder), [folder],
                              chunk_size=config.memory.chunk_size,

@@ -1,9 +1,9 @@
 """LoRA on the torch backbone: trainable low-rank updates beside frozen projections.
 
-`add_lora` wraps every attention and feed-forward projection (`aios.adapters.LORA_TARGETS`) in a
+`add_lora` wraps every attention and feed-forward projection (`LORA_TARGETS`) in a
 `LoRALinear`; only the factors train. B starts at zero, so a freshly wrapped model computes
 exactly what the base model computes, and training moves it away only as far as the data asks.
-`lora_tensors` reads the factors back out under the names `aios.adapters.merge_lora` expects.
+`lora_tensors` reads the factors back out under the names `aios.evolve.adapters.merge_lora` expects.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aios.adapters import LORA_TARGETS
+from aios.evolve import LORA_TARGETS
 
 
 class LoRALinear(nn.Module):

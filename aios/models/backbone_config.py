@@ -1,5 +1,5 @@
 """The backbone's sizes and a model directory's `model.yaml`, apart from the torch code, so
-that loading a model for inference (`aios.backbone_numpy`) never has to import torch."""
+that loading a model for inference (`aios.models.backbone_numpy`) never has to import torch."""
 
 from __future__ import annotations
 

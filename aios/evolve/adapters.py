@@ -11,7 +11,7 @@ LoRA (level 2) stores, for each adapted linear layer `W` (out, in) of the backbo
 `W x + scale * B A x`. Inference merges them once at load (`merge_lora`), so generation with an
 adapter costs exactly what generation without one costs.
 
-A side network (`sidenet`, level 1; `aios.sidenet`) stores, for each of the last blocks, a
+A side network (`sidenet`, level 1; `aios.models.sidenet`) stores, for each of the last blocks, a
 bottleneck branch `blocks.N.side.down.weight` (hidden, dim) and `blocks.N.side.up.weight`
 (dim, hidden); the NumPy backbone runs the branches it finds among its weights. `apply_adapter`
 turns the backbone's weights into the adapted model's for either kind. This module imports no
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from aios.errors import AiosError, WeightFileError
-from aios.weights import load_weights, save_weights
+from aios.io import load_weights, save_weights
 
 #: The backbone layers LoRA adapts: every attention and feed-forward projection.
 LORA_TARGETS = ("attn.qkv", "attn.out", "ffn.gate_up", "ffn.down")

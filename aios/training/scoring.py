@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from aios.errors import AiosError
-from aios.files import write_atomic
+from aios.io import write_atomic
 
 CLASSIFIER_FILE = "classifier.arrow"
 CLASSIFIER_CONFIG = "classifier.yaml"
@@ -106,7 +106,7 @@ class Classifier:
                 "frechet": frechet_distance(real_features, self.features(inputs))}
 
     def save(self, directory: str | os.PathLike[str], **facts: Any) -> Path:
-        from aios.weights import save_weights
+        from aios.io import save_weights
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ class Classifier:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Classifier:
-        from aios.weights import load_weights
+        from aios.io import load_weights
 
         directory = Path(directory)
         try:

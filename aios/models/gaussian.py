@@ -7,7 +7,7 @@ frames out. The class label enters as one extra token in front of the frames; a 
 guidance needs (the label is dropped to it for a share of the training examples). The codec that
 turns data into frames belongs to each pack; this module never sees a pixel or a sample.
 
-The NumPy twin used for generation is `aios.gaussian_numpy`; both read the same weight names.
+The NumPy twin used for generation is `aios.models.gaussian_numpy`; both read the same weight names.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aios.backbone import Backbone
-from aios.model_dir import save_model_dir
+from aios.models.backbone import Backbone
+from aios.models.model_dir import save_model_dir
 from aios.schedules import NoiseSchedule
 
 
@@ -86,7 +86,7 @@ class ContinuousDiffusionModel(nn.Module):
 
 
 class GaussianDiffusionTask:
-    """A `aios.training.TrainTask`: denoise frames noised by a `NoiseSchedule`.
+    """A `aios.training.loop.TrainTask`: denoise frames noised by a `NoiseSchedule`.
 
     ``data`` is (examples, positions, features) float32 in the codec's range (about [-1, 1]),
     ``labels`` (examples,) ints. The loss is the mean squared error of the epsilon or v
@@ -134,7 +134,7 @@ def save_continuous_model(directory: str | os.PathLike[str], model: ContinuousDi
                           name: str, settings: Mapping[str, Any], *,
                           backbone_file: str | os.PathLike[str] | None = None) -> Path:
     """Write backbone + head in float; `settings` (the codec's, the classes, the schedule) go
-    into the head's entry of `model.yaml` with the sizes `aios.gaussian_numpy` needs.
+    into the head's entry of `model.yaml` with the sizes `aios.models.gaussian_numpy` needs.
 
     `backbone_file`: the frozen backbone's own weight file, copied byte for byte instead of
     writing the (dequantized) weights again, so a head trained on the shipped int8 backbone
@@ -151,8 +151,8 @@ def load_continuous_model(directory: str | os.PathLike[str],
                           name: str) -> tuple[ContinuousDiffusionModel, dict[str, Any]]:
     """The torch model of a model directory (float weights, int8 ones dequantized) and the
     head's settings: what evaluation and further training start from."""
-    from aios.gaussian_numpy import head_settings
-    from aios.model_dir import load_float_backbone, load_float_module
+    from aios.models.gaussian_numpy import head_settings
+    from aios.models.model_dir import load_float_backbone, load_float_module
 
     settings = head_settings(directory, name)
     backbone = load_float_backbone(directory)

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aios.backbone_config import (
-    BackboneConfig,  # re-exported: `from aios.backbone import BackboneConfig`
+from aios.models.backbone_config import (
+    BackboneConfig,  # re-exported: `from aios.models.backbone import BackboneConfig`
 )
 
 

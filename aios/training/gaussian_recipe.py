@@ -18,17 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from aios.backbone import Backbone, BackboneConfig
 from aios.errors import AiosError
-from aios.files import write_atomic
-from aios.gaussian import (
+from aios.io import write_atomic
+from aios.models import (
+    Backbone,
+    BackboneConfig,
     ContinuousDiffusionModel,
     ContinuousHead,
     GaussianDiffusionTask,
     save_continuous_model,
 )
 from aios.schedules import schedule_from_config
-from aios.training import TrainConfig, train
+from aios.training.loop import TrainConfig, train
 
 #: `backbone_from` value that means the backbone of the model shipped with aios-text.
 TEXT_BACKBONE = "text"
@@ -75,21 +76,33 @@ def backbone_directory(source: str) -> Path | None:
     if not source:
         return None
     if source == TEXT_BACKBONE:
-        try:
-            from aios_text.inference import DEFAULT_MODEL
-        except ImportError:
-            raise AiosError("backbone_from: text needs the aios-text pack (pip install "
-                            "aios-text), or give a model directory") from None
-        return DEFAULT_MODEL
+        return installed_model_directory(source)
     path = Path(source).expanduser()
     if not (path / "model.yaml").exists():
         raise AiosError(f"backbone_from: {source} is not a model directory (no model.yaml)")
     return path
 
 
+def installed_model_directory(head: str) -> Path:
+    """The default model directory of the installed head `head` (its factory's
+    `default_model`), found through the registry: the core never imports a pack."""
+    from aios.errors import PluginNotFoundError
+    from aios.registry import default_registry
+
+    try:
+        factory = default_registry().get("head", head).factory
+    except PluginNotFoundError:
+        factory = None
+    directory = getattr(factory, "default_model", None)
+    if directory is None:
+        raise AiosError(f"backbone_from: {head} needs the aios-{head} pack (pip install "
+                        f"aios-{head}), or give a model directory")
+    return Path(directory)
+
+
 def build_backbone(training: HeadTraining) -> tuple[Backbone, Path | None]:
     """The backbone to train on (float weights) and the weight file it came from."""
-    from aios.model_dir import load_float_backbone
+    from aios.models import load_float_backbone
 
     directory = backbone_directory(training.backbone_from)
     if directory is None:

@@ -13,7 +13,7 @@ for quantized tensors ``quant_type`` (e.g. ``int4-asym``), ``bits``, ``group_siz
 ``quant_axis``, ``scales`` (f16 bytes), ``zero_points`` (uint8 bytes, none when symmetric),
 ``padding`` (columns added to fill the last group); ``checksum`` covers data, scales and zero
 points. Files are written to a temporary file, fsynced and renamed, so a reader never sees half
-a file. Parquet and safetensors import/export live in `aios.weight_formats`.
+a file. Parquet and safetensors import/export live in `aios.io.weight_formats`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from aios.errors import QuantizationError, WeightFileError
-from aios.files import write_atomic
-from aios.quant.affine import to_numpy
-from aios.quant.tensor import QuantizedTensor
+from aios.io.files import write_atomic
+from aios.quant import QuantizedTensor, to_numpy
 
 FORMAT_NAME = "aios-weights"
 #: Bumped when a reader of an older version could misread a newer file.

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from aios.errors import AiosError
-from aios.files import write_atomic
-from aios.quant.linear import QuantizedLinear
+from aios.io import write_atomic
+from aios.quant import QuantizedLinear
 
 
 class TrainTask(Protocol):

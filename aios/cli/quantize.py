@@ -1,6 +1,6 @@
 """`aios quantize MODEL -o OUT`: quantize a model file into an aios weight file.
 
-MODEL is any file `aios.weight_formats.read_model` reads (an aios weight file, safetensors,
+MODEL is any file `aios.io.weight_formats.read_model` reads (an aios weight file, safetensors,
 Parquet weights, a torch state_dict). The quantizer is the config's ``quantizer`` (``auto``:
 native over reference) unless ``--backend`` names one; its options come from the config and
 the flags here override them. A progress bar runs while tensors are quantized and a table
@@ -54,9 +54,9 @@ def add_quantize_command(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from aios.config import load_config
+    from aios.io.weight_formats import read_model
+    from aios.io.weights import save_weights
     from aios.registry import default_registry
-    from aios.weight_formats import read_model
-    from aios.weights import save_weights
 
     registry = default_registry()
     config = load_config(args.config, args.overrides, registry)
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_calibration(path: str) -> Mapping[str, Any]:
     from aios.errors import WeightFileError
-    from aios.weight_formats import read_model
+    from aios.io.weight_formats import read_model
 
     if path.endswith(".npz"):
         try:
@@ -100,7 +100,7 @@ def _read_calibration(path: str) -> Mapping[str, Any]:
 
 def summary(original: Mapping[str, Any], quantized: Mapping[str, Any], quantizer: Any) -> str:
     """A table: per tensor what it became, bytes before and after, relative MAE and cosine."""
-    from aios.cli import _table
+    from aios.cli.tables import table as _table
     from aios.quant.affine import to_numpy
     from aios.quant.tensor import QuantizedTensor
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.files import write_atomic
+from aios.io import write_atomic
 
 
 def write_grid_png(path: str | Path, pictures: np.ndarray, rows: Sequence[str] | None, *,

@@ -1,6 +1,6 @@
 """Moving weights between aios and other tools: Parquet, safetensors and torch checkpoints.
 
-The aios weight file (`aios.weights`) is what aios runs from; these converters let the same
+The aios weight file (`aios.io.weights`) is what aios runs from; these converters let the same
 tensors be inspected with Parquet tools (one row per tensor, the original ArrowQuant columns:
 layer_name, shape, dtype, data, num_params, quant_type, scales, zero_points, quant_axis,
 group_size) and exchanged with the PyTorch ecosystem through safetensors. A quantized tensor
@@ -23,10 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aios.errors import QuantizationError, WeightFileError
-from aios.files import write_atomic
-from aios.quant.affine import dequantize, to_numpy
-from aios.quant.tensor import QuantizedTensor, padding_for
-from aios.weights import FORMAT_VERSION, load_weights
+from aios.io.files import write_atomic
+from aios.io.weights import FORMAT_VERSION, load_weights
+from aios.quant import QuantizedTensor, dequantize, padding_for, to_numpy
 
 PARQUET_SCHEMA = pa.schema([
     pa.field("layer_name", pa.string(), nullable=False),

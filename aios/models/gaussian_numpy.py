@@ -1,7 +1,7 @@
 """Class-conditional Gaussian heads for generation, in NumPy (no torch at generation time).
 
-`ArrayContinuousModel` is `aios.gaussian.ContinuousDiffusionModel` on top of
-`aios.backbone_numpy.ArrayBackbone` (the same weights, the same outputs). `ClassConditionalHead`
+`ArrayContinuousModel` is `aios.models.gaussian.ContinuousDiffusionModel` on top of
+`backbone_numpy.ArrayBackbone` (the same weights, the same outputs). `ClassConditionalHead`
 is everything an image or audio head shares as the engine sees it (`aios.protocols.Head`):
 prompts name classes, the state starts as seeded noise, one model evaluation answers a
 sampler's query, and with a guidance scale other than 1 both the labelled and the unlabelled
@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from aios.backbone_config import read_model_config
-from aios.backbone_numpy import ArrayBackbone, load_arrays, silu
 from aios.errors import AiosError
+from aios.models.backbone_config import read_model_config
+from aios.models.backbone_numpy import ArrayBackbone, load_arrays, silu
 from aios.protocols import GaussianState, GenerationRequest, Guided
 from aios.schedules import schedule_from_config
 
-#: The tensors of a continuous head's weight file (`aios.gaussian.ContinuousHead`).
+#: The tensors of a continuous head's weight file (`aios.models.gaussian.ContinuousHead`).
 HEAD_TENSORS = ("embed_in.0.weight", "embed_in.0.bias", "embed_in.2.weight", "embed_in.2.bias",
                 "position", "label.weight", "project.0.weight", "project.0.bias",
                 "project.2.weight", "project.2.bias")
