@@ -1,8 +1,11 @@
-"""ArrowEngine: builds the configured plugins and runs one generation through them.
+"""ArrowEngine: one engine for every installed modality; runs one generation through plugins.
 
 The engine is orchestration only. It asks the registry for factories, checks that head and
 sampler speak the same family, and wires conditioners -> head -> sampler -> head. Everything
-that knows what a token, a pixel or a sample is lives in a head.
+that knows what a token, a pixel or a sample is lives in a head. The configured head is built
+at once; a head of another modality is built the first time `diffuse(..., modality=...)` asks
+for it (heads loading the same backbone file share one copy: `ArrayBackbone.load`), and every
+modality uses the engine's one memory store.
 """
 
 from __future__ import annotations
@@ -47,8 +50,11 @@ class ArrowEngine:
                 f"choose a {head.family} sampler",
             )
         self.config = config
+        #: The configured head (`head:` in the config pins it for its modality).
         self.head = head
         self.sampler = sampler
+        self._heads: dict[str, Head] = {head.modality: head}
+        self._samplers: dict[str, Sampler] = {sampler.family: sampler}
         self.conditioners = tuple(conditioners)
         self.storage = storage
         self._embedder = embedder
@@ -115,17 +121,15 @@ class ArrowEngine:
         memory retrieval. `remember` (default `memory.write_back`) stores prompt and output in
         the memory afterwards, so later generations can retrieve them.
         """
+        # 1. The request: unset arguments fall back to the config.
         defaults = self.config.generate
         modality = modality or defaults.modality or self.head.modality
-        if modality != self.head.modality:
-            raise AiosError(
-                f"modality {modality!r} was requested but the configured head "
-                f"{self.config.head.name!r} generates {self.head.modality!r}; install the pack "
-                f"for {modality!r} and select it with `--set head.name=NAME`"
-            )
         steps = self.config.sampler.steps if num_steps is None else num_steps
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"num_steps must be a positive integer, got {steps!r}")
+        # 2. The head for the modality (built on first use) and a sampler of its family.
+        head = self.head_for(modality)
+        sampler = self.sampler_for(head)
         request = GenerationRequest(
             prompt=prompt,
             modality=modality,
@@ -134,28 +138,64 @@ class ArrowEngine:
             seed=defaults.seed if seed is None else seed,
             options=dict(options),
         )
+        # 3. Conditioners: memory retrieval puts passages into the request's context.
         conditioners = self._conditioners(memory_guided)
         retrieves = any(getattr(c, "retrieves_memory", False) for c in conditioners)
-        context = EngineContext(head=self.head, storage=self.storage,
+        context = EngineContext(head=head, storage=self.storage,
                                 embedder=self.embedder if retrieves else None)
         for conditioner in conditioners:
             request = conditioner.condition(request, context)
         self.last_request = request
+        # 4. The head makes the initial state (all masks, or pure noise).
         rng = np.random.default_rng(request.seed)
-        state = self.head.initial_state(request, rng)
+        state = head.initial_state(request, rng)
         if stream is not None:
-            callback = _with_stream(callback, stream, self.head, request)
-        state = self.sampler.sample(
-            lambda x, t: self.head.denoise(x, t, request),
+            callback = _with_stream(callback, stream, head, request)
+        # 5. The sampler's loop: the head denoises, the sampler commits tokens / steps the noise.
+        state = sampler.sample(
+            lambda x, t: head.denoise(x, t, request),
             state,
             num_steps=request.num_steps,
             rng=rng,
             callback=callback,
         )
-        output = self.head.decode(state, request)
+        # 6. The head decodes the final state.
+        output = head.decode(state, request)
+        # 7. Optionally written back to the memory, then returned.
         if self.config.memory.write_back if remember is None else remember:
             self._remember(prompt, output)
         return output
+
+    def head_for(self, modality: str) -> Head:
+        """The head generating `modality`: the configured one for its own modality, else the
+        best installed head of that modality, built once (with its default options)."""
+        head = self._heads.get(modality)
+        if head is not None:
+            return head
+        registry = self.registry or default_registry()
+        best = registry.best("head", modality=modality)
+        if best is None:
+            raise AiosError(
+                f"modality {modality!r} was requested but the configured head "
+                f"{self.config.head.name!r} generates {self.head.modality!r}; install the pack "
+                f"for {modality!r} (no installed head generates it), e.g. `pip install "
+                f"aios-{modality}`"
+            )
+        head = self._heads[modality] = _build(registry, "head", best.name, {})
+        return head
+
+    def sampler_for(self, head: Head) -> Sampler:
+        """The configured sampler when it speaks `head`'s family, else the best installed
+        sampler of that family (built once, with its default options)."""
+        sampler = self._samplers.get(head.family)
+        if sampler is not None:
+            return sampler
+        registry = self.registry or default_registry()
+        best = registry.best("sampler", family=head.family)
+        if best is None:
+            raise PluginNotFoundError("sampler", "auto", (), INSTALL_HINTS["sampler"])
+        sampler = self._samplers[head.family] = _build(registry, "sampler", best.name, {})
+        return sampler
 
     def _conditioners(self, memory_guided: bool | None) -> tuple[Conditioner, ...]:
         if memory_guided is None:

@@ -11,10 +11,12 @@ weights named `blocks.N.side.down.weight` / `blocks.N.side.up.weight` add a bran
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,28 @@ class ArrayKVCache:
         """The cache of a subset of the batch's rows."""
         return ArrayKVCache([k[index] for k in self.keys], [v[index] for v in self.values],
                             self.padding_mask[index])
+
+
+#: Backbones in memory by (file content hash, configuration); an entry lives while a head holds it.
+_SHARED: weakref.WeakValueDictionary[tuple[str, str], ArrayBackbone] = (
+    weakref.WeakValueDictionary())
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+
+
+def content_hash(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, remembered per (path, size, mtime, inode): a second head
+    loading the same file pays one `stat`, not another read."""
+    path = os.path.realpath(path)
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    digest = _HASHES.get(key)
+    if digest is None:
+        sha = hashlib.sha256()
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                sha.update(block)
+        digest = _HASHES[key] = sha.hexdigest()
+    return digest
 
 
 def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -100,9 +124,18 @@ class ArrayBackbone:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ArrayBackbone:
-        config = read_model_config(directory)
-        return cls(BackboneConfig.from_dict(config["backbone"]),
-                   load_arrays(Path(directory) / "backbone.arrow"))
+        """The backbone of a model directory, shared: heads whose backbone files have the same
+        content (the image and audio packs ship the text model's frozen backbone unchanged)
+        get the one copy already in memory. Callers must not modify it (adapters build a new
+        backbone from adapted weights)."""
+        config = BackboneConfig.from_dict(read_model_config(directory)["backbone"])
+        path = Path(directory) / "backbone.arrow"
+        key = (content_hash(path), repr(sorted(asdict(config).items())))
+        shared = _SHARED.get(key)
+        if shared is None:
+            shared = cls(config, load_arrays(path))
+            _SHARED[key] = shared
+        return shared
 
     def _linear(self, name: str, x: np.ndarray) -> np.ndarray:
         y = x @ self.w[f"{name}.weight"].T
