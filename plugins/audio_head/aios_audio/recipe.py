@@ -107,6 +107,7 @@ def write_sample_sheet(model_dir: Path, recipe: AudioRecipe) -> Path | None:
     return head.write(sheet[0], model_dir / "samples.wav", rows=sheet[1])[1]
 
 
+# Copy shared with aios_image/recipe.py; tests/test_pack_copies.py checks that they agree.
 def train_command(recipe: str | None, out: str, progress: bool = True) -> dict[str, Any]:
     """What `aios train audio` runs: the given recipe file, or the default one."""
     return run_recipe(load_recipe(recipe or DEFAULT_RECIPE), out, progress=progress)

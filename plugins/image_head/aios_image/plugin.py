@@ -4,6 +4,9 @@ Registering imports nothing heavy: the head runs in NumPy, and training (torch) 
 when `aios train image` runs it.
 """
 
+# The hooks below are a copy shared with aios_audio/plugin.py (the packs install separately);
+# tests/test_pack_copies.py checks that they agree.
+
 from collections.abc import Callable
 from typing import Any
 

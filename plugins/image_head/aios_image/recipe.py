@@ -85,6 +85,7 @@ def write_sample_grid(model_dir: Path, recipe: ImageRecipe) -> Path | None:
     return head.write(sheet[0], model_dir / "samples.png", rows=sheet[1])[0]
 
 
+# Copy shared with aios_audio/recipe.py; tests/test_pack_copies.py checks that they agree.
 def train_command(recipe: str | None, out: str, progress: bool = True) -> dict[str, Any]:
     """What `aios train image` runs: the given recipe file, or the default one."""
     return run_recipe(load_recipe(recipe or DEFAULT_RECIPE), out, progress=progress)
