@@ -66,3 +66,36 @@ def read_model_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(config, dict) or "backbone" not in config or "heads" not in config:
         raise AiosError(f"{path} lacks `backbone` or `heads`; restore the model directory")
     return config
+
+
+#: The key of a head's settings in `model.yaml` naming its backbone slot: the row of the
+#: backbone's modality embedding it conditions on.
+SLOT_KEY = "modality_id"
+#: Slots of model directories written before slots were recorded: text heads used 0.
+LEGACY_SLOTS = {"text": 0}
+
+
+def recorded_slots(directory: str | os.PathLike[str]) -> dict[str, int]:
+    """The backbone slot of each head a model directory holds, by head name."""
+    heads = read_model_config(directory).get("heads") or {}
+    slots = {}
+    for name, settings in heads.items():
+        slot = (settings or {}).get(SLOT_KEY, LEGACY_SLOTS.get(name))
+        if slot is not None:
+            slots[name] = int(slot)
+    return slots
+
+
+def free_slot(modality: str, taken: dict[str, int], capacity: int) -> int:
+    """The slot for `modality` on a backbone whose slots `taken` (head name -> slot) are in use:
+    its own when it has one, else the lowest unused one. Why not a fixed number per modality:
+    a new pack cannot know which numbers other packs picked; the backbone's heads record theirs."""
+    if modality in taken:
+        return taken[modality]
+    used = set(taken.values())
+    for slot in range(capacity):
+        if slot not in used:
+            return slot
+    holders = ", ".join(f"{name}: {slot}" for name, slot in sorted(taken.items()))
+    raise AiosError(f"the backbone's {capacity} modality slots are all taken ({holders}); train "
+                    "a backbone with more (backbone.modalities) for another modality")

@@ -100,6 +100,27 @@ def installed_model_directory(head: str) -> Path:
     return Path(directory)
 
 
+def backbone_slot(modality: str, directory: Path | None, capacity: int) -> int:
+    """The backbone slot a new head of `modality` trains on: the one this modality already has
+    on this backbone, else the lowest slot no head sharing the backbone uses (the heads the
+    source directory records, and the installed heads whose default model ships the same
+    backbone file, so one engine can hold them all on one backbone)."""
+    from aios.models import content_hash, free_slot, recorded_slots
+    from aios.registry import default_registry
+
+    taken: dict[str, int] = {}
+    if directory is not None:
+        digest = content_hash(directory / "backbone.arrow")
+        registry = default_registry()
+        for name in registry.names("head"):
+            installed = getattr(registry.get("head", name).factory, "default_model", None)
+            backbone = Path(installed or "") / "backbone.arrow"
+            if installed and backbone.is_file() and content_hash(backbone) == digest:
+                taken.update(recorded_slots(installed))
+        taken.update(recorded_slots(directory))
+    return free_slot(modality, taken, capacity)
+
+
 def build_backbone(training: HeadTraining) -> tuple[Backbone, Path | None]:
     """The backbone to train on (float weights) and the weight file it came from."""
     from aios.models import load_float_backbone
@@ -128,7 +149,7 @@ def heldout_loss(model: ContinuousDiffusionModel, task: GaussianDiffusionTask,
 
 def train_continuous_head(
     name: str,
-    modality: int,
+    modality: int | None,
     training: HeadTraining,
     data: tuple[np.ndarray, np.ndarray],
     heldout: tuple[np.ndarray, np.ndarray],
@@ -138,11 +159,15 @@ def train_continuous_head(
     progress: bool = True,
 ) -> tuple[ContinuousDiffusionModel, dict[str, Any]]:
     """Train head `name` on `data` (frames, labels), write `out/model`, return the model and
-    its metrics. `settings` (the codec's and the class names) go into `model.yaml`."""
+    its metrics. `modality` is the backbone slot; None picks it (`backbone_slot`) and the model
+    directory records it. `settings` (the codec's and the class names) go into `model.yaml`."""
     frames, labels = data
     classes = settings["classes"]
     torch.manual_seed(training.train.seed)
     backbone, backbone_file = build_backbone(training)
+    if modality is None:
+        modality = backbone_slot(name, backbone_directory(training.backbone_from),
+                                 backbone.config.modalities)
     head = ContinuousHead(frames.shape[2], frames.shape[1], backbone.config.dim, len(classes))
     model = ContinuousDiffusionModel(backbone, head, modality)
     schedule = schedule_from_config(training.schedule, training.num_train_timesteps)

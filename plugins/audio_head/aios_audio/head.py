@@ -45,6 +45,8 @@ class AudioHead(ClassConditionalHead):
     modality = "audio"
     name = "audio"
     output_suffix = ".wav"
+    #: The shipped model (a recipe's `backbone_slot` reads the slots of installed heads).
+    default_model = DEFAULT_MODEL
 
     def __init__(self, model: str = "") -> None:
         path = Path(os.path.expanduser(model)) if model else DEFAULT_MODEL

@@ -28,9 +28,6 @@ from aios.training import (
 from aios_audio.codec import SpectralCodec
 from aios_audio.data import SAMPLE_RATE, WORDS, ClipSet, render_words, split
 
-#: The backbone's modality id for audio (text is 0, images 1).
-AUDIO_MODALITY = 2
-
 DEFAULT_RECIPE = Path(__file__).with_name("recipes") / "default.yaml"
 
 
@@ -84,7 +81,7 @@ def run_recipe(recipe: AudioRecipe, out_dir: str | os.PathLike[str], *,
                           hop=recipe.hop).fit(train_set.waveforms)
     settings = {**codec.settings(), "classes": list(recipe.words), "renders": recipe.renders}
     _, metrics = train_continuous_head(
-        "audio", AUDIO_MODALITY, recipe.training,
+        "audio", None, recipe.training,
         (codec.encode(train_set.waveforms), train_set.labels),
         (codec.encode(heldout.waveforms), heldout.labels),
         settings, out, progress=progress)

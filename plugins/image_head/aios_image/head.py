@@ -36,6 +36,8 @@ class ImageHead(ClassConditionalHead):
     modality = "image"
     name = "image"
     output_suffix = ".png"
+    #: The shipped model (a recipe's `backbone_slot` reads the slots of installed heads).
+    default_model = DEFAULT_MODEL
 
     def __init__(self, model: str = "") -> None:
         path = Path(os.path.expanduser(model)) if model else DEFAULT_MODEL

@@ -23,9 +23,6 @@ from aios.training import (
 from aios_image.codec import patchify
 from aios_image.data import load_dataset
 
-#: The backbone's modality id for images (text is 0, audio 2).
-IMAGE_MODALITY = 1
-
 DEFAULT_RECIPE = Path(__file__).with_name("recipes") / "default.yaml"
 
 
@@ -62,7 +59,7 @@ def run_recipe(recipe: ImageRecipe, out_dir: str | os.PathLike[str], *,
     settings = {"dataset": recipe.dataset, "image_size": [int(height), int(width)],
                 "patch": recipe.patch, "classes": list(train_set.classes)}
     _, metrics = train_continuous_head(
-        "image", IMAGE_MODALITY, recipe.training,
+        "image", None, recipe.training,
         (patchify(train_set.images, recipe.patch), train_set.labels),
         (patchify(test_set.images, recipe.patch), test_set.labels),
         settings, out, progress=progress)
