@@ -1,6 +1,8 @@
-"""aios-audio: Audio head: waveform diffusion at 16 kHz.
+"""aios-audio: Audio head: Gaussian diffusion on 16 kHz log-magnitude spectra.
 
 The pack registers with aios through the entry point in its pyproject.toml; see `plugin.py`.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__"]

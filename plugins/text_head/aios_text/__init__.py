@@ -4,3 +4,5 @@ The pack registers with aios through the entry point in its pyproject.toml; see 
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__"]
