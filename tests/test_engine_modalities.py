@@ -174,3 +174,14 @@ def test_one_engine_generates_text_images_and_sound_on_one_shared_backbone(tmp_p
     assert np.asarray(sound.samples).ndim == 1 and sound.samples.size > 0
     backbones = {id(h.model.backbone) for h in heads}
     assert len(backbones) == 1  # the image and audio packs ship the text model's backbone
+
+
+def test_the_cli_writes_the_asked_modality_even_with_the_head_pinned_to_another(tmp_path):
+    pytest.importorskip("aios_text")
+    pytest.importorskip("aios_image")
+    from aios.cli import app as cli
+
+    out = tmp_path / "s.png"
+    assert cli.main(["--set", "head.name=text", "generate", "--modality", "image", "sneaker",
+                     "--steps", "3", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

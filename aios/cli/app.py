@@ -322,7 +322,9 @@ def _generate(args: argparse.Namespace) -> int:
     if args.explain:
         options["explain"] = True
     with ArrowEngine.from_config(config, registry=registry) as engine:
-        rows = grid_rows(engine.head, args.prompt) if args.grid else None
+        # The head of the asked modality: the configured one may be pinned to another.
+        head = engine.head_for(args.modality) if args.modality else engine.head
+        rows = grid_rows(head, args.prompt) if args.grid else None
         prompt = args.prompt if rows is None else [r for r in rows for _ in range(GRID_COLUMNS)]
         if args.stream:
             output = _generate_streaming(engine, args, options)
@@ -340,9 +342,9 @@ def _generate(args: argparse.Namespace) -> int:
         if args.show_memory:  # on stderr, after the progress bar has gone
             _show_memory(engine.last_request)
         if args.explain:
-            _explain(engine.head)
-        if not isinstance(output, str) and (args.out or hasattr(engine.head, "write")):
-            for path in write_output(engine.head, output, args.out, rows):
+            _explain(head)
+        if not isinstance(output, str) and (args.out or hasattr(head, "write")):
+            for path in write_output(head, output, args.out, rows):
                 print(path)
             return 0
     print(output)
