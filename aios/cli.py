@@ -30,6 +30,7 @@ from aios.files import write_atomic
 from aios.hookspecs import CONTRACT_VERSION
 from aios.memory.manifest import NAME as MANIFEST
 from aios.registry import KINDS, Registration, Registry, default_registry
+from aios.resources import OptionalResource
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe fails here, where it is caught, not at exit
+        return code
     except AiosError as exc:
         return _fail(args, str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -159,7 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=_config_show)
 
     doctor = commands.add_parser(
-        "doctor", help="check the installation: versions, native extension, SIMD, load errors")
+        "doctor", help="check the installation: versions, native extension, SIMD, load errors, "
+                       "and the optional resources (corpora, programs, data sets) each "
+                       "command needs")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(handler=_doctor)
     add_memory_commands(commands)
@@ -342,6 +347,8 @@ def _doctor(args: argparse.Namespace) -> int:
                         "the slower reference backends; run `scripts/dev setup` to build it")
     for plugin, facts in diagnostics.items():
         problems += [f"plugin {plugin!r} diagnostics failed: {v}" for k, v in facts if k == "error"]
+        problems += [v.problem() for _, v in facts
+                     if isinstance(v, OptionalResource) and v.problem()]
     if args.json:
         print(json.dumps({
             "aios": _aios_version(),

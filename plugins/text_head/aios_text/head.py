@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class TextDiffusionHead:
     family = "discrete"
     #: The per-request options `initial_state` reads (`request.options`), with what each does:
     #: the command line passes these through and refuses any other.
-    generation_options = {
+    generation_options: ClassVar[dict[str, str]] = {
         "length": "new tokens to generate",
         "suffix": "text that must follow; the model fills the middle (infilling)",
         "adapters": "adapters to apply: auto, none, or NAME[:WEIGHT] names",
