@@ -177,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--modality", help="text, image or audio (default: the head's)")
     generate.add_argument("--steps", type=_positive_int,
                           help="number of sampler steps (default: config)")
-    generate.add_argument("--seed", type=int, help="random seed for a reproducible output")
+    generate.add_argument("--seed", type=_seed, help="random seed for a reproducible output")
     generate.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
     generate.add_argument("--sampler", metavar="NAME",
                           help="sampler to use (default: config; `aios plugins` lists them)")
@@ -418,6 +418,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _generate(args: argparse.Namespace) -> int:
     from aios.engine import ArrowEngine
 
@@ -452,6 +462,9 @@ def _generate(args: argparse.Namespace) -> int:
         elif not isinstance(prompt, str) and hasattr(head, "write"):
             rows = prompt  # a batch from stdin: one labelled row per prompt
         writes_files = hasattr(head, "write")  # images, audio: else the output is printed
+        if args.remember and writes_files:
+            raise UsageError(f"--remember does not apply to {head.modality} generation: the "
+                             "memory stores text generations only")
         if args.stream and not writes_files and isinstance(prompt, str):
             output = _generate_streaming(engine, prompt, args, options)
         else:

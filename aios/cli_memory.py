@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from aios.memory import Filter, MemoryStore, open_memory
 from aios.memory.errors import InvalidRecordError
+from aios.memory.manifest import NAME as MANIFEST
 
 #: Records per write when adding from a file: each batch is one fsynced log entry.
 ADD_BATCH = 10_000
@@ -100,6 +101,9 @@ def add_memory_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _open(args: argparse.Namespace, dim: int | None = None, **options: Any) -> MemoryStore:
+    if options.get("read_only") and not (Path(args.path).expanduser() / MANIFEST).is_file():
+        raise InvalidRecordError(f"no memory store at {args.path}; fill one first: aios memory "
+                                 f"add --path {args.path} FILE_OR_DIR...")
     return open_memory(args.path, dim, backend=args.backend, **options)
 
 
@@ -110,9 +114,13 @@ def _add(args: argparse.Namespace) -> int:
     records = [Path(p) for p in args.paths if Path(p).suffix.lower() in RECORD_SUFFIXES]
     documents = [p for p in args.paths if Path(p).suffix.lower() not in RECORD_SUFFIXES]
     options = {} if args.copies is None else {"copies": args.copies}
+    for path in (*records, *map(Path, documents)):
+        if not path.exists():
+            raise InvalidRecordError(f"{path} does not exist; give text files or directories, "
+                                     "or record files (.jsonl, .parquet, .arrow, .npy)")
     for path in records:
         if not path.is_file():
-            raise InvalidRecordError(f"{path} does not exist or is not a file")
+            raise InvalidRecordError(f"{path} is not a file")
         _add_records(args, path, options)
     if documents:
         _add_documents(args, documents, options)

@@ -237,3 +237,36 @@ def test_training_text_without_the_corpus_is_one_line_exit_1(no_fortunes, tmp_pa
     assert code == 1
     assert err == (f"aios: error: {no_fortunes} does not exist: install the Debian package "
                    "`fortunes` (apt-get install fortunes)\n")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["memory", "add", "--path", "{tmp}/m", "{tmp}/nonexistent"],
+     "{tmp}/nonexistent does not exist; give text files or directories, or record files "
+     "(.jsonl, .parquet, .arrow, .npy)"),
+    (["memory", "search", "--path", "{tmp}/none", "--text", "hello"],
+     "no memory store at {tmp}/none; fill one first: aios memory add --path {tmp}/none "
+     "FILE_OR_DIR..."),
+    (["quantize", "{tmp}/none.pt", "-o", "{tmp}/q.arrow"],
+     "{tmp}/none.pt: no such file; give the model file to quantize (.arrow, .safetensors, "
+     ".parquet or a torch state_dict .pt)"),
+    (["--set", "evolve.adapters_dir={tmp}/adapters", "adapters", "delete", "nosuch"],
+     "no adapter 'nosuch' in {tmp}/adapters (adapters there: none); `aios adapters list` "
+     "shows them"),
+    (["evolve", "{tmp}/none-dir"],
+     "{tmp}/none-dir does not exist; give .txt files, folders of them, or a corpus name (e.g. "
+     "fortunes)"),
+    (["generate", "seven", "--modality", "audio", "--remember"],
+     "--remember does not apply to audio generation: the memory stores text generations only"),
+])
+def test_a_missing_input_or_an_option_that_does_not_apply_is_one_line_and_exit_2(
+        argv, message, tmp_path, capsys):
+    code, out, err = run(capsys, *(a.format(tmp=tmp_path) for a in argv))
+    assert (code, out, err) == (2, "", f"aios: error: {message.format(tmp=tmp_path)}\n")
+
+
+def test_a_negative_seed_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["generate", "x", "--seed", "-1"])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == (
+        f"aios: error: generate: argument --seed: must be 0 or more, got -1 {HELP}\n")
