@@ -1,7 +1,9 @@
 """The `aios` command.
 
-Exit codes: 0 success, 2 usage or configuration error, 1 failure at run time. Every subcommand
-takes `--help`; `--config` and `--set` are global so any command sees the same configuration.
+Exit codes: 0 success, 2 a user mistake (a bad option, a missing input, an option that does
+not apply), 1 a failure at run time. Either way stderr gets one `aios: error: ...` line naming
+the problem and the fix; `--debug` adds the traceback. Every subcommand takes `--help`;
+`--config`, `--set` and `--debug` are global and may come before or after the command.
 """
 
 from __future__ import annotations
@@ -107,17 +109,26 @@ def _unrecognized(extras: list[str], command: argparse.ArgumentParser) -> str:
 def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """`--config`, `--set` and `--debug`, on the top parser and on every command, so they may
     come before or after the command (`aios generate x --set a=b` = `aios --set a=b generate
-    x`). On commands they default to "not given", so they never undo the earlier ones."""
+    x`). On commands they default to "not given", so they never undo the earlier ones; a
+    command that defines one of them itself keeps its own."""
     unset = {} if top else {"default": argparse.SUPPRESS}
-    group = parser.add_argument_group("global options") if not top else parser
-    group.add_argument("--config", metavar="FILE", **unset,
-                       help="YAML config file (default: $AIOS_CONFIG, else built-in defaults)")
-    group.add_argument("--set", dest="overrides" if top else "late_overrides", action="append",
-                       metavar="KEY=VALUE", **({"default": []} if top else unset),
-                       help="override one config value, e.g. --set sampler.steps=20 "
-                            "(repeatable)")
-    group.add_argument("--debug", action="store_true", **({"default": False} if top else unset),
-                       help="show the traceback of a failure")
+    group = parser if top else parser.add_argument_group("global options (also before the "
+                                                         "command)")
+    taken = parser._option_string_actions
+    if "--config" not in taken:
+        group.add_argument("--config", metavar="FILE", **unset,
+                           help="YAML config file (default: $AIOS_CONFIG, else built-in "
+                                "defaults)")
+    if "--set" not in taken:
+        group.add_argument("--set", dest="overrides" if top else "late_overrides",
+                           action="append", metavar="KEY=VALUE",
+                           **({"default": []} if top else unset),
+                           help="override one config value, e.g. --set sampler.steps=20 "
+                                "(repeatable)")
+    if "--debug" not in taken:
+        group.add_argument("--debug", action="store_true",
+                           **({"default": False} if top else unset),
+                           help="show the traceback of a failure")
 
 
 def _commands_of(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
@@ -133,8 +144,7 @@ def _with_global_options(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     """Give every command (at any depth) the global options, and remember which command was
     chosen, for the "did you mean" of an unknown option."""
     for command in _commands_of(parser):
-        if "--debug" not in command._option_string_actions:
-            _add_global_options(command, top=False)
+        _add_global_options(command, top=False)
         command.set_defaults(command_parser=command)
     return parser
 
