@@ -29,6 +29,13 @@ class ConfigError(AiosError):
         super().__init__(f"{source}: {key_path}: {problem}; {fix}")
 
 
+class UsageError(AiosError, ValueError):
+    """A request the user can fix: an option that does not apply, a number out of range, a
+    missing input file. Exit code 2; the message names the problem and the fix."""
+
+    exit_code = 2
+
+
 class PluginNotFoundError(AiosError):
     """No plugin of a kind is registered under a name (or none at all for `auto`)."""
 

@@ -34,9 +34,12 @@ def test_adapters_delete_removes_the_file(tmp_path):
     assert AdapterStore(tmp_path).names() == []
 
 
-def test_deleting_an_unknown_adapter_is_a_runtime_error(tmp_path, capsys):
-    assert run("adapters", "delete", "nope", directory=tmp_path) == 1
-    assert "no adapter 'nope'" in capsys.readouterr().err
+def test_deleting_an_unknown_adapter_is_a_usage_error_that_deletes_nothing(tmp_path, capsys):
+    save_adapter(tmp_path)
+    assert run("adapters", "delete", "docs", "doc", directory=tmp_path) == 2
+    err = capsys.readouterr().err
+    assert f"aios: error: no adapter 'doc' in {tmp_path}; did you mean 'docs'?" in err
+    assert AdapterStore(tmp_path).names() == ["docs"]
 
 
 def test_evolve_without_text_is_a_usage_error(tmp_path, capsys):

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aios.cli import app as cli
+from conftest import WordsEmbedder
 
 
 @pytest.fixture
@@ -149,3 +150,33 @@ def test_adding_text_to_a_store_of_another_dimension_exits_1_naming_both(tmp_pat
     assert aios("add", "--path", tmp_path / "s", tmp_path / "a.txt") == 1
     assert "holds 8-dimensional vectors but the embedder 'words' makes 64" in \
         capsys.readouterr().err
+
+
+def test_search_by_text_uses_the_stores_embedder_and_shows_passage_score_and_source(
+        tmp_path, words, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "river.txt").write_text("The river Quell flows into the Marn Sea.")
+    (docs / "bread.txt").write_text("Bread is baked from flour and yeast.")
+    assert aios("add", "--path", tmp_path / "s", docs, "--embedder", "words") == 0
+    capsys.readouterr()
+    # the config's embedder is another one: the store's own (`words`) must still be used
+    assert cli.main(["memory", "search", "--path", str(tmp_path / "s"), "--text",
+                     "where does the river Quell flow", "-k", "2",
+                     "--set", "memory.embedder=minilm"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    query = WordsEmbedder().embed(["where does the river Quell flow"])[0]
+    best = WordsEmbedder().embed(["The river Quell flows into the Marn Sea."])[0]
+    assert lines[0] == f"{float(query @ best):.3f}  {docs / 'river.txt'}"
+    assert lines[1] == "    The river Quell flows into the Marn Sea."
+    assert lines[2].endswith(str(docs / "bread.txt"))
+    assert float(lines[0].split()[0]) > float(lines[2].split()[0])
+
+
+def test_search_with_a_missing_query_file_exits_2_naming_it(tmp_path, notes, capsys):
+    aios("add", "--path", tmp_path / "s", "--dim", 8, notes)
+    capsys.readouterr()
+    assert aios("search", "--path", tmp_path / "s", "--query-file", tmp_path / "missing.npy") == 2
+    assert capsys.readouterr().err == (f"aios: error: --query-file {tmp_path / 'missing.npy'}: "
+                                       "no such file; give a .npy file with a query vector "
+                                       "(np.save), or search by words with --text\n")

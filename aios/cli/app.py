@@ -1,18 +1,26 @@
 """The `aios` command.
 
-Exit codes: 0 success, 2 usage or configuration error, 1 failure at run time. Every subcommand
-takes `--help`; `--config` and `--set` are global so any command sees the same configuration.
+Exit codes: 0 success, 2 a user mistake (a bad option, a missing input, an option that does
+not apply), 1 a failure at run time. Either way stderr gets one `aios: error: ...` line naming
+the problem and the fix; `--debug` adds the traceback. Every subcommand takes `--help`;
+`--config`, `--set` and `--debug` are global and may come before or after the command.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import yaml
 
 from aios.cli.evolve import add_evolve_commands
 from aios.cli.media import GRID_COLUMNS, grid_rows, head_parameter_rows, write_output
@@ -20,36 +28,133 @@ from aios.cli.memory import add_memory_commands
 from aios.cli.quantize import add_quantize_command
 from aios.cli.tables import table as _table
 from aios.config import Config, load_config
-from aios.errors import AiosError, ConfigError
+from aios.errors import AiosError, ConfigError, UsageError, suggest
 from aios.hookspecs import CONTRACT_VERSION
+from aios.io import write_atomic
 from aios.memory.manifest import NAME as MANIFEST
 from aios.registry import KINDS, Registration, Registry, default_registry
+from aios.resources import OptionalResource
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe fails here, where it is caught, not at exit
+        return code
     except AiosError as exc:
-        print(f"aios: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(args, str(exc), exc.exit_code)
     except KeyboardInterrupt:
         print("aios: interrupted", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `aios ... | head` closed the pipe: not worth a word
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen failure: one line, exit 1
+        return _fail(args, f"{type(exc).__name__}: {exc} (run again with --debug for the "
+                           "traceback)", 1)
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    """One `aios: error:` line on stderr; the traceback above it only with --debug."""
+    if args.debug:
+        traceback.print_exc()
+    print(f"aios: error: {message}", file=sys.stderr)
+    return code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (`aios: error: ...`, exit 2) that suggest close matches."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("aios").strip()
+        message = _suggest_choice(message)
+        self.exit(2, f"aios: error: {command + ': ' if command else ''}{message} "
+                     f"(see `{self.prog} --help`)\n")
+
+
+def _suggest_choice(message: str) -> str:
+    """argparse's "invalid choice: 'x' (choose from ...)" with a "did you mean" added."""
+    match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if not match:
+        return message
+    close = suggest(match.group(1), re.findall(r"'([^']*)'", match.group(2)))
+    return message + ("; did you mean " + " or ".join(close) + "?" if close else "")
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, name unknown options with the closest known ones, and merge the global options
+    given after the command with those given before it."""
+    args, extras = parser.parse_known_args(argv)
+    command = getattr(args, "command_parser", parser)
+    if extras:
+        command.error(_unrecognized(extras, command))
+    args.overrides = [*args.overrides, *getattr(args, "late_overrides", [])]
+    return args
+
+
+def _unrecognized(extras: list[str], command: argparse.ArgumentParser) -> str:
+    known = [o for o in command._option_string_actions if o.startswith("--")]
+    first = extras[0]
+    if not first.startswith("-"):
+        return f"unrecognized argument {first!r}" + (f" (and {len(extras) - 1} more)"
+                                                     if len(extras) > 1 else "")
+    close = suggest(first.split("=", 1)[0], known)[:1]
+    return f"unrecognized option {first}" + (f"; did you mean {close[0]}?" if close else "")
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """`--config`, `--set` and `--debug`, on the top parser and on every command, so they may
+    come before or after the command (`aios generate x --set a=b` = `aios --set a=b generate
+    x`). On commands they default to "not given", so they never undo the earlier ones; a
+    command that defines one of them itself keeps its own."""
+    unset = {} if top else {"default": argparse.SUPPRESS}
+    group = parser if top else parser.add_argument_group("global options (also before the "
+                                                         "command)")
+    taken = parser._option_string_actions
+    if "--config" not in taken:
+        group.add_argument("--config", metavar="FILE", **unset,
+                           help="YAML config file (default: $AIOS_CONFIG, else built-in "
+                                "defaults)")
+    if "--set" not in taken:
+        group.add_argument("--set", dest="overrides" if top else "late_overrides",
+                           action="append", metavar="KEY=VALUE",
+                           **({"default": []} if top else unset),
+                           help="override one config value, e.g. --set sampler.steps=20 "
+                                "(repeatable)")
+    if "--debug" not in taken:
+        group.add_argument("--debug", action="store_true",
+                           **({"default": False} if top else unset),
+                           help="show the traceback of a failure")
+
+
+def _commands_of(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found: list[argparse.ArgumentParser] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):
+                found += [command, *_commands_of(command)]
+    return found
+
+
+def _with_global_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give every command (at any depth) the global options, and remember which command was
+    chosen, for the "did you mean" of an unknown option."""
+    for command in _commands_of(parser):
+        _add_global_options(command, top=False)
+        command.set_defaults(command_parser=command)
+    return parser
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="aios", description="Unified diffusion generation: text, images and audio.")
     parser.add_argument("--version", action="version", version=f"aios {_aios_version()}")
-    parser.add_argument("--config", metavar="FILE",
-                        help="YAML config file (default: $AIOS_CONFIG, else built-in defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set sampler.steps=20 (repeatable)")
+    _add_global_options(parser, top=True)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     plugins = commands.add_parser("plugins", help="list installed plugins and what they register")
@@ -68,27 +173,37 @@ def _parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=_config_show)
 
     doctor = commands.add_parser(
-        "doctor", help="check the installation: versions, native extension, SIMD, load errors")
+        "doctor", help="check the installation: versions, native extension, SIMD, load errors, "
+                       "and the optional resources (corpora, programs, data sets) each "
+                       "command needs")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(handler=_doctor)
     add_memory_commands(commands)
 
     generate = commands.add_parser(
         "generate", help="generate from a prompt with the configured head")
-    generate.add_argument("prompt", help="the prompt (for image/audio heads: a class name)")
+    generate.add_argument("prompt", help="the prompt (for image/audio heads: a class name); "
+                                         "`-` reads prompts from stdin, one per line, and "
+                                         "generates them as one batch")
     generate.add_argument("--modality", help="text, image or audio (default: the head's)")
-    generate.add_argument("--steps", type=int, help="number of sampler steps (default: config)")
-    generate.add_argument("--seed", type=int, help="random seed for a reproducible output")
+    generate.add_argument("--steps", type=_positive_int,
+                          help="number of sampler steps (default: config)")
+    generate.add_argument("--seed", type=_seed, help="random seed for a reproducible output")
     generate.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
     generate.add_argument("--sampler", metavar="NAME",
                           help="sampler to use (default: config; `aios plugins` lists them)")
-    generate.add_argument("--length", type=int, metavar="N",
-                          help="how much to generate (text: tokens; default: the head's)")
+    generate.add_argument("--length", type=_positive_int, metavar="N",
+                          help="text: how many tokens to generate (default: the head's)")
     generate.add_argument("--infill", metavar="SUFFIX",
                           help="text: the text that must follow; the model fills the middle "
                                "between the prompt and SUFFIX")
+    generate.add_argument("--option", dest="head_options", action="append", default=[],
+                          metavar="NAME=VALUE",
+                          help="any per-request option the head declares (its "
+                               "`generation_options`; repeatable)")
     generate.add_argument("--stream", action="store_true",
-                          help="show the output while it is denoised (text: as it is unmasked)")
+                          help="text: show the output while it is denoised; image/audio: show "
+                               "each step's progress")
     generate.add_argument("--memory", metavar="DIR",
                           help="guide the generation with what this memory store retrieves "
                                "for the prompt (fill it with `aios memory add`)")
@@ -97,17 +212,18 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--remember", action="store_true",
                           help="store the prompt and the generation in the memory afterwards")
     generate.add_argument("--out", metavar="FILE",
-                          help="image/audio: the file to write (default: aios-MODALITY.png or "
-                               ".wav in the current directory)")
+                          help="write the output to FILE (image/audio default: aios-MODALITY"
+                               ".png or .wav in the current directory; text default: stdout)")
     generate.add_argument("--grid", action="store_true",
                           help="image/audio: a labelled grid, one row per class the prompt "
                                "names (comma-separated; `all` for every class)")
     generate.add_argument("--adapters", nargs="+", metavar="NAME",
-                          help="adapters to apply: `auto` (the router chooses per prompt), "
-                               "`none`, or names, each optionally NAME:WEIGHT (several: their "
-                               "outputs are mixed); default: the head's `adapters` option")
+                          help="text: adapters to apply: `auto` (the router chooses per "
+                               "prompt), `none`, or names, each optionally NAME:WEIGHT "
+                               "(several: their outputs are mixed); default: the head's "
+                               "`adapters` option")
     generate.add_argument("--explain", action="store_true",
-                          help="print the model's uncertainty about the prompt and the "
+                          help="text: print the model's uncertainty about the prompt and the "
                                "adapters chosen, on stderr")
     generate.set_defaults(handler=_generate)
     train = commands.add_parser("train", help="train a pack's model with its recipe")
@@ -132,7 +248,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
     add_quantize_command(commands)
     add_evolve_commands(commands)
-    return parser
+    return _with_global_options(parser)
 
 
 def _aios_version() -> str:
@@ -234,6 +350,8 @@ def _doctor(args: argparse.Namespace) -> int:
                         "the slower reference backends; run `scripts/dev setup` to build it")
     for plugin, facts in diagnostics.items():
         problems += [f"plugin {plugin!r} diagnostics failed: {v}" for k, v in facts if k == "error"]
+        problems += [v.problem() for _, v in facts
+                     if isinstance(v, OptionalResource) and v.problem()]
     if args.json:
         print(json.dumps({
             "aios": _aios_version(),
@@ -287,16 +405,125 @@ def _print_metrics(metrics: Any) -> None:
 # -- aios generate -----------------------------------------------------------------------------
 
 
-def _generate(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
+#: Flags of `aios generate` that are per-request head options: dest -> (option, flag). A head
+#: takes the options its `generation_options` names; the others are refused with the reason.
+HEAD_OPTION_FLAGS = {"length": ("length", "--length"), "infill": ("suffix", "--infill"),
+                     "adapters": ("adapters", "--adapters"), "explain": ("explain", "--explain")}
 
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _generate(args: argparse.Namespace) -> int:
     from aios.engine import ArrowEngine
 
     registry = default_registry()
+    prompt = _read_prompts() if args.prompt == "-" else args.prompt
+    if args.grid and not isinstance(prompt, str):
+        raise UsageError("--grid draws one row per class it names; give the classes as the "
+                         "prompt (\"shirt,sneaker\" or all), not `-`")
+    try:
+        config = load_config(args.config, _generate_overrides(args, registry), registry)
+    except ConfigError as exc:  # a bad --sampler or --modality is named by its flag
+        flag = {"sampler.name": args.sampler, "generate.modality": args.modality}
+        if exc.source == "--set" and flag.get(exc.key_path):
+            name = "--" + exc.key_path.split(".")[0].replace("generate", "modality")
+            raise UsageError(f"{name} {flag[exc.key_path]}: {exc.problem}; {exc.fix}") from None
+        raise
+    if config.sampler.steps < 1:
+        raise ConfigError(config.origins.get("sampler.steps", "(config)"), "sampler.steps",
+                          f"must be at least 1, got {config.sampler.steps}",
+                          "set a positive number of steps, e.g. --set sampler.steps=20")
+    requested = _requested_head_options(args)
+    with ArrowEngine.from_config(config, registry=registry) as engine:
+        # The head of the asked modality: the configured one may be pinned to another.
+        head = engine.head_for(args.modality) if args.modality else engine.head
+        options = _head_options(head, config, requested)
+        if args.memory is not None:
+            options["memory_guided"] = True
+        if args.remember:
+            options["remember"] = True
+        rows = grid_rows(head, prompt) if args.grid else None
+        if rows is not None:
+            prompt = [r for r in rows for _ in range(GRID_COLUMNS)]
+        elif not isinstance(prompt, str) and hasattr(head, "write"):
+            rows = prompt  # a batch from stdin: one labelled row per prompt
+        writes_files = hasattr(head, "write")  # images, audio: else the output is printed
+        if args.remember and writes_files:
+            raise UsageError(f"--remember does not apply to {head.modality} generation: the "
+                             "memory stores text generations only")
+        if args.stream and not writes_files and isinstance(prompt, str):
+            output = _generate_streaming(engine, prompt, args, options)
+        else:
+            steps = args.steps or config.sampler.steps
+            with _progress(prompt, head.modality, steps, always=args.stream) as advance:
+                output = engine.diffuse(prompt, modality=args.modality, num_steps=args.steps,
+                                        guidance_scale=args.guidance_scale, seed=args.seed,
+                                        callback=advance, **options)
+        if args.show_memory:  # on stderr, after the progress bar has gone
+            _show_memory(engine.last_request)
+        if args.explain:
+            _explain(head)
+        if writes_files or (args.out and not isinstance(output, (str, list))):
+            for path in write_output(head, output, args.out, rows):
+                print(path)
+            return 0
+    if isinstance(output, list):  # a batch: one generation per line
+        output = "\n".join(str(o).replace("\n", " ") for o in output)
+    if args.out:
+        text = f"{output}\n".encode()
+        write_atomic(args.out, lambda f: f.write(text))
+        print(args.out)
+        return 0
+    print(output)
+    return 0
+
+
+def _read_prompts() -> list[str]:
+    """`aios generate -`: one prompt per non-empty line of stdin."""
+    prompts = [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
+    if not prompts:
+        raise UsageError("`aios generate -` reads prompts from stdin, one per line, and got "
+                         "none; pipe them in, e.g. printf 'The LORD\\nA fool\\n' | aios "
+                         "generate -")
+    return prompts
+
+
+def _generate_overrides(args: argparse.Namespace, registry: Registry) -> list[str]:
+    """The config overrides `--sampler`, `--modality` and `--memory` stand for, each checked
+    first so that a mistake is named by its flag."""
     overrides = list(args.overrides)
     if args.sampler:
+        installed = registry.names("sampler")
+        if args.sampler not in installed and ":" not in args.sampler:
+            close = suggest(args.sampler, installed)
+            raise UsageError(f"--sampler {args.sampler}: no sampler of that name is installed"
+                             + (f"; did you mean {close[0]}?" if close else "")
+                             + f"; installed samplers: {', '.join(installed) or 'none'}")
         overrides.append(f"sampler.name={args.sampler}")
     if args.modality:
+        modalities = installed_modalities(registry)
+        if args.modality not in modalities:
+            raise UsageError(f"--modality {args.modality}: no installed pack generates "
+                             f"{args.modality!r}; installed modalities: "
+                             f"{', '.join(modalities) or 'none (install a modality pack)'}")
         overrides.append(f"generate.modality={args.modality}")
     if args.memory is not None:
         if not (Path(args.memory) / MANIFEST).is_file():
@@ -304,51 +531,66 @@ def _generate(args: argparse.Namespace) -> int:
                               f"fill one first: aios memory add --path {args.memory} "
                               "FILE_OR_DIR...")
         overrides.append(f"memory.path={args.memory}")
-    config = load_config(args.config, overrides, registry)
-    options: dict[str, Any] = {}
-    if args.length is not None:
-        options["length"] = args.length
-    if args.infill is not None:
-        options["suffix"] = args.infill
-    if args.memory is not None:
-        options["memory_guided"] = True
-    if args.remember:
-        options["remember"] = True
-    if args.adapters is not None:
-        options["adapters"] = args.adapters
-    if args.adapters is not None or args.explain:
-        if config.evolve.adapters_dir is not None:
-            options["adapters_dir"] = config.evolve.adapters_dir
-    if args.explain:
-        options["explain"] = True
-    with ArrowEngine.from_config(config, registry=registry) as engine:
-        # The head of the asked modality: the configured one may be pinned to another.
-        head = engine.head_for(args.modality) if args.modality else engine.head
-        rows = grid_rows(head, args.prompt) if args.grid else None
-        prompt = args.prompt if rows is None else [r for r in rows for _ in range(GRID_COLUMNS)]
-        if args.stream:
-            output = _generate_streaming(engine, args, options)
-        else:
-            # The bar goes to stderr, only on a terminal (disable=None): piped output stays clean.
-            with tqdm(desc="denoising", unit="step", disable=None, leave=False) as bar:
+    return overrides
 
-                def advance(step: int, num_steps: int, state: Any) -> None:
-                    bar.total = num_steps
-                    bar.update(1)
 
-                output = engine.diffuse(prompt, modality=args.modality,
-                                        num_steps=args.steps, guidance_scale=args.guidance_scale,
-                                        seed=args.seed, callback=advance, **options)
-        if args.show_memory:  # on stderr, after the progress bar has gone
-            _show_memory(engine.last_request)
-        if args.explain:
-            _explain(head)
-        if not isinstance(output, str) and (args.out or hasattr(head, "write")):
-            for path in write_output(head, output, args.out, rows):
-                print(path)
-            return 0
-    print(output)
-    return 0
+def installed_modalities(registry: Registry) -> list[str]:
+    """The modalities the installed heads generate (each head factory's `modality`)."""
+    found = (getattr(registry.get("head", n).factory, "modality", None)
+             for n in registry.names("head"))
+    return sorted({m for m in found if isinstance(m, str) and m})
+
+
+def _requested_head_options(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
+    """option name -> (the flag that asked for it, value), from the flags and `--option`."""
+    requested: dict[str, tuple[str, Any]] = {}
+    for dest, (option, flag) in HEAD_OPTION_FLAGS.items():
+        value = getattr(args, dest)
+        if value is not None and value is not False:
+            requested[option] = (flag, value)
+    for item in args.head_options:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--option {item!r}: expected NAME=VALUE, e.g. --option length=32")
+        requested[name.strip()] = (f"--option {name.strip()}", yaml.safe_load(value))
+    return requested
+
+
+def _head_options(head: Any, config: Config,
+                  requested: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """The requested options the head declares in `generation_options`; any other is refused,
+    saying why, rather than silently ignored."""
+    declared = getattr(head, "generation_options", None) or {}
+    for option, (flag, _) in requested.items():
+        if option not in declared:
+            takes = (f"it takes: {', '.join(declared)}" if declared
+                     else "it takes no per-request options")
+            raise UsageError(f"{flag} does not apply to {head.modality} generation: the "
+                             f"{head.modality} head has no {option!r} option ({takes})")
+    options = {option: value for option, (_, value) in requested.items()}
+    if ({"adapters", "explain"} & options.keys() and "adapters_dir" in declared
+            and config.evolve.adapters_dir is not None):
+        options.setdefault("adapters_dir", config.evolve.adapters_dir)
+    return options
+
+
+@contextmanager
+def _progress(prompt: Any, modality: str, steps: int, *, always: bool) -> Iterator[Any]:
+    """A step counter on stderr while the sampler runs: a tqdm bar on a terminal (or with
+    --stream, for heads whose partial output is not text); nothing when piped."""
+    from tqdm.auto import tqdm
+
+    count = 1 if isinstance(prompt, str) else len(prompt)
+    what = f"{count} {modality} outputs" if count > 1 else modality
+    with tqdm(desc=f"denoising {what}", total=steps, unit="step",
+              disable=None if not always else False,
+              leave=always, file=sys.stderr, dynamic_ncols=True) as bar:
+
+        def advance(step: int, num_steps: int, state: Any) -> None:
+            bar.total = num_steps
+            bar.update(1)
+
+        yield advance
 
 
 def _show_memory(request: Any) -> None:
@@ -385,7 +627,8 @@ def _explain(head: Any) -> None:
         print(f"explain: router similarity {similarity:.3f}  {name}", file=sys.stderr)
 
 
-def _generate_streaming(engine: Any, args: argparse.Namespace, options: dict[str, Any]) -> Any:
+def _generate_streaming(engine: Any, prompt: str, args: argparse.Namespace,
+                        options: dict[str, Any]) -> Any:
     """Redraw the partial output after every step on stderr (stdout gets only the result)."""
     terminal = sys.stderr.isatty()
 
@@ -397,7 +640,7 @@ def _generate_streaming(engine: Any, args: argparse.Namespace, options: dict[str
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
-    output = engine.diffuse(args.prompt, modality=args.modality, num_steps=args.steps,
+    output = engine.diffuse(prompt, modality=args.modality, num_steps=args.steps,
                             guidance_scale=args.guidance_scale, seed=args.seed, stream=show,
                             **options)
     if terminal:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aios.config import Config, load_config
-from aios.errors import ConfigError, PluginNotFoundError
+from aios.errors import ConfigError, PluginNotFoundError, UsageError, suggest
 from aios.evolve.adapters import AdapterStore
 from aios.evolve.ladder import climb, memory_texts
 from aios.memory.manifest import NAME as MANIFEST
@@ -91,6 +91,7 @@ def _evolve(args: argparse.Namespace) -> int:
         raise ConfigError("command line", "PATH", "give the new text as PATH... or "
                           "--from-memory (one of the two)",
                           "e.g. aios evolve ./new-texts/ --name mydomain")
+    _check_paths(args.paths)
     texts: list[str] = []
     if args.from_memory:
         texts = memory_texts(args.memory or config.memory.path)
@@ -122,6 +123,16 @@ def _loop(args: argparse.Namespace, config: Config, ladder: list[Any]) -> int:
         print(f"no adaptation: {report.skipped}")
     print(_table(report.table()))
     return 0
+
+
+def _check_paths(paths: list[str]) -> None:
+    """A PATH that names no file is a mistake to report before any training starts (a
+    corpus name, like `fortunes`, is checked by the pack when it is read)."""
+    for path in paths:
+        looks_like_path = path.startswith(("/", "./", "../", "~")) or Path(path).suffix
+        if looks_like_path and not Path(path).expanduser().exists():
+            raise UsageError(f"{path} does not exist; give .txt files, folders of them, or "
+                             "a corpus name (e.g. fortunes)")
 
 
 def _print_ladder(config: Config) -> None:
@@ -165,6 +176,14 @@ def _list(args: argparse.Namespace) -> int:
 
 def _delete(args: argparse.Namespace) -> int:
     store = adapter_store(load_config(args.config, args.overrides, default_registry()))
+    known = {info.name for info in store.list()}
+    unknown = [name for name in args.names if name not in known]
+    if unknown:
+        close = suggest(unknown[0], known)
+        raise UsageError(f"no adapter {unknown[0]!r} in {store.directory}"
+                         + (f"; did you mean {close[0]!r}?" if close else "")
+                         + f" (adapters there: {', '.join(sorted(known)) or 'none'}); "
+                         "`aios adapters list` shows them")
     for name in args.names:
         store.delete(name)
         _forget_centroids(store, name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aios.errors import AiosError
+from aios.errors import AiosError, UsageError
 from aios.registry import Registry
 
 #: Samples per class in a `--grid`.
@@ -20,7 +20,8 @@ GRID_COLUMNS = 8
 
 def grid_rows(head: Any, prompt: str) -> list[str]:
     if not hasattr(head, "grid_rows"):
-        raise AiosError(f"the {head.modality} head draws no grids; drop --grid")
+        raise UsageError(f"--grid does not apply to {head.modality} generation: the "
+                         f"{head.modality} head draws no grids; drop --grid")
     return head.grid_rows(prompt)
 
 

@@ -2,6 +2,7 @@
 
     aios memory add --path DIR PATH...             text files / directories: chunked, embedded
     aios memory add --path DIR [--dim N] FILE      records from .jsonl, .parquet, .arrow or .npy
+    aios memory search --path DIR --text "..."     the passages nearest some words
     aios memory search --path DIR --query "[...]"  top-k (or --query-file vectors.npy)
     aios memory get|delete --path DIR ID...
     aios memory stats|compact|export --path DIR
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ from tqdm import tqdm
 
 from aios.memory import Filter, MemoryStore, open_memory
 from aios.memory.errors import InvalidRecordError
+from aios.memory.manifest import NAME as MANIFEST
 
 #: Records per write when adding from a file: each batch is one fsynced log entry.
 ADD_BATCH = 10_000
@@ -59,8 +62,10 @@ def add_memory_commands(commands: argparse._SubParsersAction) -> None:
                                       "e.g. i8 or i8,f16 (kept as the store's setting)")
     add.add_argument("--embedder", help="embedder for text (default: memory.embedder)")
 
-    search = action("search", "the records nearest a query vector", _search)
+    search = action("search", "the records nearest a text or a query vector", _search)
     query = search.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text", help="words to search for: embedded with the embedder that "
+                                      "filled the store; shows each passage, score and source")
     query.add_argument("--query", help='the query vector as JSON, e.g. "[0.1, 0.2, ...]"')
     query.add_argument("--query-file", help="a .npy file with one query (or a batch of them)")
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
@@ -96,6 +101,9 @@ def add_memory_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _open(args: argparse.Namespace, dim: int | None = None, **options: Any) -> MemoryStore:
+    if options.get("read_only") and not (Path(args.path).expanduser() / MANIFEST).is_file():
+        raise InvalidRecordError(f"no memory store at {args.path}; fill one first: aios memory "
+                                 f"add --path {args.path} FILE_OR_DIR...")
     return open_memory(args.path, dim, backend=args.backend, **options)
 
 
@@ -106,9 +114,13 @@ def _add(args: argparse.Namespace) -> int:
     records = [Path(p) for p in args.paths if Path(p).suffix.lower() in RECORD_SUFFIXES]
     documents = [p for p in args.paths if Path(p).suffix.lower() not in RECORD_SUFFIXES]
     options = {} if args.copies is None else {"copies": args.copies}
+    for path in (*records, *map(Path, documents)):
+        if not path.exists():
+            raise InvalidRecordError(f"{path} does not exist; give text files or directories, "
+                                     "or record files (.jsonl, .parquet, .arrow, .npy)")
     for path in records:
         if not path.is_file():
-            raise InvalidRecordError(f"{path} does not exist or is not a file")
+            raise InvalidRecordError(f"{path} is not a file")
         _add_records(args, path, options)
     if documents:
         _add_documents(args, documents, options)
@@ -177,16 +189,14 @@ def _read_records(path: Path, modality: str) -> tuple[int, Iterator[dict[str, An
 
 
 def _search(args: argparse.Namespace) -> int:
-    if args.query is not None:
-        try:
-            query = np.asarray(json.loads(args.query), dtype=np.float32)
-        except (ValueError, TypeError):
-            raise InvalidRecordError("--query must be a JSON list of numbers") from None
-    else:
-        query = np.load(args.query_file)
+    query = None if args.text is not None else _query_vector(args)
     chosen = Filter(modality=args.modality, category=args.category, source=args.source,
                     since=args.since, until=args.until, min_quality=args.min_quality)
     with _open(args, read_only=True) as store:
+        if args.text is not None:
+            if not args.text.strip():
+                raise InvalidRecordError("--text is empty; give the words to search for")
+            query = _text_embedder(args, store).embed([args.text])[0]
         found = store.search(query, args.k, metric=args.metric, filter=chosen,
                              threshold=args.threshold, precision=args.precision)
     results = [found] if not isinstance(found, list) else found
@@ -198,8 +208,73 @@ def _search(args: argparse.Namespace) -> int:
     for n, result in enumerate(results):
         if len(results) > 1:
             print(f"query {n}:")
-        _print_records(result.records, result.scores)
+        if args.text is not None:
+            _print_passages(result.records, result.scores)
+        else:
+            _print_records(result.records, result.scores)
     return 0
+
+
+def _query_vector(args: argparse.Namespace) -> np.ndarray:
+    if args.query is not None:
+        try:
+            return np.asarray(json.loads(args.query), dtype=np.float32)
+        except (ValueError, TypeError):
+            raise InvalidRecordError("--query must be a JSON list of numbers") from None
+    path = Path(args.query_file)
+    if not path.is_file():
+        raise InvalidRecordError(f"--query-file {path}: no such file; give a .npy file with a "
+                                 "query vector (np.save), or search by words with --text")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvalidRecordError(f"--query-file {path} is not a .npy array ({exc}); write one "
+                                 "with np.save") from None
+
+
+def store_embedder_name(store: MemoryStore) -> str | None:
+    """The embedder that filled the store, as `memory add` records it beside each passage
+    (None for a store of bare vectors)."""
+    for batch in store.batches():
+        for extra in batch.column("metadata").field("extra").to_pylist():
+            try:
+                name = json.loads(extra).get("embedder") if extra else None
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(name, str):
+                return name
+    return None
+
+
+def _text_embedder(args: argparse.Namespace, store: MemoryStore) -> Any:
+    """The store's own embedder, so that the query lands in the space its passages are in."""
+    from aios.memory.embedding import build_embedder
+    from aios.memory.ingest import check_store_fits
+
+    name = store_embedder_name(store)
+    if name is None:
+        if not store.count():
+            raise InvalidRecordError(f"the store at {args.path} is empty; fill it first: "
+                                     f"aios memory add --path {args.path} FILE_OR_DIR...")
+        from aios.config import load_config
+        from aios.registry import default_registry
+
+        name = load_config(args.config, args.overrides, default_registry()).memory.embedder
+    embedder = build_embedder(name)
+    check_store_fits(store, embedder)
+    return embedder
+
+
+def _print_passages(table: pa.Table, scores: np.ndarray) -> None:
+    """Best first: the score and source on one line, the passage's text indented below."""
+    if not table.num_rows:
+        print("nothing found (an empty store, or nothing above --threshold)")
+        return
+    for n, record in enumerate(table.to_pylist()):
+        source = record["metadata"].get("source") or record["id"]
+        print(f"{scores[n]:.3f}  {source}")
+        text = " ".join(record["content"].split())
+        print(textwrap.fill(text, width=100, initial_indent="    ", subsequent_indent="    "))
 
 
 def _get(args: argparse.Namespace) -> int:

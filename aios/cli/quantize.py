@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from aios.errors import ConfigError
+from aios.errors import ConfigError, UsageError
 
 #: Flags that become quantizer options when given (flag dest -> factory keyword).
 _OPTION_FLAGS = {"bits": "bits", "group_size": "group_size", "symmetric": "symmetric",
@@ -74,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     except TypeError as exc:
         raise ConfigError("command line", "quantizer", str(exc),
                           "see `aios quantize --help` for the options") from exc
+    if not Path(args.model).is_file():
+        raise UsageError(f"{args.model}: no such file; give the model file to quantize (.arrow, "
+                         ".safetensors, .parquet or a torch state_dict .pt)")
     tensors = read_model(args.model)
     calibration = _read_calibration(args.calibration) if args.calibration else None
     quantized = quantizer.quantize_model(tensors, calibration=calibration, progress=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -215,17 +216,27 @@ def read_model(path: str | os.PathLike[str]) -> Mapping[str, Any]:
         f".safetensors, Parquet weights or a torch state_dict (.pt)")
 
 
+class NotAStateDictError(WeightFileError):
+    """A torch file holds something other than a state_dict: the user gave the wrong file."""
+
+    exit_code = 2
+
+
 def _read_torch(path: Path) -> Mapping[str, Any]:
     import torch
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # a pickled module or other object: a user mistake
+        raise NotAStateDictError(
+            f"{path} holds pickled Python objects (e.g. a whole module), not a state_dict; "
+            "save the weights with torch.save(model.state_dict(), path)") from exc
     except Exception as exc:
         raise WeightFileError(f"cannot load torch checkpoint {path}: {exc}") from exc
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightFileError(f"{path} does not hold a state_dict (a dict of tensors); save "
+        raise NotAStateDictError(f"{path} does not hold a state_dict (a dict of tensors); save "
                               f"one with torch.save(model.state_dict(), path)")
     return state

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.errors import AiosError
+from aios.errors import AiosError, UsageError
 from aios.models.backbone_config import read_model_config
 from aios.models.backbone_numpy import ArrayBackbone, load_arrays, silu
 from aios.protocols import GaussianState, GenerationRequest, Guided
@@ -128,7 +128,7 @@ class ClassConditionalHead:
             return int(prompt)
         key = _normalise(str(prompt))
         if key not in self._lookup:
-            raise AiosError(f"{prompt!r} is not a class this {self.modality} model knows; "
+            raise UsageError(f"{prompt!r} is not a class this {self.modality} model knows; "
                             f"prompt one of: {', '.join(self.classes)}")
         return self._lookup[key]
 

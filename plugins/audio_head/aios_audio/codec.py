@@ -155,15 +155,21 @@ class SpectralCodec:
         return cls(**{k: v for k, v in settings.items() if k in names})
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Triangular filters (n_mels, n_fft // 2 + 1) evenly spaced on the mel scale."""
+def mel_band_edges(sample_rate: int, n_mels: int) -> np.ndarray:
+    """(n_mels + 2,) frequencies in Hz evenly spaced on the mel scale: band i rises from
+    edge i, peaks at edge i + 1 (its centre) and falls to edge i + 2."""
     def mel(hz: np.ndarray) -> np.ndarray:
         return 2595.0 * np.log10(1.0 + hz / 700.0)
 
     def hz(m: np.ndarray) -> np.ndarray:
         return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
-    edges = hz(np.linspace(0.0, mel(np.array(sample_rate / 2)), n_mels + 2))
+    return hz(np.linspace(0.0, mel(np.array(sample_rate / 2)), n_mels + 2))
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Triangular filters (n_mels, n_fft // 2 + 1) evenly spaced on the mel scale."""
+    edges = mel_band_edges(sample_rate, n_mels)
     bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bins - lower) / (centre - lower)

@@ -35,3 +35,15 @@ def train_audio(recipe: str | None = None, out: str = "runs/audio",
 @aios.hookimpl
 def aios_register_recipes(register: Callable[..., None]) -> None:
     register("audio", train_audio)
+
+
+@aios.hookimpl
+def aios_diagnostics(report: Callable[[str, Any], None]) -> None:
+    """espeak-ng renders the words the recipe trains on and the evaluation scores with."""
+    import shutil
+
+    from aios.resources import OptionalResource
+
+    report("resource espeak-ng", OptionalResource(
+        "espeak-ng", shutil.which("espeak-ng") is not None,
+        ("aios train audio", "aios eval audio"), "apt-get install espeak-ng"))

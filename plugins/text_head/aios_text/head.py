@@ -28,11 +28,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from aios.errors import AiosError
+from aios.errors import AiosError, UsageError
 from aios.models import ArrayKVCache
 from aios.protocols import GenerationRequest, MaskedState
 from aios_text.adapted import AdaptedModels
@@ -71,6 +71,15 @@ class TextDiffusionHead:
     #: The shipped model; other packs' recipes with `backbone_from: text` build on it.
     default_model = DEFAULT_MODEL
     family = "discrete"
+    #: The per-request options `initial_state` reads (`request.options`), with what each does:
+    #: the command line passes these through and refuses any other.
+    generation_options: ClassVar[dict[str, str]] = {
+        "length": "new tokens to generate",
+        "suffix": "text that must follow; the model fills the middle (infilling)",
+        "adapters": "adapters to apply: auto, none, or NAME[:WEIGHT] names",
+        "adapters_dir": "where the adapters are kept",
+        "explain": "record the uncertainty and the adapters chosen in last_explain",
+    }
 
     def __init__(self, model: str = "", length: int = 64, prefix_cache: bool = True,
                  adapters: str = "none", adapters_dir: str = "") -> None:
@@ -108,7 +117,7 @@ class TextDiffusionHead:
         prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
         length = int(request.options.get("length", self.length))
         if length < 1:
-            raise ValueError(f"length must be positive, got {length}")
+            raise UsageError(f"length must be positive, got {length}")
         suffix = request.options.get("suffix")
         suffix_ids = self.tokenizer.encode(suffix) if suffix else []
         rows = [ids + [self.tokenizer.mask_id] * length + suffix_ids
@@ -116,8 +125,11 @@ class TextDiffusionHead:
         width = max(len(r) for r in rows)
         limit = self.model.backbone.config.max_len
         if width > limit:
-            raise ValueError(f"prompt + length + suffix is {width} tokens, more than the model's "
-                             f"{limit}; shorten them")
+            most = limit - (width - length)
+            fix = (f"ask for at most {most} new tokens (--length {most})" if most > 0
+                   else "shorten the prompt or the suffix")
+            raise UsageError(f"prompt + length + suffix is {width} tokens, more than the "
+                             f"model's {limit}; {fix}")
         context = context_ids(self.tokenizer, request.context, limit - width)
         rows = [context + row for row in rows]
         width += len(context)

@@ -67,3 +67,12 @@ def aios_register_adapters(register: Callable[..., None]) -> None:
              summary="L1: zero-initialised side branches beside the backbone's last blocks")
     register("lora", LoRAKind, priority=-LoRAKind.level,
              summary="L2: LoRA on the backbone's attention and feed-forward projections")
+
+
+@aios.hookimpl
+def aios_diagnostics(report: Callable[[str, Any], None]) -> None:
+    """The Debian corpora training, evaluation and evolution read (`aios doctor` checks them)."""
+    from aios_text.corpus import resources
+
+    for resource in resources():
+        report(f"resource {resource.name}", resource)
