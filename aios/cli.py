@@ -18,6 +18,7 @@ from aios.cli_evolve import add_evolve_commands
 from aios.cli_media import GRID_COLUMNS, grid_rows, head_parameter_rows, write_output
 from aios.cli_memory import add_memory_commands
 from aios.cli_quantize import add_quantize_command
+from aios.cli_weights import add_weights_commands
 from aios.config import Config, load_config
 from aios.errors import AiosError, ConfigError
 from aios.hookspecs import CONTRACT_VERSION
@@ -130,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
                                "the model's own held-out split)")
     evaluate.set_defaults(handler=_evaluate)
     add_quantize_command(commands)
+    add_weights_commands(commands)
     add_evolve_commands(commands)
     return parser
 
