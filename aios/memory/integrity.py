@@ -157,12 +157,10 @@ def _recover(directory: Path) -> RecoveryReport:
     manifest = manifests.read(directory)  # a damaged manifest needs a backup: nothing to keep
     aside = directory / f"damaged-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}"
 
+    to_move: list[str] = []  # moved only once the new manifest no longer names them
+
     def move_aside(name: str) -> None:
-        aside.mkdir(exist_ok=True)
-        source = directory / name
-        if source.exists():
-            shutil.move(str(source), aside / name)
-        report.moved_to = aside
+        to_move.append(name)
 
     kept: list[manifests.SegmentEntry] = []
     for entry in manifest.segments:
@@ -207,6 +205,8 @@ def _recover(directory: Path) -> RecoveryReport:
     except (ValueError, TypeError):
         retention, report.retention_cleared = {}, True
 
+    if not report.changed:
+        return report
     generation = manifest.generation + 1
     new_log = directory / manifests.wal_name(generation)
     with open(new_log, "wb") as f:
@@ -218,9 +218,14 @@ def _recover(directory: Path) -> RecoveryReport:
     fsync_dir(directory)
     manifests.write(directory, replace(manifest, generation=generation, segments=tuple(kept),
                                        retention=retention))
-    if report.log_damage is not None and log.exists():
+    if report.log_damage is not None:
         move_aside(log.name)
     elif log.exists():
         log.unlink()
+    for name in to_move:
+        if (directory / name).exists():
+            aside.mkdir(exist_ok=True)
+            shutil.move(str(directory / name), aside / name)
+            report.moved_to = aside
     fsync_dir(directory)
     return report
