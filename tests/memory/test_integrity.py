@@ -6,12 +6,10 @@ Each case of issue 23's "damaged WAL" and "no checksum" findings is one test her
 import json
 import struct
 
-import numpy as np
 import pytest
 
 from aios.cli import main
-from aios.memory import CorruptStoreError, open_memory
-from aios.memory import wal
+from aios.memory import CorruptStoreError, open_memory, wal
 from aios.memory.integrity import check, recover
 
 from .conftest import unit_rows
@@ -63,7 +61,7 @@ def reference_store(tmp_path):
 
 
 def test_every_flipped_byte_of_a_log_is_detected(tmp_path):  # the log is the same on backends
-    path, log = logged_store(reference_store(tmp_path), n=1)
+    _, log = logged_store(reference_store(tmp_path), n=1)
     pristine = log.read_bytes()
     for at in range(len(pristine)):
         data = bytearray(pristine)
