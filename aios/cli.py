@@ -24,6 +24,7 @@ from aios.errors import AiosError, ConfigError
 from aios.hookspecs import CONTRACT_VERSION
 from aios.memory.manifest import NAME as MANIFEST
 from aios.registry import KINDS, Registration, Registry, default_registry
+from aios.schedules import trust_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    if args.trust_code:
+        trust_code()
     try:
         return args.handler(args)
     except AiosError as exc:
@@ -50,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="YAML config file (default: $AIOS_CONFIG, else built-in defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set sampler.steps=20 (repeatable)")
+    parser.add_argument("--trust-code", action="store_true",
+                        help="let config values and model files name Python code "
+                             "(`module:function` schedules); off unless $AIOS_TRUST_CODE=1")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     plugins = commands.add_parser("plugins", help="list installed plugins and what they register")
