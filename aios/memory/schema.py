@@ -50,9 +50,10 @@ def dim_of(schema_: pa.Schema) -> int:
     return schema_.field("embedding").type.list_size
 
 
-#: The largest magnitude of a vector component. Squared distances of 65536-dimensional vectors
-#: within it stay below float32's maximum (3.4e38), so every metric is finite on every backend.
-MAX_COMPONENT = 1e15
+#: The largest magnitude of a vector component. Squared distances and the products of squared
+#: norms (cosine) of 65536-dimensional vectors within it stay far below float32's maximum (3.4e38),
+#: so every metric is finite on every backend (at 1e15, native cosine overflowed).
+MAX_COMPONENT = 1e6
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
