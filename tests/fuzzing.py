@@ -94,20 +94,26 @@ def variants_flipping(positions: Sequence[int], values: Sequence[int] = (0xFF,)
 
 
 def fuzz(pristine: Path, loader: str, variants: list[tuple[str, int, int]], *,
-         error: str = "aios.errors.AiosError", timeout: float = 600.0) -> FuzzReport:
+         error: str = "aios.errors.AiosError", timeout: float = 600.0,
+         target: Path | None = None, named: str | None = None) -> FuzzReport:
     """Load every variant of `pristine` in child processes; see the module docstring.
 
-    An error must name the damaged file (its path appears in the message).
+    Each variant is written to `target` (default: a file of the same name in a temporary
+    directory) and `loader` is called with that path. An error must name the damaged file:
+    `named` (default: the target's path) must appear in its message.
     """
     report = FuzzReport()
     with tempfile.TemporaryDirectory() as tmp:
-        target = str(Path(tmp) / pristine.name)
+        target = str(target or Path(tmp) / pristine.name)
         start = 0
-        env = {**os.environ, "PYTHONFAULTHANDLER": ""}
+        tests = str(Path(__file__).parent)  # loaders may live in test modules
+        env = {**os.environ, "PYTHONFAULTHANDLER": "",
+               "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
         while start < len(variants):
             spec = {"loader": loader, "error": error, "file": str(pristine), "target": target,
-                    "variants": variants, "start": start, "name": target}
+                    "variants": variants, "start": start, "name": named or target}
             child = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(spec),
+                                   cwd=Path(__file__).parent.parent,
                                    capture_output=True, text=True, timeout=timeout, env=env)
             current, done = start, start
             for line in child.stdout.splitlines():

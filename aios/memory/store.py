@@ -354,7 +354,7 @@ class MemoryStore:
                 entries, self._wal_length = wal.read(self.path / self._manifest.wal)
                 break
             except (FileNotFoundError, CorruptStoreError):
-                if attempt == 19 or not self.read_only:
+                if attempt == 19 or not self.read_only or not self._manifest_moved_on():
                     if not (self.path / manifests.NAME).exists():
                         raise StoreError(f"{self.path} is not a memory store (no "
                                          f"{manifests.NAME})") from None
@@ -363,6 +363,15 @@ class MemoryStore:
         self._changed_segments = False  # deletions in flushed segments the manifest lacks
         for entry in entries:
             self._apply(entry.kind, entry.batch)
+
+    def _manifest_moved_on(self) -> bool:
+        """Whether a writer replaced the manifest since we read it (then a retry can succeed;
+        otherwise the damage is real and retrying only delays the error)."""
+        read = getattr(self, "_manifest", None)
+        try:
+            return read is None or manifests.read(self.path).generation != read.generation
+        except (FileNotFoundError, CorruptStoreError):
+            return False  # the manifest is replaced by rename, never seen half-written
 
     def _open_segment(self, entry: manifests.SegmentEntry) -> Segment:
         table, mapped = segments.load(self.path, entry, self.dim)
