@@ -4,8 +4,13 @@ Why Arrow IPC: a file is mapped into memory and every tensor becomes a NumPy vie
 pages, so opening a model costs a few page faults instead of reading and unpickling it (which is
 what ``torch.load`` does). Each tensor's bytes start on a 64-byte boundary (SIMD loads and the
 native kernels want that), each row carries a CRC-32 of its bytes, checked the first time the
-tensor is read, and the schema metadata carries the format name and version, so a truncated
-file, a flipped bit or a file from a newer aios is refused with a clear error.
+tensor is read, the schema metadata carries a CRC-32 of the index (names, shapes, dtypes,
+layouts, checksums) and of the user metadata, checked at open, and the format name and version,
+so a truncated file, a flipped bit or a file from a newer aios is refused with a clear error.
+
+Opening validates the file's whole Arrow structure (offsets, lengths, UTF-8) and every row's
+declared layout against the bytes it has before any buffer is read: Arrow's reader trusts what
+it finds, and reading a damaged file unchecked crashed the process (SIGSEGV, SIGABRT, SIGBUS).
 
 Row schema: ``data`` (the tensor's bytes: raw values, or packed low-bit codes), ``name``,
 ``shape``, ``dtype`` (the dtype of the values, or the original dtype of a quantized tensor), and
@@ -46,6 +51,11 @@ _KEY_FORMAT = b"aios.format"
 _KEY_VERSION = b"aios.format_version"
 _KEY_METADATA = b"aios.metadata"
 _KEY_ALIGN = b"aios.align"
+_KEY_INDEX_CRC = b"aios.index_crc32"
+#: The columns the index checksum covers: everything but the tensor bytes (which each row's
+#: `checksum` covers).
+_INDEX_COLUMNS = ("name", "shape", "dtype", "quant_type", "bits", "group_size", "quant_axis",
+                  "padding", "checksum")
 
 SCHEMA = pa.schema([
     pa.field("data", pa.large_binary(), nullable=False),
@@ -88,6 +98,8 @@ def save_weights(
         _KEY_VERSION: str(FORMAT_VERSION).encode(),
         _KEY_METADATA: json.dumps(dict(metadata or {}), sort_keys=True).encode(),
     }
+    index = {name: [r.get(name) for r in rows] for name in _INDEX_COLUMNS}
+    meta[_KEY_INDEX_CRC] = f"{_index_crc(index, meta[_KEY_METADATA]):08x}".encode()
     meta[_KEY_ALIGN] = b" " * _alignment_pad(table, meta)
     write_atomic(path, lambda sink: _write_ipc(sink, table.replace_schema_metadata(meta)))
     return path
@@ -126,6 +138,14 @@ def _row(name: str, tensor: Any) -> dict[str, Any]:
     data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
     return {"data": data, "name": name, "shape": list(array.shape), "dtype": str(array.dtype),
             "checksum": _crc(data, None, None)}
+
+
+def _index_crc(columns: Mapping[str, list[Any]], metadata: bytes) -> int:
+    """CRC-32 of the tensor index (names, shapes, dtypes, layouts, data checksums) and the
+    metadata: what the per-tensor checksums do not cover, so a flipped byte in a name or in the
+    model's config is refused too."""
+    index = json.dumps([columns[name] for name in _INDEX_COLUMNS], separators=(",", ":"))
+    return zlib.crc32(metadata, zlib.crc32(index.encode()))
 
 
 def _crc(data: np.ndarray, scales: bytes | None, zeros: bytes | None) -> int:
@@ -201,6 +221,7 @@ class WeightFile(Mapping[str, Tensor]):
                         for name in ("data", "scales", "zero_points")}
         for i in range(table.num_rows):
             _check_row(self.path, self._columns, self._binary, i)
+        _check_index(self.path, self._columns, meta)
         self._index = {name: i for i, name in enumerate(self._columns["name"])}
         if len(self._index) != table.num_rows:
             raise WeightFileError(f"{self.path} names a tensor twice; the file is corrupt, write "
@@ -327,6 +348,17 @@ def _read_checked(path: Path, source: pa.NativeFile) -> tuple[pa.Table, Mapping[
             f"an Arrow IPC file): {str(exc).splitlines()[0] if str(exc) else exc!r}; write it "
             "again or copy it completely") from exc
     return table, schema.metadata or {}
+
+
+def _check_index(path: Path, columns: Mapping[str, list[Any]],
+                 meta: Mapping[bytes, bytes]) -> None:
+    stored = meta.get(_KEY_INDEX_CRC)
+    if stored is None:
+        return  # written before the index checksum: its tensors' checksums still apply
+    if stored != f"{_index_crc(columns, meta.get(_KEY_METADATA, b'{}')):08x}".encode():
+        raise WeightFileError(f"{path}: its tensor index or metadata fails its checksum (a "
+                              "name, shape or config value changed on disk); the file is "
+                              "corrupt, write or copy it again")
 
 
 def _metadata(path: Path, meta: Mapping[bytes, bytes]) -> dict[str, str]:
