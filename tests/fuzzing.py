@@ -82,6 +82,7 @@ class FuzzReport:
 
     outcomes: Counter = field(default_factory=Counter)
     failures: list[tuple[tuple[str, int, int], str]] = field(default_factory=list)
+    by_variant: dict[int, str] = field(default_factory=dict)  # index -> outcome kind
 
     @property
     def crashes(self) -> int:
@@ -124,6 +125,7 @@ def fuzz(pristine: Path, loader: str, variants: list[tuple[str, int, int]], *,
                 kind = outcome.split(":")[0] if outcome.startswith("other") else outcome
                 kind = "error-unnamed" if kind.startswith("error-unnamed") else kind
                 report.outcomes[kind] += 1
+                report.by_variant[current] = kind
                 if kind not in ("loaded", "error"):
                     report.failures.append((tuple(variants[current]), outcome))
                 done = current + 1
@@ -134,6 +136,7 @@ def fuzz(pristine: Path, loader: str, variants: list[tuple[str, int, int]], *,
             name = (signal.Signals(-child.returncode).name if child.returncode < 0
                     else f"exit {child.returncode}")
             report.outcomes[f"signal {name}"] += 1
+            report.by_variant[current] = f"signal {name}"
             report.failures.append((tuple(variants[current]), name))
             start = current + 1
     return report

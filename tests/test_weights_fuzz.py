@@ -52,10 +52,16 @@ def regions(path: Path) -> dict[str, range]:
             "footer": range(footer_start, len(raw))}
 
 
-def test_every_flipped_byte_of_a_weight_file_is_an_error_naming_it_or_harmless(weight_file):
-    variants = variants_flipping(range(weight_file.stat().st_size), (0xFF, 0x01))
-    report = fuzz(weight_file, "aios.weights:load_weights", variants,
-                  error="aios.errors.WeightFileError")
+@pytest.fixture(scope="module")
+def flips(weight_file):
+    """Every byte of the file flipped (^0xFF) in turn, loaded in child processes."""
+    variants = variants_flipping(range(weight_file.stat().st_size), (0xFF,))
+    return variants, fuzz(weight_file, "aios.weights:load_weights", variants,
+                          error="aios.errors.WeightFileError")
+
+
+def test_every_flipped_byte_of_a_weight_file_is_an_error_naming_it_or_harmless(flips):
+    variants, report = flips
     assert report.crashes == 0, report.failures[:10]
     assert report.failures == []  # no other exception, no error without the file's name
     assert report.outcomes["error"] > len(variants) // 3
@@ -64,12 +70,12 @@ def test_every_flipped_byte_of_a_weight_file_is_an_error_naming_it_or_harmless(w
 @pytest.mark.parametrize("region", ["header", "schema and batch metadata",
                                     "offsets, names, shapes and layouts", "tensor data",
                                     "scales, zero points and checksums", "footer"])
-def test_damage_in_each_region_of_a_weight_file_is_refused(weight_file, region):
+def test_damage_in_each_region_of_a_weight_file_is_refused(weight_file, flips, region):
+    variants, report = flips
     part = regions(weight_file)[region]
-    report = fuzz(weight_file, "aios.weights:load_weights",
-                  variants_flipping(part, (0xFF,)), error="aios.errors.WeightFileError")
-    assert report.crashes == 0 and report.failures == []
-    assert report.outcomes["error"] > 0, f"no damage in the {region} was noticed"
+    outcomes = [report.by_variant[i] for i, (_, at, _) in enumerate(variants) if at in part]
+    assert outcomes and "error" in outcomes, f"no damage in the {region} was noticed"
+    assert set(outcomes) <= {"error", "loaded"}
 
 
 def test_a_weight_file_truncated_anywhere_is_refused(weight_file):
