@@ -193,17 +193,34 @@ def load_config(
     return _Builder(source, origins, registry).build(data)
 
 
+#: The largest config file read: configs are a few kilobytes; more is a mistake or an attack.
+MAX_CONFIG_BYTES = 1 << 20
+#: The most values a config may hold once its aliases are expanded (a 469-byte "billion laughs"
+#: file expands to billions and used 5.7 GB before the limit).
+MAX_CONFIG_NODES = 100_000
+
+
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """Parse a file into plain data plus the 1-based line of every key path."""
     if not path.is_file():
         raise ConfigError(str(path), "(file)", "the config file does not exist",
                           "pass an existing YAML file to --config or unset $AIOS_CONFIG")
-    text = path.read_text(encoding="utf-8")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), "(file)", f"the config file is {size} bytes, more than "
+                          f"the {MAX_CONFIG_BYTES} a config may be",
+                          "pass a config file (a few kilobytes of YAML), not a data file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), "(file)", f"the config file is not UTF-8 text ({exc})",
+                          "save it as UTF-8 YAML") from None
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return {}, {}
+        _check_expanded_size(node, str(path))
         lines: dict[str, int] = {}
         _index_lines(node, "", lines)
         data = loader.construct_document(node)
@@ -214,6 +231,9 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
         raise ConfigError(where, "(document)", f"malformed YAML ({problem})",
                           "fix the YAML syntax there (check indentation, colons and quotes)"
                           ) from exc
+    except RecursionError:
+        raise ConfigError(str(path), "(document)", "the YAML nests too deeply to read",
+                          "write sections a few levels deep") from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
@@ -221,6 +241,42 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
                           f"the top level is a {type(data).__name__}, not a mapping",
                           f"write `key: value` sections: {', '.join(_TOP_LEVEL)}")
     return data, lines
+
+
+def _check_expanded_size(root: yaml.Node, where: str) -> None:
+    """Refuse a document whose aliases expand to more than `MAX_CONFIG_NODES` values (or into
+    themselves), counted on the node graph without expanding it (each node once)."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children = _children(node)
+        if children_done:
+            in_progress.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_CONFIG_NODES:
+                raise ConfigError(where, "(document)",
+                                  f"its aliases expand to more than {MAX_CONFIG_NODES} values",
+                                  "write the values out, or use fewer nested aliases")
+            continue
+        if key in in_progress:
+            raise ConfigError(where, "(document)", "an alias refers to a value that contains "
+                              "it, so it expands without end", "remove the recursive alias")
+        in_progress.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _index_lines(node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
@@ -242,10 +298,22 @@ def _parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError("--set", item, "an override must be KEY=VALUE",
                           "write it like `--set sampler.steps=20`")
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError("--set", key, f"the value is {len(raw)} characters long",
+                          "put large values in a config file")
+    if not raw.strip():
+        return key, None
+    loader = yaml.SafeLoader(raw)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        node = loader.get_single_node()
+        if node is None:
+            return key, None
+        _check_expanded_size(node, "--set")
+        value = loader.construct_document(node)
+    except (yaml.YAMLError, RecursionError):
         value = raw
+    finally:
+        loader.dispose()
     return key, value
 
 

@@ -17,17 +17,26 @@ Two kinds of forward process, two kinds of schedule:
 Custom schedules come from a callable or a table, also from a config value (`schedule_from_config`,
 `masking_schedule`), so a YAML file can say ``schedule: cosine``, ``schedule: my.module:fn`` or
 ``schedule: {alphas_cumprod: [...]}``.
+
+Data never names code unless the user says so: a ``module:function`` string imports and calls
+Python, so it is refused unless code is trusted (`trust_code`, the command line's
+``--trust-code``, or ``AIOS_TRUST_CODE=1``). Config files and model directories are data that
+travel (downloads, shared configs); a table or a built-in name does everything else they need.
+A callable passed from Python is code the caller wrote, and always accepted.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from aios.errors import AiosError
 
 #: Timestep spacings of `NoiseSchedule.timesteps` (the names diffusers uses for the same rules).
 SPACINGS = ("leading", "trailing", "linspace")
@@ -353,11 +362,37 @@ def masking_schedule(value: Any = "linear") -> MaskingSchedule:
 # -- helpers -----------------------------------------------------------------------------------
 
 
+#: Set to 1 to let config files and model directories name Python code (`module:function`).
+TRUST_CODE_ENV = "AIOS_TRUST_CODE"
+_trusted = False
+
+
+class UntrustedCodeError(AiosError, ValueError):
+    """A config value or model file names Python code and code is not trusted."""
+
+    exit_code = 2
+
+
+def trust_code(enabled: bool = True) -> None:
+    """Let `module:function` values import and call code (the CLI's ``--trust-code``)."""
+    global _trusted
+    _trusted = enabled
+
+
+def code_is_trusted() -> bool:
+    return _trusted or os.environ.get(TRUST_CODE_ENV, "").strip() == "1"
+
+
 def _import_callable(path: str) -> Callable[..., Any]:
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"unknown schedule {path!r}; name a built-in schedule or a callable as "
                          "`module.path:function`")
+    if not code_is_trusted():
+        raise UntrustedCodeError(
+            f"the schedule {path!r} names Python code (module:function), which a config file or "
+            "model directory may not run by default; use a built-in schedule or a table, or "
+            f"pass --trust-code (or set {TRUST_CODE_ENV}=1) if you trust where it came from")
     try:
         function = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:

@@ -74,7 +74,7 @@ EXAMPLES = (
 
 def generate(example: Example, directory: Path) -> list[Path]:
     """Run the example's command (its files go to `directory`); the files it wrote."""
-    from aios import cli
+    from aios.cli import app as cli
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from aios import cli
+from aios.cli import app as cli
 from conftest import make_plugin, registering
 
 HELP = "(see `aios generate --help`)"

@@ -150,7 +150,8 @@ def test_a_callable_schedule_is_tabulated_on_the_unit_interval():
                                    {"betas": [0.1, 0.2, 0.3]},
                                    {"alphas_cumprod": [0.9, 0.5, 0.1]},
                                    {"sigmas": [0.1, 1.0, 10.0]}])
-def test_schedule_from_config_accepts_names_callables_and_tables(value):
+def test_schedule_from_config_accepts_names_callables_and_tables(value, monkeypatch):
+    monkeypatch.setenv("AIOS_TRUST_CODE", "1")  # `module:function` runs only when trusted
     schedule = schedule_from_config(value)
     assert isinstance(schedule, NoiseSchedule)
     assert np.all(np.diff(schedule.alphas_cumprod) < 0)

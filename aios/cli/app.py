@@ -27,6 +27,7 @@ from aios.cli.media import GRID_COLUMNS, grid_rows, head_parameter_rows, write_o
 from aios.cli.memory import add_memory_commands
 from aios.cli.quantize import add_quantize_command
 from aios.cli.tables import table as _table
+from aios.cli.weights import add_weights_commands
 from aios.config import Config, load_config
 from aios.errors import AiosError, ConfigError, UsageError, suggest
 from aios.hookspecs import CONTRACT_VERSION
@@ -34,6 +35,7 @@ from aios.io import write_atomic
 from aios.memory.manifest import NAME as MANIFEST
 from aios.registry import KINDS, Registration, Registry, default_registry
 from aios.resources import OptionalResource
+from aios.schedules import trust_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    if args.trust_code:
+        trust_code()
     try:
         code = args.handler(args)
         sys.stdout.flush()  # a closed pipe fails here, where it is caught, not at exit
@@ -130,6 +134,11 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         group.add_argument("--debug", action="store_true",
                            **({"default": False} if top else unset),
                            help="show the traceback of a failure")
+    if "--trust-code" not in taken:
+        group.add_argument("--trust-code", action="store_true",
+                           **({"default": False} if top else unset),
+                           help="let config values and model files name Python code "
+                                "(`module:function` schedules); off unless $AIOS_TRUST_CODE=1")
 
 
 def _commands_of(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
@@ -247,6 +256,7 @@ def _parser() -> argparse.ArgumentParser:
                                "the model's own held-out split)")
     evaluate.set_defaults(handler=_evaluate)
     add_quantize_command(commands)
+    add_weights_commands(commands)
     add_evolve_commands(commands)
     return _with_global_options(parser)
 

@@ -6,6 +6,8 @@
     aios memory search --path DIR --query "[...]"  top-k (or --query-file vectors.npy)
     aios memory get|delete --path DIR ID...
     aios memory stats|compact|export --path DIR
+    aios memory check --path DIR                   read and verify every file (changes nothing)
+    aios memory recover --path DIR                 keep what verifies, set damaged files aside
 
 Kept apart from `aios.cli` so the core command stays small; `aios.cli` only hooks it in.
 """
@@ -99,6 +101,11 @@ def add_memory_commands(commands: argparse._SubParsersAction) -> None:
     export = action("export", "write every record to a Parquet file", _export)
     export.add_argument("output", help="the .parquet file to write")
 
+    action("check", "read and verify every file of a store: sizes, checksums, Arrow "
+                    "structure, log frames (changes nothing; exit 1 on damage)", _check)
+    action("recover", "after damage: keep every segment and log frame that verifies, move the "
+                      "damaged files into damaged-TIME/ inside the store", _recover)
+
 
 def _open(args: argparse.Namespace, dim: int | None = None, **options: Any) -> MemoryStore:
     if options.get("read_only") and not (Path(args.path).expanduser() / MANIFEST).is_file():
@@ -158,7 +165,7 @@ def _read_records(path: Path, modality: str) -> tuple[int, Iterator[dict[str, An
     """The number of records in `path` and an iterator of `add` keyword arguments per batch."""
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        matrix = np.load(path, mmap_mode="r")
+        matrix = _load_npy(path)
         if matrix.ndim != 2:
             raise InvalidRecordError(f"{path} holds an array of shape {matrix.shape}; a .npy of "
                                      "vectors must be 2-D (rows, dim)")
@@ -179,10 +186,26 @@ def _read_records(path: Path, modality: str) -> tuple[int, Iterator[dict[str, An
             records = [json.loads(line) for line in lines]
         except ValueError as exc:
             raise InvalidRecordError(f"{path} is not JSON lines: {exc}") from None
+        except RecursionError:
+            raise InvalidRecordError(f"{path} nests JSON too deeply to read; records are flat "
+                                     "objects") from None
         return len(records), ({"records": records[i:i + ADD_BATCH]}
                               for i in range(0, len(records), ADD_BATCH))
     raise InvalidRecordError(f"cannot read records from {path.name}: use .jsonl, .parquet, "
                              ".arrow or .npy")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A numeric .npy array, memory-mapped; anything else (pickled objects) is refused."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidRecordError(f"{path} is not a numeric .npy array ({exc}); save vectors "
+                                 "with numpy.save(path, float32_matrix)") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        raise InvalidRecordError(f"{path} holds {getattr(array, 'dtype', 'no array')} values, "
+                                 "not numbers; save a float matrix")
+    return array
 
 
 # -- search, get -------------------------------------------------------------------------------
@@ -225,11 +248,7 @@ def _query_vector(args: argparse.Namespace) -> np.ndarray:
     if not path.is_file():
         raise InvalidRecordError(f"--query-file {path}: no such file; give a .npy file with a "
                                  "query vector (np.save), or search by words with --text")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InvalidRecordError(f"--query-file {path} is not a .npy array ({exc}); write one "
-                                 "with np.save") from None
+    return _load_npy(path)
 
 
 def store_embedder_name(store: MemoryStore) -> str | None:
@@ -302,10 +321,19 @@ def _print_records(table: pa.Table, scores: np.ndarray | None = None) -> None:
         score = f"{scores[n]:.4f}  " if scores is not None else ""
         meta = {k: round(v, 4) if isinstance(v, float) else v
                 for k, v in record["metadata"].items() if v is not None}
-        content = record["content"].replace("\n", " ")
-        print(f"{score}{record['id']}  [{record['modality']}] "
+        content = printable(record["content"].replace("\n", " "))
+        print(f"{score}{printable(record['id'])}  [{record['modality']}] "
               f"{content[:80] + ('…' if len(content) > 80 else '')}"
               f"{'  ' + json.dumps(meta) if meta else ''}")
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (terminal escape sequences among them) made visible, so
+    stored content cannot move the cursor, retitle or recolour the user's terminal."""
+    return text.translate(_CONTROL)
 
 
 # -- delete, stats, compact, export ------------------------------------------------------------
@@ -344,4 +372,49 @@ def _export(args: argparse.Namespace) -> int:
     with _open(args, read_only=True) as store:
         count = store.export(args.output)
     print(f"exported {count} records to {args.output}")
+    return 0
+
+
+# -- check, recover ----------------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    from aios.memory.integrity import check
+
+    report = check(args.path)
+    for problem in report.problems:
+        print(f"damaged: {problem}", file=sys.stderr)
+    if report.unchecked:
+        print(f"note: {len(report.unchecked)} file(s) carry no checksum (written by an older "
+              f"aios; `aios memory compact` rewrites them with one): "
+              f"{', '.join(report.unchecked[:3])}")
+    if not report.ok:
+        print(f"{report.path}: {len(report.problems)} problem(s); run `aios memory recover "
+              f"--path {report.path}` to keep what verifies", file=sys.stderr)
+        return 1
+    print(f"ok: {report.path}: {report.segments} segment(s) with {report.records} records and "
+          f"{report.log_frames} log frame(s) verified")
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from aios.memory.integrity import recover
+
+    report = recover(args.path)
+    if not report.changed:
+        print(f"nothing to recover: every file of {report.path} verifies")
+        return 0
+    for name in report.dropped_segments:
+        print(f"dropped the damaged segment {name}")
+    if report.records_lost:
+        print(f"{report.records_lost} record(s) in damaged segments are lost (restore them from "
+              "a backup)")
+    for name in report.dropped_copies:
+        print(f"dropped the damaged copy {name} (rebuilt from the vectors when used)")
+    if report.log_damage:
+        print(f"write-ahead log damaged ({report.log_damage}); kept the "
+              f"{report.log_frames_kept} frame(s) that verify")
+    if report.retention_cleared:
+        print("cleared an invalid retention policy; set one with `aios memory compact`")
+    print(f"kept {report.kept_segments} segment(s); damaged files are in {report.moved_to}")
     return 0

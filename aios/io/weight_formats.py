@@ -91,21 +91,31 @@ def import_parquet(path: str | os.PathLike[str]) -> Tensors:
     same columns)."""
     try:
         table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise WeightFileError(f"cannot read Parquet weights {path}: {exc}") from exc
-    version = int((table.schema.metadata or {}).get(_PARQUET_VERSION_KEY, b"1"))
+        for batch in table.to_batches():
+            batch.validate(full=True)  # offsets and UTF-8 checked before any value is read
+        version = int((table.schema.metadata or {}).get(_PARQUET_VERSION_KEY, b"1"))
+        names = table.column_names
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise WeightFileError(f"cannot read Parquet weights {path} (damaged, or not Parquet "
+                              f"weights): {_first_line(exc)}") from exc
     if version > FORMAT_VERSION:
         raise WeightFileError(f"{path} uses weight format version {version}, newer than this "
                               f"aios reads (up to {FORMAT_VERSION}); upgrade aios")
-    missing = [n for n in PARQUET_SCHEMA.names if n not in table.column_names]
+    missing = [n for n in PARQUET_SCHEMA.names if n not in names]
     if missing:
         raise WeightFileError(f"{path} lacks the columns {missing}")
     result: Tensors = {}
+    if not table.schema.remove_metadata().equals(PARQUET_SCHEMA):
+        raise WeightFileError(f"{path}: its columns do not have the ArrowQuant types "
+                              f"({PARQUET_SCHEMA.names}); the file is damaged or not weights")
     for row in table.to_pylist():
         name, shape, data = row["layer_name"], tuple(row["shape"]), row["data"]
         try:
             if row["quant_type"] in (None, "none"):
-                result[name] = np.frombuffer(data, dtype=row["dtype"]).reshape(shape)
+                dtype = np.dtype(row["dtype"])
+                if dtype.kind not in "biuf" or dtype.fields is not None:
+                    raise ValueError(f"dtype {dtype} is not a tensor dtype")
+                result[name] = np.frombuffer(data, dtype=dtype).reshape(shape)
                 continue
             bits, symmetric = _parse_quant_type(row["quant_type"])
             group = int(row["group_size"])
@@ -118,7 +128,7 @@ def import_parquet(path: str | os.PathLike[str]) -> Tensors:
                 np.asarray(row["scales"], dtype=np.float16).reshape(rows, -1),
                 None if zeros is None else np.asarray(zeros, dtype=np.uint8).reshape(rows, -1),
                 padding).validate()
-        except (ValueError, TypeError, QuantizationError) as exc:
+        except (ValueError, TypeError, OverflowError, QuantizationError) as exc:
             raise WeightFileError(f"{path}: tensor {name!r} is malformed: {exc}") from exc
     return result
 
@@ -175,7 +185,13 @@ def import_safetensors(path: str | os.PathLike[str]) -> Tensors:
             arrays = {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError) as exc:
         raise WeightFileError(f"cannot read safetensors file {path}: {exc}") from exc
-    layouts = json.loads(metadata.get(_SAFETENSORS_QUANT_KEY, "{}"))
+    try:
+        layouts = json.loads(metadata.get(_SAFETENSORS_QUANT_KEY, "{}"))
+    except (ValueError, RecursionError):
+        layouts = None
+    if not isinstance(layouts, dict) or not all(isinstance(v, dict) for v in layouts.values()):
+        raise WeightFileError(f"{path}: its {_SAFETENSORS_QUANT_KEY!r} metadata is not a JSON "
+                              "object of layouts; the file is damaged, export it again")
     result: Tensors = {}
     for name, layout in layouts.items():
         try:
@@ -184,11 +200,16 @@ def import_safetensors(path: str | os.PathLike[str]) -> Tensors:
                 layout["symmetric"], arrays.pop(name), arrays.pop(name + SCALES_SUFFIX),
                 arrays.pop(name + ZEROS_SUFFIX, None), layout["padding"],
                 layout.get("method", "rtn")).validate()
-        except (KeyError, QuantizationError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, QuantizationError) as exc:
             raise WeightFileError(f"{path}: quantized tensor {name!r} is incomplete or "
                                   f"malformed: {exc}") from exc
     result.update(arrays)
     return result
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- any supported file ------------------------------------------------------------------------

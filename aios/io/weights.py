@@ -4,8 +4,13 @@ Why Arrow IPC: a file is mapped into memory and every tensor becomes a NumPy vie
 pages, so opening a model costs a few page faults instead of reading and unpickling it (which is
 what ``torch.load`` does). Each tensor's bytes start on a 64-byte boundary (SIMD loads and the
 native kernels want that), each row carries a CRC-32 of its bytes, checked the first time the
-tensor is read, and the schema metadata carries the format name and version, so a truncated
-file, a flipped bit or a file from a newer aios is refused with a clear error.
+tensor is read, the schema metadata carries a CRC-32 of the index (names, shapes, dtypes,
+layouts, checksums) and of the user metadata, checked at open, and the format name and version,
+so a truncated file, a flipped bit or a file from a newer aios is refused with a clear error.
+
+Opening validates the file's whole Arrow structure (offsets, lengths, UTF-8) and every row's
+declared layout against the bytes it has before any buffer is read: Arrow's reader trusts what
+it finds, and reading a damaged file unchecked crashed the process (SIGSEGV, SIGABRT, SIGBUS).
 
 Row schema: ``data`` (the tensor's bytes: raw values, or packed low-bit codes), ``name``,
 ``shape``, ``dtype`` (the dtype of the values, or the original dtype of a quantized tensor), and
@@ -45,6 +50,11 @@ _KEY_FORMAT = b"aios.format"
 _KEY_VERSION = b"aios.format_version"
 _KEY_METADATA = b"aios.metadata"
 _KEY_ALIGN = b"aios.align"
+_KEY_INDEX_CRC = b"aios.index_crc32"
+#: The columns the index checksum covers: everything but the tensor bytes (which each row's
+#: `checksum` covers).
+_INDEX_COLUMNS = ("name", "shape", "dtype", "quant_type", "bits", "group_size", "quant_axis",
+                  "padding", "checksum")
 
 SCHEMA = pa.schema([
     pa.field("data", pa.large_binary(), nullable=False),
@@ -87,6 +97,8 @@ def save_weights(
         _KEY_VERSION: str(FORMAT_VERSION).encode(),
         _KEY_METADATA: json.dumps(dict(metadata or {}), sort_keys=True).encode(),
     }
+    index = {name: [r.get(name) for r in rows] for name in _INDEX_COLUMNS}
+    meta[_KEY_INDEX_CRC] = f"{_index_crc(index, meta[_KEY_METADATA]):08x}".encode()
     meta[_KEY_ALIGN] = b" " * _alignment_pad(table, meta)
     write_atomic(path, lambda sink: _write_ipc(sink, table.replace_schema_metadata(meta)))
     return path
@@ -125,6 +137,14 @@ def _row(name: str, tensor: Any) -> dict[str, Any]:
     data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
     return {"data": data, "name": name, "shape": list(array.shape), "dtype": str(array.dtype),
             "checksum": _crc(data, None, None)}
+
+
+def _index_crc(columns: Mapping[str, list[Any]], metadata: bytes) -> int:
+    """CRC-32 of the tensor index (names, shapes, dtypes, layouts, data checksums) and the
+    metadata: what the per-tensor checksums do not cover, so a flipped byte in a name or in the
+    model's config is refused too."""
+    index = json.dumps([columns[name] for name in _INDEX_COLUMNS], separators=(",", ":"))
+    return zlib.crc32(metadata, zlib.crc32(index.encode()))
 
 
 def _crc(data: np.ndarray, scales: bytes | None, zeros: bytes | None) -> int:
@@ -191,28 +211,20 @@ class WeightFile(Mapping[str, Tensor]):
             self._source = pa.memory_map(str(self.path), "r")
         except OSError as exc:
             raise WeightFileError(f"cannot open weight file {self.path}: {exc}") from exc
-        try:
-            reader = ipc.open_file(self._source)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise WeightFileError(
-                f"{self.path} is not a complete aios weight file (truncated, or not an Arrow IPC "
-                f"file): {exc}; write it again or copy it completely") from exc
-        meta = reader.schema.metadata or {}
-        self.format_version = _check_format(self.path, meta)
-        self.metadata: dict[str, str] = json.loads(meta.get(_KEY_METADATA, b"{}"))
-        try:
-            table = reader.read_all()
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise WeightFileError(f"{self.path} is corrupt: {exc}; write it again") from exc
-        missing = [f.name for f in SCHEMA if f.name not in table.column_names]
-        if missing:
-            raise WeightFileError(f"{self.path} lacks the columns {missing}; it is not an aios "
-                                  f"weight file")
+        table, meta = _read_checked(self.path, self._source)
+        self.format_version = int(meta[_KEY_VERSION])
+        self.metadata = _metadata(self.path, meta)
         self._columns = {name: table.column(name).to_pylist()
                          for name in SCHEMA.names if name not in ("data", "scales", "zero_points")}
         self._binary = {name: _BinaryColumn(_one_chunk(table.column(name)))
                         for name in ("data", "scales", "zero_points")}
+        for i in range(table.num_rows):
+            _check_row(self.path, self._columns, self._binary, i)
+        _check_index(self.path, self._columns, meta)
         self._index = {name: i for i, name in enumerate(self._columns["name"])}
+        if len(self._index) != table.num_rows:
+            raise WeightFileError(f"{self.path} names a tensor twice; the file is corrupt, write "
+                                  "or copy it again")
         self._verified: set[int] = set()
 
     def __getitem__(self, name: str) -> Tensor:
@@ -302,6 +314,102 @@ class WeightFile(Mapping[str, Tensor]):
         return rows * cols * (col["bits"][i] or 8) // 8, rows * groups * 2, rows * groups
 
 
+#: The most dimensions a tensor may have (NumPy's own limit is 64).
+MAX_DIMS = 32
+
+
+def _read_checked(path: Path, source: pa.NativeFile) -> tuple[pa.Table, Mapping[bytes, bytes]]:
+    """The file's table and schema metadata, every Arrow structure checked before any use.
+
+    Arrow's IPC reader trusts the offsets and lengths it finds (reading them unchecked is what
+    crashed the process on a flipped byte), so each batch is validated in full (offsets inside
+    their buffers, monotone, UTF-8 names) and the schema must be exactly the weight schema
+    before a single value is read.
+    """
+    try:
+        if source.size() < 8 or source.read_at(6, 0) != b"ARROW1":
+            raise pa.ArrowInvalid("it does not start with the Arrow file magic")
+        reader = ipc.open_file(source)
+        schema = reader.schema
+        _check_format(path, schema.metadata or {})
+        if not schema.remove_metadata().equals(SCHEMA, check_metadata=False):
+            raise WeightFileError(
+                f"{path} is an Arrow file but its columns are not those of an aios weight file "
+                "(damaged, or written by another tool); write it again")
+        table = reader.read_all()
+        for batch in table.to_batches():
+            batch.validate(full=True)
+    except WeightFileError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise WeightFileError(
+            f"{path} is not a complete aios weight file (truncated, corrupt, or not "
+            f"an Arrow IPC file): {str(exc).splitlines()[0] if str(exc) else exc!r}; write it "
+            "again or copy it completely") from exc
+    return table, schema.metadata or {}
+
+
+def _check_index(path: Path, columns: Mapping[str, list[Any]],
+                 meta: Mapping[bytes, bytes]) -> None:
+    stored = meta.get(_KEY_INDEX_CRC)
+    if stored is None:
+        return  # written before the index checksum: its tensors' checksums still apply
+    if stored != f"{_index_crc(columns, meta.get(_KEY_METADATA, b'{}')):08x}".encode():
+        raise WeightFileError(f"{path}: its tensor index or metadata fails its checksum (a "
+                              "name, shape or config value changed on disk); the file is "
+                              "corrupt, write or copy it again")
+
+
+def _metadata(path: Path, meta: Mapping[bytes, bytes]) -> dict[str, str]:
+    try:
+        value = json.loads(meta.get(_KEY_METADATA, b"{}"))
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise WeightFileError(f"{path}: its metadata is not a JSON object; the file is "
+                              "corrupt, write or copy it again")
+    return value
+
+
+def _check_row(path: Path, col: dict[str, list[Any]], binary: dict[str, _BinaryColumn],
+               i: int) -> None:
+    """Refuse a row whose declared layout does not fit the bytes it has (no view reads past)."""
+    name = col["name"][i]
+
+    def bad(why: str) -> WeightFileError:
+        return WeightFileError(f"{path}: tensor {name!r} {why}; the file is corrupt, write or "
+                               "copy it again")
+
+    shape = col["shape"][i]
+    if (shape is None or len(shape) > MAX_DIMS
+            or any(d is None or d < 0 or d > 2**48 for d in shape)):
+        raise bad(f"has an impossible shape {shape!r:.80}")
+    try:
+        dtype = np.dtype(col["dtype"][i])
+    except (TypeError, ValueError):
+        raise bad(f"has an unknown dtype {col['dtype'][i]!r:.40}") from None
+    if dtype.kind not in "biuf" or dtype.byteorder == ">" or dtype.fields is not None:
+        raise bad(f"has dtype {dtype}, which a weight file cannot hold")
+    sizes = (binary["data"].size(i), binary["scales"].size(i), binary["zero_points"].size(i))
+    quant_type = col["quant_type"][i]
+    if quant_type is None:
+        if sizes[0] < math.prod(shape) * dtype.itemsize:
+            raise bad(f"holds {sizes[0]} bytes, fewer than its shape {list(shape)} needs")
+        return
+    bits, group, padding = col["bits"][i], col["group_size"][i], col["padding"][i]
+    mode = quant_type.rpartition("-")[2]
+    if (bits not in (2, 4, 8) or group is None or group < 1 or padding is None
+            or not 0 <= padding < group or not shape or mode not in ("sym", "asym")
+            or (shape[-1] + padding) % group or (mode == "asym") != (sizes[2] is not None)):
+        raise bad(f"has an impossible quantization layout ({quant_type!r:.40}, bits {bits}, "
+                  f"group {group}, padding {padding})")
+    rows, cols = math.prod(shape[:-1]), shape[-1] + padding
+    groups = cols // group
+    needs = (rows * cols * bits // 8, rows * groups * 2, rows * groups if mode == "asym" else 0)
+    if any((have or 0) < need for have, need in zip(sizes, needs, strict=True)):
+        raise bad(f"holds fewer bytes than its layout needs ({list(needs)})")
+
+
 def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
     """The column as one array: the chunk itself when there is one (no copy, as aios writes)."""
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
@@ -313,9 +421,16 @@ class _BinaryColumn:
     def __init__(self, array: pa.LargeBinaryArray) -> None:
         self._array = array
         buffers = array.buffers()
-        self._offsets = np.frombuffer(buffers[1], dtype=np.int64)[
-            array.offset:array.offset + len(array) + 1]
+        # Validation guarantees len + 1 offsets; the buffer may be longer (padding, damage).
+        self._offsets = np.frombuffer(buffers[1], dtype=np.int64,
+                                      count=array.offset + len(array) + 1)[array.offset:]
         self._values = buffers[2]
+
+    def size(self, i: int) -> int | None:
+        """The byte length of value `i` (None when null), checked against the values buffer."""
+        if not self._array[i].is_valid:
+            return None
+        return int(self._offsets[i + 1] - self._offsets[i])
 
     def view(self, i: int) -> np.ndarray | None:
         if not self._array[i].is_valid:
@@ -345,3 +460,4 @@ def _check_format(path: Path, meta: Mapping[bytes, bytes]) -> int:
 def load_weights(path: str | os.PathLike[str], *, verify: bool = True) -> WeightFile:
     """Memory-map an aios weight file; tensors are checked against their checksum when read."""
     return WeightFile(path, verify=verify)
+

@@ -40,6 +40,11 @@ class WriteLock:
             holder = _read_holder(self._fd)
             os.close(self._fd)
             self._fd = None
+            if holder == f" (pid {os.getpid()})":
+                raise StoreLockedError(
+                    f"the memory store {directory} is already open for writing in this process"
+                    f"{holder}; share that store object (it is thread-safe), close it first, or "
+                    "open this one read-only (open_memory(path, read_only=True))") from None
             raise StoreLockedError(
                 f"the memory store {directory} is open for writing by another process"
                 f"{holder}; close it there, or open this one read-only "

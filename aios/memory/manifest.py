@@ -31,6 +31,7 @@ class CopyEntry:
     precision: str
     file: str
     bytes: int
+    crc32: int | None = None  # of the whole file; None in stores written before checksums
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class SegmentEntry:
     bytes: int
     deleted: tuple[int, ...] = ()
     copies: tuple[CopyEntry, ...] = ()
+    crc32: int | None = None  # of the whole file; None in stores written before checksums
 
     def files(self) -> list[str]:
         return [self.file, *(c.file for c in self.copies)]
@@ -66,10 +68,15 @@ class Manifest:
             "wal": self.wal, "retention": self.retention, "copies": list(self.copies),
             "segments": [{"file": s.file, "rows": s.rows, "bytes": s.bytes,
                           "deleted": list(s.deleted),
-                          "copies": [{"precision": c.precision, "file": c.file,
-                                      "bytes": c.bytes} for c in s.copies]}
+                          "copies": [_with_crc({"precision": c.precision, "file": c.file,
+                                                "bytes": c.bytes}, c.crc32) for c in s.copies],
+                          **_with_crc({}, s.crc32)}
                          for s in self.segments],
         }
+
+
+def _with_crc(entry: dict[str, Any], crc: int | None) -> dict[str, Any]:
+    return entry if crc is None else {**entry, "crc32": crc}
 
 
 def wal_name(generation: int) -> str:
@@ -141,7 +148,7 @@ def _segment(path: Path, entry: Any) -> SegmentEntry:
     if not isinstance(copies, list):
         raise _bad(path, f"segment entry {entry!r:.200} has invalid copies")
     return SegmentEntry(name, rows, size, tuple(sorted(set(deleted))),
-                        tuple(_copy(path, c) for c in copies))
+                        tuple(_copy(path, c) for c in copies), _crc(path, entry))
 
 
 def _copy(path: Path, entry: Any) -> CopyEntry:
@@ -151,7 +158,14 @@ def _copy(path: Path, entry: Any) -> CopyEntry:
     if (precision not in PRECISIONS or not _is_file_name(name)
             or not _is_int(size, 0, 2**50)):
         raise _bad(path, f"copy entry {entry!r:.200} is invalid")
-    return CopyEntry(precision, name, size)
+    return CopyEntry(precision, name, size, _crc(path, entry))
+
+
+def _crc(path: Path, entry: dict[str, Any]) -> int | None:
+    crc = entry.get("crc32")
+    if crc is not None and not _is_int(crc, 0, 2**32 - 1):
+        raise _bad(path, f"entry {entry!r:.200} has an invalid crc32")
+    return crc
 
 
 def _is_file_name(name: Any) -> bool:

@@ -50,6 +50,15 @@ def dim_of(schema_: pa.Schema) -> int:
     return schema_.field("embedding").type.list_size
 
 
+#: The largest magnitude of a vector component. Squared distances and the products of squared
+#: norms (cosine) of 65536-dimensional vectors within it stay far below float32's maximum (3.4e38),
+#: so every metric is finite on every backend (at 1e15, native cosine overflowed).
+MAX_COMPONENT = 1e6
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_dim(dim: Any) -> int:
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= 65536:
         raise InvalidRecordError(
@@ -76,6 +85,12 @@ def vectors(values: Any, dim: int, what: str = "embedding") -> np.ndarray:
         row = int(np.argmin(finite))
         raise InvalidRecordError(
             f"{what} row {row} holds NaN or infinity; replace or drop that vector")
+    inside = (np.abs(array) <= MAX_COMPONENT).all(axis=1)
+    if not inside.all():
+        row = int(np.argmin(inside))
+        raise InvalidRecordError(
+            f"{what} row {row} has a component beyond ±{MAX_COMPONENT:.0e}, where float32 "
+            "distances overflow; scale the vectors down (normalising them is usual)")
     return np.ascontiguousarray(array)
 
 
@@ -227,8 +242,9 @@ def _assemble(dim: int, matrix: np.ndarray, *, ids: list[Any], contents: list[An
             raise InvalidRecordError(f"content of record {i} is a {type(c).__name__}; pass text")
     for i, q in enumerate(qualities):
         if q is not None and (isinstance(q, bool) or not isinstance(q, (int, float))
-                              or not np.isfinite(q)):
-            raise InvalidRecordError(f"quality of record {i} is {q!r}; pass a finite number")
+                              or not np.isfinite(q) or abs(q) > _FLOAT32_MAX):
+            raise InvalidRecordError(f"quality of record {i} is {q!r}; pass a finite number "
+                                     "within float32's range (±3.4e38)")
     extras_text = []
     for i, e in enumerate(extras):
         if isinstance(e, str):

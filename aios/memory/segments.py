@@ -12,6 +12,7 @@ record order when the file is opened, which costs nothing.
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,8 @@ def write(directory: Path, name: str, table: pa.Table) -> SegmentEntry:
             writer.write_table(on_disk.replace_schema_metadata(schema.metadata))
 
     write_atomic(directory / name, dump)
-    return SegmentEntry(name, len(table), os.path.getsize(directory / name))
+    return SegmentEntry(name, len(table), os.path.getsize(directory / name),
+                        crc32=file_crc(directory / name))
 
 
 _COPY_TYPES = {"f16": pa.float16(), "i8": pa.int8()}
@@ -75,7 +77,27 @@ def write_copy(directory: Path, segment: str, precision: str, matrix: np.ndarray
             writer.write_table(table.replace_schema_metadata(schema.metadata))
 
     write_atomic(directory / name, dump)
-    return CopyEntry(precision, name, os.path.getsize(directory / name))
+    return CopyEntry(precision, name, os.path.getsize(directory / name),
+                     crc32=file_crc(directory / name))
+
+
+def file_crc(path: Path) -> int:
+    """CRC-32 of a whole file, read through a memory map (zlib releases the GIL)."""
+    return crc_of(pa.memory_map(str(path), "r").read_buffer())
+
+
+def crc_of(buffer: pa.Buffer) -> int:
+    crc = 0
+    view = memoryview(buffer)
+    for start in range(0, len(view), 64 << 20):
+        crc = zlib.crc32(view[start:start + (64 << 20)], crc)
+    return crc
+
+
+def verify(path: Path, mapped: pa.Buffer, expected: int | None) -> None:
+    """Check a mapped file against the crc32 its manifest entry records (if it has one)."""
+    if expected is not None and crc_of(mapped) != expected:
+        raise _bad(path, "its contents fail their checksum (a byte changed on disk)")
 
 
 def load_copy(directory: Path, entry: CopyEntry, dim: int,
@@ -85,7 +107,9 @@ def load_copy(directory: Path, entry: CopyEntry, dim: int,
     try:
         if path.stat().st_size != entry.bytes:
             raise _bad(path, f"it is not the {entry.bytes} bytes the manifest says")
-        reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+        mapped = pa.memory_map(str(path), "r").read_buffer()
+        verify(path, mapped, entry.crc32)
+        reader = pa.ipc.open_file(mapped)
         if not reader.schema.remove_metadata().equals(copy_schema(entry.precision, dim)):
             raise _bad(path, "its schema is not that of a copy of this store's vectors")
         table = reader.read_all()
@@ -126,8 +150,12 @@ def _aligned_schema(table: pa.Table) -> pa.Schema:
     return table.schema  # not reachable with pyarrow's 8-byte padding; unaligned still works
 
 
-def load(directory: Path, entry: SegmentEntry, dim: int) -> pa.Table:
-    """Memory-map a segment and check it against its manifest entry before any use."""
+def load(directory: Path, entry: SegmentEntry, dim: int) -> tuple[pa.Table, pa.Buffer]:
+    """Memory-map a segment and check its structure against its manifest entry before any use.
+
+    Returns the table and the mapped file, whose checksum (`verify`) the store checks on the
+    segment's first read rather than here, so opening a large store stays cheap.
+    """
     path = directory / entry.file
     try:
         size = path.stat().st_size
@@ -137,8 +165,8 @@ def load(directory: Path, entry: SegmentEntry, dim: int) -> pa.Table:
     if size != entry.bytes:
         raise _bad(path, f"it is {size} bytes but the manifest says {entry.bytes}")
     try:
-        source = pa.memory_map(str(path), "r")
-        reader = pa.ipc.open_file(source)
+        mapped = pa.memory_map(str(path), "r").read_buffer()
+        reader = pa.ipc.open_file(mapped)
         if not reader.schema.remove_metadata().equals(disk_schema(dim)):
             raise _bad(path, f"its schema is not the store's (dim {dim}):\n{reader.schema}")
         table = reader.read_all()
@@ -149,7 +177,7 @@ def load(directory: Path, entry: SegmentEntry, dim: int) -> pa.Table:
         raise _bad(path, f"Arrow cannot read it ({exc})") from None
     if len(table) != entry.rows:
         raise _bad(path, f"it holds {len(table)} rows but the manifest says {entry.rows}")
-    return table
+    return table, mapped
 
 
 def validate_full(path: Path, table: pa.Table) -> None:

@@ -17,12 +17,15 @@ replaced last, so a crash at any moment leaves the previous or the next state, n
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -62,6 +65,24 @@ class Retention:
     max_age_days: float | None = None
     min_quality: float | None = None
 
+    def __post_init__(self) -> None:
+        # Checked here, at the door: a negative value saved in the manifest would make every
+        # later plain `compact` forget records nobody asked to forget.
+        n = self.max_records
+        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))
+                              or n < 1):
+            raise InvalidRecordError(f"max_records must be a positive integer, got {n!r}; "
+                                     "delete records to empty a store")
+        for name, low in (("max_age_days", 0.0), ("min_quality", None)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                    or not math.isfinite(value) or (low is not None and value <= low)
+                    or abs(value) > 1e30):
+                what = "a positive number of days" if low is not None else "a finite number"
+                raise InvalidRecordError(f"{name} must be {what}, got {value!r}")
+
     @classmethod
     def of(cls, value: Retention | Mapping[str, Any] | None) -> Retention:
         if value is None:
@@ -97,24 +118,35 @@ class Segment:
     """Rows of one segment file (or of the unflushed log) with their deletions and caches."""
 
     def __init__(self, entry: manifests.SegmentEntry | None, table: pa.Table, dim: int,
-                 directory: Path | None = None) -> None:
+                 directory: Path | None = None, mapped: pa.Buffer | None = None) -> None:
         self.entry = entry
         self.dim = dim
         self._batches: list[pa.Table] = [table]
         self._table: pa.Table | None = table
         self.directory = directory
-        # A mapped file is fully validated on first use of its non-vector columns (see `table`).
-        self._unchecked = directory / entry.file if directory and entry else None
         self.alive = np.ones(len(table), bool)
         if entry is not None:
             self.alive[list(entry.deleted)] = False
+        # Caches and first-read checks, shared with this segment's snapshots (`frozen`): a
+        # mapped file's checksum is verified on its first read, and its string columns are
+        # validated in full on first use beyond vector search (see `table`).
         self._cache: dict[str, Any] = {}
+        self._checks = _FirstRead(directory / entry.file if directory and entry else None,
+                                  mapped, entry.crc32 if entry else None)
+
+    def frozen(self) -> Segment:
+        """A snapshot that later changes to this segment (deletions, appends) do not touch."""
+        if self.entry is None:  # the unflushed rows grow: copy them, caches included
+            copy = Segment(None, self.table, self.dim)
+        else:  # the rows are immutable: share them and their caches
+            copy = object.__new__(Segment)
+            copy.__dict__.update(self.__dict__)
+        copy.alive = self.alive.copy()
+        return copy
 
     @property
     def table(self) -> pa.Table:
-        if self._unchecked is not None:
-            segments.validate_full(self._unchecked, self._batches[0])
-            self._unchecked = None
+        self._checks.full(self._batches[0])
         if self._table is None:
             self._table = pa.concat_tables(self._batches).combine_chunks()
             self._batches = [self._table]
@@ -133,6 +165,7 @@ class Segment:
         return tuple(int(r) for r in np.flatnonzero(~self.alive))
 
     def matrix(self) -> np.ndarray:
+        self._checks.checksum()
         if "f32" not in self._cache:
             # Vectors need no full validation: their buffer size was checked when mapped.
             table = self._table if self._table is not None else self.table
@@ -173,11 +206,61 @@ class Segment:
         return self.table.filter(pa.array(self.alive))
 
 
+class _FirstRead:
+    """The checks a mapped segment gets once, on first read; thread-safe and shared."""
+
+    def __init__(self, path: Path | None, mapped: pa.Buffer | None, crc32: int | None) -> None:
+        self._path = path
+        self._mapped = mapped
+        self._crc32 = crc32
+        self._summed = path is None or mapped is None
+        self._validated = path is None
+        self._lock = threading.Lock()
+
+    def checksum(self) -> None:
+        if self._summed:
+            return
+        with self._lock:
+            if not self._summed:
+                assert self._path is not None and self._mapped is not None
+                segments.verify(self._path, self._mapped, self._crc32)
+                self._summed = True
+
+    def full(self, table: pa.Table) -> None:
+        if self._validated:
+            return
+        self.checksum()
+        with self._lock:
+            if not self._validated:
+                assert self._path is not None
+                segments.validate_full(self._path, table)
+                self._validated = True
+
+
+_F = TypeVar("_F")
+
+
+def _locked(method: _F) -> _F:
+    """Run a store method under the store's lock: one change (or read of state) at a time."""
+
+    @functools.wraps(method)  # type: ignore[arg-type]
+    def run(self: MemoryStore, *args: Any, **kwargs: Any) -> Any:
+        with self._mutex:
+            return method(self, *args, **kwargs)  # type: ignore[operator]
+
+    return run  # type: ignore[return-value]
+
+
 class MemoryStore:
     """A directory of records with searchable embeddings; see `aios.open_memory`.
 
     Use it as a context manager (or call `close`): closing flushes the log into a segment and
     releases the write lock.
+
+    One store may be shared by threads (a server's requests): changes, reads of state and
+    closing run one at a time under a lock, and a search scans a snapshot taken under the lock
+    (segments are immutable; the deletion masks and unflushed rows are copied), so searches run
+    in parallel with each other and with writers, and each sees one consistent state.
     """
 
     def __init__(
@@ -193,6 +276,7 @@ class MemoryStore:
         backend: str = "reference",
     ) -> None:
         self.path = Path(path).expanduser()
+        self._mutex = threading.RLock()
         self.backend = backend
         self.read_only = read_only
         if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
@@ -264,14 +348,13 @@ class MemoryStore:
             try:
                 self._manifest = manifests.read(self.path)
                 self.dim = self._manifest.dim
-                self.retention = Retention.of(self._manifest.retention)
+                self.retention = _stored_retention(self.path, self._manifest.retention)
                 self.copies = self._manifest.copies
-                self._segments = [Segment(e, segments.load(self.path, e, self.dim), self.dim,
-                                          self.path) for e in self._manifest.segments]
+                self._segments = [self._open_segment(e) for e in self._manifest.segments]
                 entries, self._wal_length = wal.read(self.path / self._manifest.wal)
                 break
             except (FileNotFoundError, CorruptStoreError):
-                if attempt == 19 or not self.read_only:
+                if attempt == 19 or not self.read_only or not self._manifest_moved_on():
                     if not (self.path / manifests.NAME).exists():
                         raise StoreError(f"{self.path} is not a memory store (no "
                                          f"{manifests.NAME})") from None
@@ -280,6 +363,19 @@ class MemoryStore:
         self._changed_segments = False  # deletions in flushed segments the manifest lacks
         for entry in entries:
             self._apply(entry.kind, entry.batch)
+
+    def _manifest_moved_on(self) -> bool:
+        """Whether a writer replaced the manifest since we read it (then a retry can succeed;
+        otherwise the damage is real and retrying only delays the error)."""
+        read = getattr(self, "_manifest", None)
+        try:
+            return read is None or manifests.read(self.path).generation != read.generation
+        except (FileNotFoundError, CorruptStoreError):
+            return False  # the manifest is replaced by rename, never seen half-written
+
+    def _open_segment(self, entry: manifests.SegmentEntry) -> Segment:
+        table, mapped = segments.load(self.path, entry, self.dim)
+        return Segment(entry, table, self.dim, self.path, mapped)
 
     def _remove_orphans(self) -> None:
         """Files a killed writer left behind that the manifest does not name."""
@@ -292,6 +388,7 @@ class MemoryStore:
 
     # -- writing ---------------------------------------------------------------------------
 
+    @_locked
     def add(self, records: Any = None, **columns: Any) -> list[str]:
         """Store records and return their ids (generated where not given).
 
@@ -309,6 +406,7 @@ class MemoryStore:
         self._log_and_apply(wal.ADD, batch)
         return schemas.take_ids(batch)
 
+    @_locked
     def update(self, records: Any = None, **columns: Any) -> list[str]:
         """Replace existing records (matched by id) with new versions, atomically."""
         self._writable()
@@ -322,6 +420,7 @@ class MemoryStore:
         self._log_and_apply(wal.UPDATE, batch)
         return ids
 
+    @_locked
     def delete(self, ids: str | Sequence[str]) -> int:
         """Delete records by id; returns how many were live (unknown ids are ignored)."""
         self._writable()
@@ -353,6 +452,7 @@ class MemoryStore:
                                         f"another schema:\n{batch.schema}")
             self._pending.append(batch)
 
+    @_locked
     def flush(self) -> None:
         """Move the logged changes into a new segment file (the log then starts empty)."""
         self._writable()
@@ -366,6 +466,7 @@ class MemoryStore:
             entries.append(self._write_segment(generation, new))
         self._switch(generation, entries)
 
+    @_locked
     def compact(self, retention: Retention | Mapping[str, Any] | None = None) -> dict[str, int]:
         """Rewrite every live record into one segment, dropping what `retention` forgets.
 
@@ -395,7 +496,7 @@ class MemoryStore:
         entry = segments.write(self.path, manifests.segment_name(generation), table)
         if not self.copies:
             return entry
-        segment = Segment(entry, segments.load(self.path, entry, self.dim), self.dim)
+        segment = Segment(entry, segments.load(self.path, entry, self.dim)[0], self.dim)
         copies = tuple(segments.write_copy(self.path, entry.file, precision,
                                            *segment.quantized(precision, self._kernel))
                        for precision in self.copies)
@@ -420,8 +521,7 @@ class MemoryStore:
         for entry in entries:
             segment = kept.get(entry.file)
             if segment is None:
-                segment = Segment(entry, segments.load(self.path, entry, self.dim), self.dim,
-                                  self.path)
+                segment = self._open_segment(entry)
             else:
                 segment.entry = entry
             self._segments.append(segment)
@@ -430,6 +530,7 @@ class MemoryStore:
 
     # -- reading ---------------------------------------------------------------------------
 
+    @_locked
     def count(self) -> int:
         """How many live records the store holds."""
         return int(sum(s.alive.sum() for s in self._all_segments()))
@@ -437,6 +538,7 @@ class MemoryStore:
     def __len__(self) -> int:
         return self.count()
 
+    @_locked
     def get(self, ids: str | Sequence[str]) -> pa.Table:
         """The records with these ids, in the order asked; unknown ids raise."""
         self._open()
@@ -456,9 +558,9 @@ class MemoryStore:
         return self.batches()
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """Every live record, as Arrow record batches (one or more per segment)."""
-        self._open()
-        for segment in self._all_segments():
+        """Every live record, as Arrow record batches (one or more per segment), from the
+        snapshot of the moment iteration starts."""
+        for segment in self._snapshot():
             if segment.alive.any():
                 yield from segment.live_table().to_batches()
 
@@ -501,9 +603,12 @@ class MemoryStore:
         distance) a result may have. `precision`: "f32" scans the exact vectors; "f16" and "i8"
         scan a smaller copy and re-score the best candidates exactly in float32.
         """
-        self._open()
         queries = check_query(query, self.dim, metric, k, precision)
         chosen = Filter.of(filter)
+        snapshot = self._snapshot()
+        # k beyond the number of rows asks for nothing more; capping it here keeps a huge k
+        # from reaching a kernel (the native one allocates k slots per query).
+        k = min(int(k), max(sum(len(s) for s in snapshot), 1))
         kernel_threshold = None
         if threshold is not None:
             if not np.isfinite(threshold):
@@ -513,7 +618,7 @@ class MemoryStore:
         best_rows = np.full((nq, 0), -1, np.int64)
         best_scores = np.full((nq, 0), -np.inf, np.float32)
         owners: list[Segment] = []
-        for segment in self._all_segments():
+        for segment in snapshot:
             if not len(segment):
                 continue
             mask = self._mask(segment, chosen)
@@ -536,11 +641,12 @@ class MemoryStore:
 
     def _search_segment(self, segment, queries, k, metric, mask, threshold, precision):
         kernel_metric = _KERNEL_METRIC[metric]
+        k = min(k, len(segment))
         if precision == "f32":
             return self._kernel.top_k(segment.matrix(), queries, k, kernel_metric, mask=mask,
                                       threshold=threshold)
         copy, scale = segment.quantized(precision, self._kernel)
-        candidates = max(k * RESCORE_FACTOR, 64)
+        candidates = min(max(k * RESCORE_FACTOR, 64), len(segment))
         if precision == "i8":
             peak = np.abs(queries).max(axis=1, keepdims=True)
             q_scale = np.where(peak > 0, peak / 127.0, 1.0)
@@ -595,6 +701,7 @@ class MemoryStore:
 
     # -- state -----------------------------------------------------------------------------
 
+    @_locked
     def stats(self) -> dict[str, Any]:
         """Counts, sizes and settings, for `aios memory stats`."""
         self._open()
@@ -614,6 +721,7 @@ class MemoryStore:
             "read_only": self.read_only,
         }
 
+    @_locked
     def close(self) -> None:
         """Flush the log into a segment (writers) and release files; idempotent."""
         if self._closed:
@@ -642,6 +750,12 @@ class MemoryStore:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self.count()} records"
         return f"<MemoryStore {self.backend} {self.path} dim={self.dim} {state}>"
+
+    def _snapshot(self) -> list[Segment]:
+        """The segments as they are now, safe to read while other threads change the store."""
+        with self._mutex:
+            self._open()
+            return [s.frozen() for s in self._all_segments()]
 
     def _all_segments(self) -> list[Segment]:
         return [*self._segments, self._pending]
@@ -674,6 +788,15 @@ def _precisions(copies: str | Sequence[str]) -> tuple[str, ...]:
         raise InvalidRecordError(f"copies {unknown!r} are unknown; persist any of "
                                  f"{', '.join(manifests.PRECISIONS)} (e.g. copies='i8')")
     return tuple(dict.fromkeys(names))
+
+
+def _stored_retention(path: Path, value: dict[str, Any]) -> Retention:
+    try:
+        return Retention.of(value)
+    except (InvalidRecordError, TypeError) as exc:
+        raise CorruptStoreError(
+            f"the manifest of {path} holds an invalid retention policy ({exc}); run `aios "
+            f"memory recover {path}` to clear it, then set a valid one") from None
 
 
 def _retention_dict(retention: Retention) -> dict[str, Any]:
