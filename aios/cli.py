@@ -23,6 +23,7 @@ from aios.errors import AiosError, ConfigError
 from aios.hookspecs import CONTRACT_VERSION
 from aios.memory.manifest import NAME as MANIFEST
 from aios.registry import KINDS, Registration, Registry, default_registry
+from aios.serve import add_serve_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
     add_quantize_command(commands)
     add_evolve_commands(commands)
+    add_serve_command(commands)
     return parser
 
 
