@@ -147,6 +147,11 @@ class StepBatcher:
         self._thread = threading.Thread(target=self._run, name="aios-step-batcher", daemon=True)
         self._thread.start()
 
+    @property
+    def seated(self) -> int:
+        """Generations holding a seat (what the next model call may wait for)."""
+        return len(self._seated)
+
     def member(self, deadline: float | None = None) -> Member:
         """A seat for one generation, from now until its `leave`: while seated, each batch
         waits (up to `gather_s`) for its call, so take it once the generation may start."""

@@ -105,6 +105,9 @@ class ServedModel:
         self.batcher = StepBatcher(
             engine.head, gather_s=settings.gather_s,
             on_batch=metrics.batch_rows.labels(model_id).observe) if batches else None
+        if self.batcher is not None:
+            batcher = self.batcher
+            metrics.seated.labels(model_id).set_function(lambda: batcher.seated)
         slots = settings.max_active if batches else 1
         self.admission = Admission(slots, settings.max_queue)
         self.executor = ThreadPoolExecutor(max_workers=slots,

@@ -44,6 +44,8 @@ class ServerMetrics:
                                  ["model"], registry=r)
         self.active = Gauge("aios_active_generations", "Generations running", ["model"],
                             registry=r)
+        self.seated = Gauge("aios_batch_seats", "Generations seated in the step batcher",
+                            ["model"], registry=r)
         self.batch_rows = Histogram("aios_batch_rows", "Rows per batched model call",
                                     ["model"], buckets=_BATCH_BUCKETS, registry=r)
         self.failures = Counter("aios_generation_failures", "Generations that failed",

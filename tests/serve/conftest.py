@@ -16,11 +16,12 @@ pytest.importorskip("starlette", reason="the `serve` extra is not installed")
 pytest.importorskip("uvicorn", reason="the `serve` extra is not installed")
 
 import uvicorn
+from starlette.applications import Starlette
 
 from aios.serve.app import create_app
 from aios.serve.settings import ServeSettings
 
-#: Small and quick: text and images load at start; every request is bounded.
+#: Quick to start: only the text model loads at start (the rest on first use).
 BASE = ServeSettings(timeout_s=60.0, preload=("text",), gather_s=0.01)
 
 
@@ -31,8 +32,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(settings: ServeSettings) -> Iterator[str]:
-    """Serve `create_app(settings)` until the block ends; yields the base URL."""
+def running(settings: ServeSettings) -> Iterator[tuple[str, Starlette]]:
+    """Serve `create_app(settings)` until the block ends; yields the base URL and the app."""
     port = free_port()
     settings = replace(settings, host="127.0.0.1", port=port)
     app = create_app(settings)
@@ -53,7 +54,7 @@ def running(settings: ServeSettings) -> Iterator[str]:
         server.should_exit = True
         raise RuntimeError("the test server did not become ready in 120 s")
     try:
-        yield url
+        yield url, app
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -62,5 +63,5 @@ def running(settings: ServeSettings) -> Iterator[str]:
 @pytest.fixture(scope="package")
 def server() -> Iterator[str]:
     """One shared server with the default settings (text loaded at start)."""
-    with running(BASE) as url:
+    with running(BASE) as (url, _app):
         yield url
