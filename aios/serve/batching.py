@@ -116,12 +116,16 @@ class Member:
         assert call.result is not None
         return call.result
 
-    def leave(self) -> None:
-        """Free the seat: later batches no longer wait for this generation."""
-        self.cancelled.set()
+    def done(self) -> None:
+        """The sampler has finished: free the seat (decoding and answering need no model)."""
         if self._seated:
-            self._batcher._unseat(self)
             self._seated = False
+            self._batcher._unseat(self)
+
+    def leave(self) -> None:
+        """Stop (a later `denoise` raises `Cancelled`) and free the seat."""
+        self.cancelled.set()
+        self.done()
 
 
 class StepBatcher:

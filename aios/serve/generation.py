@@ -44,6 +44,9 @@ class Guard:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineExceeded("the generation ran past its time limit")
 
+    def done(self) -> None:
+        """Nothing to free: a generation that does not batch holds no seat."""
+
     def leave(self) -> None:
         self.cancelled.set()
 
@@ -77,6 +80,9 @@ class RequestHead:
         return self.head.denoise(state, t, request)
 
     def decode(self, state: Any, request: Any) -> Any:
+        # The engine decodes once, after the sampler's last step: the seat can go now, so the
+        # other generations' next batch does not wait for this one's answer to be written.
+        self.guard.done()
         self.final = state
         return self.head.decode(state, request)
 

@@ -30,6 +30,10 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class StreamOptions(_Body):
+    include_usage: bool = False  # a last chunk with the token counts, as OpenAI sends
+
+
 class _Sampling(_Body):
     """The fields text requests share."""
 
@@ -41,6 +45,7 @@ class _Sampling(_Body):
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     user: str | None = None
     # aios extras
     steps: int | None = Field(None, ge=1, le=1000)

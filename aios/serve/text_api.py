@@ -264,6 +264,9 @@ class TextApi:
                     continue
                 rest = text[len(sent[i]):] if text.startswith(sent[i]) else ""
                 yield sse(self._chunk(job, i, rest or None if job.chat else rest, reason))
+            if body.stream_options is not None and body.stream_options.include_usage:
+                usage = self._whole(job, outcome)["usage"]
+                yield sse({**self._chunk(job, 0, None, None), "choices": [], "usage": usage})
             yield sse("[DONE]")
         except ApiError as exc:
             yield sse(exc.body())

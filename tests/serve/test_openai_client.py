@@ -77,6 +77,13 @@ def test_streamed_deltas_join_into_the_completion_without_streaming(client):
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
 
 
+def test_a_stream_can_end_with_the_token_counts(client):
+    chunks = list(client.completions.create(model="text", prompt="To be", max_tokens=12,
+                                            seed=2, stream=True,
+                                            stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and 0 < chunks[-1].usage.completion_tokens <= 12
+
+
 def test_chat_streams_deltas_after_the_role(client):
     chunks = list(client.chat.completions.create(
         model="text", messages=[{"role": "user", "content": "Tell me of the sea"}],
