@@ -1,8 +1,8 @@
 """Images, speech, embeddings and the memory: the endpoints that do not stream.
 
-Images and audio run through their engines one generation at a time (their heads condition
-each batch on its own prompt, so rows of different requests cannot share a model call); they
-still queue with a bound, honour the time limit and stop when the client leaves.
+Images and audio run through their engines one generation at a time (their heads take one
+time `t` per model call, so rows of requests at different steps cannot share one); they still
+queue with a bound, honour the time limit and stop when the client leaves.
 """
 
 from __future__ import annotations
