@@ -200,6 +200,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 # -- metrics of every request ------------------------------------------------------------------
 
 
+#: The paths counted by name in the metrics.
+_ENDPOINTS = frozenset({"/", "/health", "/ready", "/metrics", "/v1/models", "/v1/completions",
+                        "/v1/chat/completions", "/v1/images/generations", "/v1/audio/speech",
+                        "/v1/embeddings", "/v1/memory", "/v1/memory/search"})
+
+
 class _Measured:
     """Counts each request by endpoint and status, and times it to its last byte."""
 
@@ -212,12 +218,12 @@ class _Measured:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        endpoint = path if path.startswith("/v1/") or path in ("/", "/health", "/ready",
-                                                               "/metrics") else "other"
-        if endpoint.startswith("/v1/images/files/"):
+        if path.startswith("/v1/images/files/"):
             endpoint = "/v1/images/files"
-        elif endpoint.startswith("/v1/models/"):
+        elif path.startswith("/v1/models/"):
             endpoint = "/v1/models/{id}"
+        else:  # one label per route, however many paths clients make up
+            endpoint = path if path in _ENDPOINTS else "other"
         status = {"code": 500}
         started = time.monotonic()
 

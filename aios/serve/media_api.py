@@ -95,7 +95,7 @@ class MediaApi:
                 watcher.cancel()
 
     async def images_generate(self, request: Request, body: ImageRequest) -> Response:
-        served = self.catalog.get(body.model, "image")
+        served = await asyncio.to_thread(self.catalog.get, body.model, "image")
         prompt = [body.prompt] * body.n
         images = await self._run(request, served, prompt, sampler=body.sampler,
                                  steps=body.steps, seed=body.seed)
@@ -121,7 +121,7 @@ class MediaApi:
         return Response(png, media_type="image/png")
 
     async def speech(self, request: Request, body: SpeechRequest) -> Response:
-        served = self.catalog.get(body.model, "audio")
+        served = await asyncio.to_thread(self.catalog.get, body.model, "audio")
         audio = await self._run(request, served, body.input, sampler=body.sampler,
                                 steps=body.steps, seed=body.seed)
         return Response(wav_bytes(audio.samples, audio.sample_rate), media_type="audio/wav")

@@ -69,8 +69,11 @@ class TextApi:
 
     # -- building the job ----------------------------------------------------------------------
 
-    def job(self, body: CompletionRequest | ChatRequest) -> TextJob:
-        served = self.catalog.get(body.model, "text")
+    def job(self, body: CompletionRequest | ChatRequest, served: ServedModel) -> TextJob:
+        if body.memory and self.catalog.storage is None:
+            raise ApiError(400, "memory was asked for but this server has no memory store; "
+                                "start it with `aios serve --memory DIR`", param="memory",
+                           code="no_memory")
         chat = isinstance(body, ChatRequest)
         if chat:
             prompt = "\n".join(m.text() for m in body.messages if m.text())
@@ -91,7 +94,9 @@ class TextApi:
     # -- endpoints -----------------------------------------------------------------------------
 
     async def respond(self, request: Request, body: CompletionRequest | ChatRequest) -> Any:
-        job = self.job(body)
+        # A model not built yet loads now, off the event loop (other requests go on).
+        served = await asyncio.to_thread(self.catalog.get, body.model, "text")
+        job = self.job(body, served)
         # Refuse at once when full, before a stream's 200 is sent.
         admission = job.served.admission
         if admission.active >= admission.max_active and admission.waiting >= admission.max_queue:
