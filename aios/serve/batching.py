@@ -34,6 +34,8 @@ __all__ = [
     "Admission",
     "Cancelled",
     "DeadlineExceeded",
+    "Guard",
+    "Member",
     "Overloaded",
     "StepBatcher",
     "can_batch_rows",
@@ -82,15 +84,13 @@ class _Call:
     error: BaseException | None = None
 
 
-class Member:
-    """One generation's seat in a `StepBatcher`: its `denoise`, cancel flag and deadline."""
+class Guard:
+    """The stop conditions of one generation: a cancel flag and a deadline. A generation that
+    does not batch holds only this; a batched one holds a `Member`, which is also a seat."""
 
-    def __init__(self, batcher: StepBatcher, deadline: float | None) -> None:
-        self._batcher = batcher
+    def __init__(self, deadline: float | None) -> None:
         self.deadline = deadline
         self.cancelled = threading.Event()
-        self._seated = True
-        batcher._seat(self)
 
     def check(self) -> None:
         """Raise if the generation must stop (cancelled or past its deadline)."""
@@ -98,6 +98,24 @@ class Member:
             raise Cancelled("the client disconnected")
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineExceeded("the generation ran past its time limit")
+
+    def done(self) -> None:
+        """The sampler has finished (nothing to free here)."""
+
+    def leave(self) -> None:
+        """Stop: the next check raises `Cancelled`."""
+        self.cancelled.set()
+        self.done()
+
+
+class Member(Guard):
+    """One generation's seat in a `StepBatcher`: its `denoise`, cancel flag and deadline."""
+
+    def __init__(self, batcher: StepBatcher, deadline: float | None) -> None:
+        super().__init__(deadline)
+        self._batcher = batcher
+        self._seated = True
+        batcher._seat(self)
 
     def denoise(self, state: MaskedState, t: Any, request: Any) -> np.ndarray:
         """What the sampler calls: the head's logits for `state`, computed in a shared batch."""
@@ -121,11 +139,6 @@ class Member:
         if self._seated:
             self._seated = False
             self._batcher._unseat(self)
-
-    def leave(self) -> None:
-        """Stop (a later `denoise` raises `Cancelled`) and free the seat."""
-        self.cancelled.set()
-        self.done()
 
 
 class StepBatcher:

@@ -24,9 +24,8 @@ from aios.config import load_config
 from aios.engine import ArrowEngine
 from aios.errors import AiosError
 from aios.registry import Registry
-from aios.serve.batching import Admission, Member, StepBatcher, can_batch_rows
+from aios.serve.batching import Admission, Guard, Member, StepBatcher, can_batch_rows
 from aios.serve.errors import ApiError
-from aios.serve.generation import Guard
 from aios.serve.metrics import ServerMetrics
 from aios.serve.settings import ServeSettings
 

@@ -23,32 +23,10 @@ import numpy as np
 
 from aios.engine import ArrowEngine
 from aios.errors import AiosError
-from aios.serve.batching import Cancelled, DeadlineExceeded, Member
+from aios.serve.batching import Cancelled, DeadlineExceeded, Guard, Member
 from aios.serve.errors import ApiError
 
-__all__ = ["Guard", "RequestHead", "TextOutcome", "build_sampler", "run_generation"]
-
-
-class Guard:
-    """The stop conditions of one generation that does not batch: a cancel flag, a deadline."""
-
-    def __init__(self, deadline: float | None) -> None:
-        self.deadline = deadline
-        self.cancelled = threading.Event()
-
-    def check(self) -> None:
-        import time
-
-        if self.cancelled.is_set():
-            raise Cancelled("the client disconnected")
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise DeadlineExceeded("the generation ran past its time limit")
-
-    def done(self) -> None:
-        """Nothing to free: a generation that does not batch holds no seat."""
-
-    def leave(self) -> None:
-        self.cancelled.set()
+__all__ = ["RequestHead", "TextOutcome", "build_sampler", "run_generation"]
 
 
 class RequestHead:
