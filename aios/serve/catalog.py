@@ -71,8 +71,8 @@ def build_engine(settings: ServeSettings, registry: Registry, model: ModelId, *,
     """The engine that serves `model`: the configured head when it is that head (with the
     config's options), otherwise that head with its defaults. The memory store is opened once
     by the catalog and shared (`storage`), never once per engine."""
-    configured = load_config(settings.config, settings.overrides, registry).head.name
-    same = configured == model.head
+    configured = load_config(settings.config, settings.overrides, registry)
+    same = configured.head.name == model.head
     config_file = settings.config if same else None
     overrides = [*settings.overrides] if same else ["sampler.name=auto"]
     overrides.append(f"head.name={model.head}")
@@ -80,6 +80,8 @@ def build_engine(settings: ServeSettings, registry: Registry, model: ModelId, *,
         overrides.append(f"head.model={model.model}")
     if model.adapter:
         overrides.append(f"head.adapters={model.adapter}")
+        if configured.evolve.adapters_dir is not None:
+            overrides.append(f"head.adapters_dir={configured.evolve.adapters_dir}")
     built = ArrowEngine.from_config(load_config(config_file, [*overrides, "memory.path=null"],
                                                 registry), registry=registry)
     if getattr(built.head, "prefix_cache", False):

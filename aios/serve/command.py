@@ -33,6 +33,8 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                       help="YAML config file (the same as aios's global --config)")
     serve.add_argument("--api-key", metavar="KEY",
                        help="require `Authorization: Bearer KEY` on /v1 (default: "
                             "$AIOS_API_KEY, else none)")

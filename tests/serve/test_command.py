@@ -31,3 +31,10 @@ def test_a_bad_option_is_a_usage_error_naming_it(arguments, named, capsys):
 def test_workers_need_an_existing_store_to_share(tmp_path, capsys):
     assert main(["serve", "--workers", "2", "--memory", str(tmp_path / "none")]) == 2
     assert "aios memory add" in capsys.readouterr().err
+
+
+def test_a_config_given_after_serve_is_read(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sampler:\n  name: no-such-sampler\n")
+    assert main(["serve", "--config", str(broken)]) == 2
+    assert "broken.yaml" in capsys.readouterr().err
