@@ -3,10 +3,13 @@ error shape, never with a traceback, and the server answers the next request."""
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import threading
 import time
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -108,6 +111,24 @@ def test_a_client_that_disconnects_mid_stream_frees_its_rows_at_once(server):
         assert next(line for line in lines if line.startswith("data: "))
         assert _metric(server, "aios_batch_seats") == 1
     left = time.monotonic()  # closed after one of 1000 steps
+    while _metric(server, "aios_batch_seats") and time.monotonic() - left < 10:
+        time.sleep(0.05)
+    assert _metric(server, "aios_batch_seats") == 0
+    _still_serving(server)
+
+
+def test_a_client_that_leaves_before_a_whole_answer_frees_its_rows_too(server):
+    address = urlsplit(server)
+    body = json.dumps({**PROMPT, "max_tokens": 120, "steps": 1000}).encode()
+    with socket.create_connection((address.hostname, address.port), timeout=30) as raw:
+        raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: test\r\n"
+                    b"Content-Type: application/json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        deadline = time.monotonic() + 60
+        while _metric(server, "aios_batch_seats") == 0:
+            assert time.monotonic() < deadline, "the generation never started"
+            time.sleep(0.05)
+    left = time.monotonic()  # the socket is closed, the answer never read
     while _metric(server, "aios_batch_seats") and time.monotonic() - left < 10:
         time.sleep(0.05)
     assert _metric(server, "aios_batch_seats") == 0
