@@ -36,6 +36,7 @@ from aios.memory.manifest import NAME as MANIFEST
 from aios.registry import KINDS, Registration, Registry, default_registry
 from aios.resources import OptionalResource
 from aios.schedules import trust_code
+from aios.serve import add_serve_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -258,6 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     add_quantize_command(commands)
     add_weights_commands(commands)
     add_evolve_commands(commands)
+    add_serve_command(commands)
     return _with_global_options(parser)
 
 

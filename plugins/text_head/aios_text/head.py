@@ -80,6 +80,9 @@ class TextDiffusionHead:
         "adapters_dir": "where the adapters are kept",
         "explain": "record the uncertainty and the adapters chosen in last_explain",
     }
+    #: `denoise` takes one `t` per row, and a row's logits depend only on that row (padding
+    #: hidden), so a server may batch rows of different requests at different steps in one call.
+    row_times = True
 
     def __init__(self, model: str = "", length: int = 64, prefix_cache: bool = True,
                  adapters: str = "none", adapters_dir: str = "") -> None:
@@ -169,8 +172,12 @@ class TextDiffusionHead:
     def denoise(self, state: MaskedState, t: Any, request: GenerationRequest) -> np.ndarray:
         self.calls += 1
         tokens = np.atleast_2d(np.asarray(state.tokens))
-        self._t = float(np.asarray(t).reshape(-1)[0])
-        times = np.full(tokens.shape[0], self._t, dtype=np.float32)
+        times = np.asarray(t, dtype=np.float32).reshape(-1)
+        if times.size not in (1, tokens.shape[0]):
+            raise ValueError(f"t has {times.size} values for {tokens.shape[0]} rows; give one "
+                             "time, or one per row")
+        self._t = float(times[0])
+        times = np.broadcast_to(times, (tokens.shape[0],))
         cache = self._cache
         if cache is not None and (state.rows is not None or len(tokens) != len(
                 cache.padding_mask)):
