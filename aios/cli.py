@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from aios.cli_evolve import add_evolve_commands
@@ -19,9 +19,8 @@ from aios.cli_media import GRID_COLUMNS, grid_rows, head_parameter_rows, write_o
 from aios.cli_memory import add_memory_commands
 from aios.cli_quantize import add_quantize_command
 from aios.config import Config, load_config
-from aios.errors import AiosError, ConfigError
+from aios.errors import AiosError, ConfigError, PluginError
 from aios.hookspecs import CONTRACT_VERSION
-from aios.memory.manifest import NAME as MANIFEST
 from aios.registry import KINDS, Registration, Registry, default_registry
 
 
@@ -34,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except AiosError as exc:
+        if args.debug:
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
         print(f"aios: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -49,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="YAML config file (default: $AIOS_CONFIG, else built-in defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set sampler.steps=20 (repeatable)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (e.g. one raised inside a plugin)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     plugins = commands.add_parser("plugins", help="list installed plugins and what they register")
@@ -270,20 +273,32 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    entry = default_registry().get("recipe", args.name)
-    metrics = entry.factory(recipe=args.recipe, out=args.out or f"runs/{args.name}",
-                            progress=True)
+    registry = default_registry()
+    entry = registry.get("recipe", args.name)
+    metrics = _call_plugin(registry, entry, recipe=args.recipe,
+                           out=args.out or f"runs/{args.name}", progress=True)
     _print_metrics(metrics)
     return 0
+
+
+def _call_plugin(registry: Registry, entry: Registration, **kwargs: Any) -> Any:
+    """Call a factory; what it raises (bar `AiosError`) is reported with its package."""
+    try:
+        return entry.factory(**kwargs)
+    except (AiosError, KeyboardInterrupt):
+        raise
+    except (Exception, SystemExit) as exc:  # attributed, the cause kept for --debug
+        raise PluginError(registry.origin(entry), exc) from exc
 
 
 # -- aios eval --------------------------------------------------------------------------------
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    entry = default_registry().get("evaluator", args.name)
-    _print_metrics(entry.factory(model=args.model, baseline=args.baseline, data=args.data,
-                                 progress=True))
+    registry = default_registry()
+    entry = registry.get("evaluator", args.name)
+    _print_metrics(_call_plugin(registry, entry, model=args.model, baseline=args.baseline,
+                                data=args.data, progress=True))
     return 0
 
 
@@ -306,12 +321,10 @@ def _generate(args: argparse.Namespace) -> int:
     if args.modality:
         overrides.append(f"generate.modality={args.modality}")
     if args.memory is not None:
-        if not (Path(args.memory) / MANIFEST).is_file():
-            raise ConfigError("--memory", "memory.path", f"no memory store at {args.memory}",
-                              f"fill one first: aios memory add --path {args.memory} "
-                              "FILE_OR_DIR...")
         overrides.append(f"memory.path={args.memory}")
     config = load_config(args.config, overrides, registry)
+    if args.memory is not None:
+        _require_store(registry, config, args.memory)
     options: dict[str, Any] = {}
     if args.length is not None:
         options["length"] = args.length
@@ -354,6 +367,17 @@ def _generate(args: argparse.Namespace) -> int:
             return 0
     print(output)
     return 0
+
+
+def _require_store(registry: Registry, config: Config, path: str) -> None:
+    """Ask the selected backend whether a store exists at `path`: by contract a read-only open
+    of anything else raises an `AiosError` and creates nothing."""
+    from aios.engine import store_exists
+
+    problem = store_exists(registry, config.memory.backend, path)
+    if problem:
+        raise ConfigError("--memory", "memory.path", f"no memory store at {path} ({problem})",
+                          f"fill one first: aios memory add --path {path} FILE_OR_DIR...")
 
 
 def _show_memory(request: Any) -> None:

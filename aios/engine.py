@@ -8,13 +8,13 @@ that knows what a token, a pixel or a sample is lives in a head.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 
 from aios.config import Config, load_config
-from aios.errors import AiosError, ConfigError, PluginNotFoundError
+from aios.errors import AiosError, ConfigError, PluginError, PluginNotFoundError
 from aios.protocols import (
     Conditioner,
     EngineContext,
@@ -24,6 +24,8 @@ from aios.protocols import (
     StepCallback,
 )
 from aios.registry import INSTALL_HINTS, Registry, default_registry
+
+_T = TypeVar("_T")
 
 
 class ArrowEngine:
@@ -55,6 +57,8 @@ class ArrowEngine:
         self.registry = registry
         #: The request of the last `diffuse` after conditioning (retrieved memory included).
         self.last_request: GenerationRequest | None = None
+        #: id(plugin object) -> "sampler 'x' from package y 1.0", for errors raised inside it.
+        self.origins: dict[int, str] = {}
 
     @classmethod
     def from_config(
@@ -68,15 +72,19 @@ class ArrowEngine:
         registry = registry or default_registry()
         if not isinstance(config, Config):
             config = load_config(config, overrides, registry)
-        head = _build(registry, "head", config.head.name, config.head.options)
-        sampler = _build(registry, "sampler", config.sampler.name, config.sampler.options)
+        origins: dict[int, str] = {}
+        head = _build(registry, "head", config.head.name, config.head.options, origins)
+        sampler = _build(registry, "sampler", config.sampler.name, config.sampler.options,
+                         origins)
         storage = None
         if config.memory.path is not None:
             storage = _build(registry, "storage", config.memory.backend,
-                             {"path": config.memory.path, **config.memory.options})
-        conditioners = [_build(registry, "conditioner", c.name, c.options)
+                             {"path": config.memory.path, **config.memory.options}, origins)
+        conditioners = [_build(registry, "conditioner", c.name, c.options, origins)
                         for c in config.conditioners]
-        return cls(config, head, sampler, conditioners, storage, registry=registry)
+        engine = cls(config, head, sampler, conditioners, storage, registry=registry)
+        engine.origins.update(origins)
+        return engine
 
     @property
     def embedder(self) -> Any | None:
@@ -139,23 +147,37 @@ class ArrowEngine:
         context = EngineContext(head=self.head, storage=self.storage,
                                 embedder=self.embedder if retrieves else None)
         for conditioner in conditioners:
-            request = conditioner.condition(request, context)
+            request = self._call("conditioner", conditioner, conditioner.condition, request,
+                                 context)
         self.last_request = request
         rng = np.random.default_rng(request.seed)
-        state = self.head.initial_state(request, rng)
+        state = self._call("head", self.head, self.head.initial_state, request, rng)
         if stream is not None:
             callback = _with_stream(callback, stream, self.head, request)
-        state = self.sampler.sample(
-            lambda x, t: self.head.denoise(x, t, request),
+        state = self._call(
+            "sampler", self.sampler, self.sampler.sample,
+            lambda x, t: self._call("head", self.head, self.head.denoise, x, t, request),
             state,
             num_steps=request.num_steps,
             rng=rng,
             callback=callback,
         )
-        output = self.head.decode(state, request)
+        output = self._call("head", self.head, self.head.decode, state, request)
         if self.config.memory.write_back if remember is None else remember:
             self._remember(prompt, output)
         return output
+
+    def _call(self, kind: str, plugin: object, method: Callable[..., _T], *args: Any,
+              **kwargs: Any) -> _T:
+        """Call a plugin's method; an exception it raises becomes a `PluginError` naming the
+        object and its package (an `AiosError` passes through: it is already a message)."""
+        try:
+            return method(*args, **kwargs)
+        except (AiosError, KeyboardInterrupt):
+            raise
+        except (Exception, SystemExit) as exc:  # attributed, the cause kept
+            origin = self.origins.get(id(plugin)) or f"{kind} {type(plugin).__qualname__}"
+            raise PluginError(origin, exc) from exc
 
     def _conditioners(self, memory_guided: bool | None) -> tuple[Conditioner, ...]:
         if memory_guided is None:
@@ -166,7 +188,8 @@ class ArrowEngine:
         if len(plain) < len(self.conditioners):
             return self.conditioners
         return (*self.conditioners,
-                _build(self.registry or default_registry(), "conditioner", "memory", {}))
+                _build(self.registry or default_registry(), "conditioner", "memory", {},
+                       self.origins))
 
     def _remember(self, prompt: Any, output: Any) -> None:
         from aios.memory.ingest import remember
@@ -195,18 +218,39 @@ class ArrowEngine:
         self.close()
 
 
-def _build(registry: Registry, kind: str, name: str, options: Mapping[str, Any]) -> Any:
+def _build(registry: Registry, kind: str, name: str, options: Mapping[str, Any],
+           origins: dict[int, str]) -> Any:
+    """Call the factory of `name`; record where the object came from for later errors."""
     if name == "auto":
         raise PluginNotFoundError(kind, name, (), INSTALL_HINTS[kind])
     registration = registry.get(kind, name)
+    origin = registry.origin(registration)
     try:
-        return registration.factory(**options)
-    except Exception as exc:
-        plugin = registry.plugins[registration.plugin]
-        raise AiosError(
-            f"{kind} {name!r} from {plugin.distribution} {plugin.version} failed to build: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+        built = registration.factory(**options)
+    except (AiosError, KeyboardInterrupt):
+        raise
+    except (Exception, SystemExit) as exc:
+        raise PluginError(origin, exc) from exc
+    origins[id(built)] = origin
+    return built
+
+
+def store_exists(registry: Registry, backend: str, path: str | os.PathLike[str]) -> str:
+    """"" when the storage `backend` finds a store at `path`, else its reason why not.
+
+    The contract makes the backend the judge: a read-only open where no store exists raises an
+    `AiosError` and creates nothing (`aios.testing.check_storage` checks it).
+    """
+    registration = registry.get("storage", backend)
+    try:
+        store = registration.factory(path=os.fspath(path), dim=None, read_only=True,
+                                     retention=None)
+    except AiosError as exc:
+        return str(exc)
+    except (Exception, SystemExit) as exc:  # attributed, the cause kept
+        raise PluginError(registry.origin(registration), exc) from exc
+    store.close()
+    return ""
 
 
 def _with_stream(callback: StepCallback | None, stream: StepCallback, head: Head,

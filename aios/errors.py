@@ -30,13 +30,18 @@ class ConfigError(AiosError):
 
 
 class PluginNotFoundError(AiosError):
-    """No plugin of a kind is registered under a name (or none at all for `auto`)."""
+    """No plugin of a kind is registered under a name (or none at all for `auto`).
+
+    `reason` says why the name is missing when the registry knows (a skipped plugin offers it).
+    """
 
     exit_code = 2
 
-    def __init__(self, kind: str, name: str, available: Iterable[str], hint: str = "") -> None:
+    def __init__(self, kind: str, name: str, available: Iterable[str], hint: str = "",
+                 reason: str = "") -> None:
         self.kind = kind
         self.name = name
+        self.reason = reason
         self.available = sorted(available)
         self.suggestions = suggest(name, self.available)
         message = f"unknown {kind} {name!r}"
@@ -48,7 +53,18 @@ class PluginNotFoundError(AiosError):
             message = f"no {kind} plugin is installed"
         if hint and not self.available:
             message += f". {hint}"
+        if reason:
+            message += f"{'' if message.endswith('.') else ';'} {reason}"
         super().__init__(message)
+
+
+class PluginError(AiosError):
+    """Plugin code raised at run time: the message names the object, its package and the error
+    (the original exception is the ``__cause__``, shown with ``--debug``)."""
+
+    def __init__(self, origin: str, error: BaseException) -> None:
+        self.origin = origin
+        super().__init__(f"{origin} raised {type(error).__name__}: {error}")
 
 
 class IncompatiblePluginError(AiosError):
