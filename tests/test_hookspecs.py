@@ -5,6 +5,7 @@ from pathlib import Path
 import pluggy
 
 from aios import hookspecs
+from aios import protocols
 from aios.protocols import GenerationRequest
 from aios.registry import KINDS
 
@@ -26,7 +27,16 @@ def test_every_hook_spec_is_documented_for_a_third_party_author():
     assert sorted(names) == sorted([*hookspecs.KIND_HOOKS.values(), "aios_diagnostics"])
     for name in names:
         doc = inspect.getdoc(getattr(hookspecs, name))
-        assert doc and len(doc.split()) >= 30, name
+        assert doc and 15 <= len(doc.split()) <= 60, name  # short: the Protocols carry detail
+
+
+def test_every_kind_hook_names_the_protocol_it_builds_and_that_protocol_exists():
+    for kind, hook_name in hookspecs.KIND_HOOKS.items():
+        doc = inspect.getdoc(getattr(hookspecs, hook_name))
+        named = re.findall(r"`aios\.protocols\.(\w+)`", doc)
+        assert named, kind
+        for protocol in named:
+            assert hasattr(protocols, protocol), (kind, protocol)
 
 
 def test_the_contract_version_is_major_dot_minor():
