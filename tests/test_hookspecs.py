@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pluggy
 
-from aios import hookspecs
-from aios import protocols
+from aios import hookspecs, protocols
 from aios.protocols import GenerationRequest
 from aios.registry import KINDS
 
