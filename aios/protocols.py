@@ -207,7 +207,8 @@ class WritesFiles(Protocol):
 
     output_suffix: str
 
-    def write(self, output: Any, path: Path, rows: Sequence[str] | None = None) -> list[Path]:
+    def write(self, output: Any, path: Path, *, rows: Sequence[str] | None = None
+              ) -> list[Path]:
         """Write one ``decode`` result (a ``--grid`` when `rows` names its row labels) to
         `path`; return every file written."""
 

@@ -484,9 +484,7 @@ def check_head(factory: Callable[..., Any], *, options: Mapping[str, Any] | None
     def decodes_reproducibly() -> None:
         first, again = generate(0), generate(0)
         _expect(first is not None, "decode returned None")
-        same = first == again if isinstance(first, str) else np.array_equal(
-            np.asarray(first), np.asarray(again))
-        _expect(same, "the same seed gave different outputs")
+        _expect(_same(first, again), "the same seed gave different outputs")
 
     def extras() -> None:
         for extra in HEAD_EXTRAS:
@@ -516,6 +514,19 @@ def check_head(factory: Callable[..., Any], *, options: Mapping[str, Any] | None
     kit.check("decodes_reproducibly", decodes_reproducibly)
     kit.check("extras", extras)
     return kit.finish()
+
+
+def _same(first: Any, again: Any) -> bool:
+    """Equality for outputs of any kind: text, arrays, dataclasses of them (e.g. audio)."""
+    if dataclasses.is_dataclass(first) and type(first) is type(again):
+        return all(_same(getattr(first, f.name), getattr(again, f.name))
+                   for f in dataclasses.fields(first))
+    if isinstance(first, (list, tuple)):
+        return (isinstance(again, (list, tuple)) and len(first) == len(again)
+                and all(_same(a, b) for a, b in zip(first, again, strict=True)))
+    if isinstance(first, np.ndarray):
+        return np.array_equal(first, np.asarray(again))
+    return bool(first == again)
 
 
 class _LeftToRightSampler:
@@ -696,8 +707,9 @@ def _storage_checks(kit: _Kit, factory: Callable[..., Any], options: dict[str, A
 
         def search_exact() -> None:
             result = store.search(vectors[2], k=3)
-            _expect(list(result.ids)[0] == ids[2] and abs(float(result.scores[0]) - 1) < 1e-5,
-                    f"the nearest record to record 2's own vector is {list(result.ids)[:1]} "
+            nearest = list(result.ids)[:1]
+            _expect(nearest == [ids[2]] and abs(float(result.scores[0]) - 1) < 1e-5,
+                    f"the nearest record to record 2's own vector is {nearest} "
                     f"(score {list(np.asarray(result.scores))[:1]})")
             _expect(len(result.ids) == 3, f"k=3 returned {len(result.ids)} records")
 
