@@ -47,12 +47,3 @@ def test_requests_are_immutable_and_grow_by_copy():
     richer = request.with_context("memory").with_conditions([1.0])
     assert request.context == () and request.conditions == ()
     assert richer.context == ("memory",) and richer.conditions == ([1.0],)
-
-
-def test_the_plugin_shown_in_the_readme_is_the_tested_example_plugin():
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("<!-- plugin-example -->", 2)[1]
-    code = re.search(r"```python\n(.*?)```", block, re.S).group(1)
-    example = (REPO / "examples" / "aios-shout" / "aios_shout.py").read_text()
-    missing = [line for line in code.splitlines() if line.strip() and line not in example]
-    assert not missing, missing
