@@ -190,7 +190,9 @@ def _registration_data(entry: Registration) -> dict[str, Any]:
 
 def _print_failures(registry: Registry) -> None:
     if registry.failures:
-        print(f"\n{len(registry.failures)} plugin(s) failed to load and were skipped:")
+        skipped = sum(f.stage != "clash" for f in registry.failures)
+        print(f"\n{skipped} plugin(s) failed to load and were skipped, "
+              f"{len(registry.failures) - skipped} registration(s) refused:")
         for failure in registry.failures:
             print(f"  - {failure}")
 

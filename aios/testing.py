@@ -40,7 +40,7 @@ from aios.protocols import (
     Quantizer,
     Sampler,
 )
-from aios.registry import PluginInfo, Registry
+from aios.registry import PluginInfo, Registry, default_registry
 from aios.schedules import NoiseSchedule
 
 __all__ = [
@@ -791,17 +791,17 @@ def _storage_checks(kit: _Kit, factory: Callable[..., Any], options: dict[str, A
 # -- check_quantizer ----------------------------------------------------------------------------
 
 
-def check_quantizer(factory: Callable[..., Any], *,
-                    options: Mapping[str, Any] | None = None) -> list[str]:
+def check_quantizer(factory: Callable[..., Any], *, options: Mapping[str, Any] | None = None,
+                    reference: Callable[..., Any] | None = None) -> list[str]:
     """Check a quantizer factory against `aios.protocols.Quantizer`.
 
     For 8 and 4 bits: the round trip is within half a quantization step, ``dequantize`` fills
     `out`, ``matmul`` equals ``x @ dequantize(W).T``, ``quantize_model`` keeps every name, and
-    the packed bytes are identical to `aios.quant.ReferenceQuantizer`'s (the format is shared).
+    the packed bytes are identical to `reference`'s (default: the installed ``reference``
+    quantizer, `aios.quant.ReferenceQuantizer`), since every backend shares the format.
     Non-finite weights are refused with an `AiosError`.
     """
-    from aios.quant import ReferenceQuantizer
-
+    reference = reference or default_registry().get("quantizer", "reference").factory
     kit = _Kit(f"quantizer {_name(factory)}")
     base = dict(options or {})
     rng = np.random.default_rng(0)
@@ -837,12 +837,12 @@ def check_quantizer(factory: Callable[..., Any], *,
                     f"{float(np.abs(got - expected).max()):.3g}")
 
         def same_bytes(q: Any = quantizer, s: dict[str, Any] = settings) -> None:
-            reference = ReferenceQuantizer(**{k: v for k, v in s.items()
-                                              if k in ("bits", "group_size", "symmetric")})
-            ours, theirs = q.quantize(weights, name="w"), reference.quantize(weights, name="w")
+            twin = reference(**{k: v for k, v in s.items()
+                                if k in ("bits", "group_size", "symmetric")})
+            ours, theirs = q.quantize(weights, name="w"), twin.quantize(weights, name="w")
             _expect(np.array_equal(np.asarray(ours.data), np.asarray(theirs.data))
                     and np.array_equal(np.asarray(ours.scales), np.asarray(theirs.scales)),
-                    "packed data or scales differ from ReferenceQuantizer's: the format is "
+                    "packed data or scales differ from the reference quantizer's: the format is "
                     "shared by every backend")
 
         def model(q: Any = quantizer) -> None:

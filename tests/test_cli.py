@@ -78,7 +78,7 @@ def test_plugins_shows_registrations_and_load_failures(toys, use_registry, capsy
     out = capsys.readouterr().out
     assert f"toys    aios-toys  1.2      {aios.CONTRACT_VERSION}       head: noisy; sampler: " \
            "halfway, still; conditioner: tag" in out
-    assert "1 plugin(s) failed to load and were skipped:" in out
+    assert "1 plugin(s) failed to load and were skipped, 0 registration(s) refused:" in out
     assert "plugin 'bad' (bad-dist 0.0.1) skipped at register: KeyError: 'x'" in out
     assert cli.main(["plugins", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

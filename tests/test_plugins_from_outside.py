@@ -309,6 +309,15 @@ def test_each_fault_package_leaves_the_shipped_packs_working_exactly(fault, sour
     assert generated.stdout == baseline[1]
 
 
+def test_with_every_outside_package_installed_the_default_generation_is_unchanged(site,
+                                                                                   baseline):
+    # the shout example registers below the shipped priorities, so it never captures `auto`
+    generated = aios_cli(site, *GENERATE)
+    assert (generated.returncode, generated.stdout) == (0, baseline[1]), generated.stderr
+    data = json.loads(aios_cli(site, "plugins", "--json").stdout)
+    assert shipped(data) == baseline[0]
+
+
 def test_a_clash_refuses_only_the_clashing_names_and_names_both_packages(site):
     data = json.loads(aios_cli(site, "plugins", "--json").stdout)
     plugins = {p["name"]: p for p in data["plugins"]}
