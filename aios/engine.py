@@ -153,7 +153,8 @@ class ArrowEngine:
         rng = np.random.default_rng(request.seed)
         state = self._call("head", self.head, self.head.initial_state, request, rng)
         if stream is not None:
-            callback = _with_stream(callback, stream, self.head, request)
+            callback = _with_stream(callback, stream, lambda s: self._call(
+                "head", self.head, self.head.decode, s, request))
         state = self._call(
             "sampler", self.sampler, self.sampler.sample,
             lambda x, t: self._call("head", self.head, self.head.denoise, x, t, request),
@@ -253,11 +254,11 @@ def store_exists(registry: Registry, backend: str, path: str | os.PathLike[str])
     return ""
 
 
-def _with_stream(callback: StepCallback | None, stream: StepCallback, head: Head,
-                 request: GenerationRequest) -> StepCallback:
+def _with_stream(callback: StepCallback | None, stream: StepCallback,
+                 decode: Callable[[Any], Any]) -> StepCallback:
     def both(step: int, num_steps: int, state: Any) -> None:
         if callback is not None:
             callback(step, num_steps, state)
-        stream(step, num_steps, head.decode(state, request))
+        stream(step, num_steps, decode(state))
 
     return both
