@@ -18,7 +18,7 @@ quantizer   `Quantizer`
 embedder    `Embedder`
 recipe      `RecipeFactory` (trains when called; returns metrics)
 evaluator   `EvaluatorFactory` (scores when called; returns metrics)
-adapter     `AdapterKind` -> `AdapterDecision`
+adapter     `AdapterKind` -> `AdapterDecision` (+ the optional `Calibrates`)
 =========== ===================================================================
 
 The engine only ever talks to these interfaces, which is what keeps modality logic out of the
@@ -470,3 +470,13 @@ class AdapterKind(Protocol):
         model is that uncertain about); keep it in `store` (`aios.adapters.AdapterStore`) under
         `name` only when held-out perplexity falls by `min_gain` and the base domain's rises by
         at most `max_base_loss`."""
+
+
+@runtime_checkable
+class Calibrates(Protocol):
+    """Optional adapter-kind extra: ``aios evolve --calibrate`` asks the first kind of the
+    ladder to measure what "typical" uncertainty is for a model."""
+
+    def calibrate(self, model: str | os.PathLike[str] | None, progress: bool = True) -> Path:
+        """Measure the model's typical loss on its own training text; return the file
+        written (read later by ``--explain`` and ``evolve --from-memory``'s threshold)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from aios.hookspecs import CONTRACT_VERSION
+from aios.protocols import AdapterDecision, AdapterKind
 from aios.registry import FIRST_PARTY, Registry
 from aios.testing import check_conditioner, check_embedder, check_quantizer, check_storage
 
@@ -126,6 +127,39 @@ def aios_register_recipes(register):
 @aios.hookimpl
 def aios_register_evaluators(register):
     register("outside", evaluate)
+'''),
+    "adapter": ("aios-out-adapter", "outadapter", HEADER + '''
+from dataclasses import dataclass
+
+
+@dataclass
+class Decision:
+    name: str
+    kind: str = "noop"
+    level: int = 9
+    kept: bool = False
+    reason: str = "rejected: a no-op adapter cannot lower perplexity"
+    parameters: int = 0
+    model_parameters: int = 1000
+    seconds: float = 0.0
+
+    def table(self):
+        return [("METRIC", "BEFORE", "AFTER"), ("perplexity", "12.0", "12.0")]
+
+
+class Noop:
+    """An adapter kind that trains nothing and is always rejected."""
+
+    kind, level = "noop", 9
+
+    def evolve(self, model, name, *, sources=(), texts=(), threshold=None, store,
+               min_gain, max_base_loss, held_out, progress=True):
+        return Decision(name)
+
+
+@aios.hookimpl
+def aios_register_adapters(register):
+    register("noop", Noop, priority=-9)
 '''),
 }
 
@@ -400,6 +434,10 @@ def test_the_packages_per_kind_pass_the_conformance_kits(site, monkeypatch, tmp_
     check_embedder(registry.get("embedder", "hashed").factory)
     check_quantizer(registry.get("quantizer", "outside").factory)
     check_storage(registry.get("storage", "nested").factory, directory=tmp_path)
+    kind = registry.get("adapter", "noop").factory()
+    assert isinstance(kind, AdapterKind)
+    assert isinstance(kind.evolve(None, "x", store=None, min_gain=0.1, max_base_loss=0.1,
+                                  held_out=0.1), AdapterDecision)
 
 
 def test_a_third_party_storage_backend_serves_memory_add_and_generate(site, tmp_path):
@@ -426,3 +464,14 @@ def test_recipes_and_evaluators_from_outside_run_through_train_and_eval(site, tm
     scored = aios_cli(site, "eval", "outside", "--model", "m", "--data", "a", "--data", "b")
     assert scored.returncode == 0, scored.stderr
     assert "data    a,b" in scored.stdout
+
+
+def test_an_adapter_kind_from_outside_climbs_the_evolve_ladder(site, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Some new text.\n")
+    result = aios_cli(site, "--set", "evolve.adapter=noop", "--set",
+                      f"evolve.adapters_dir={tmp_path / 'adapters'}", "evolve", str(notes),
+                      "--name", "mine")
+    assert result.returncode == 0, result.stderr
+    assert "noop (level 9):" in result.stdout
+    assert "adapter 'mine': rejected: a no-op adapter cannot lower perplexity" in result.stdout
