@@ -33,8 +33,9 @@ for what the configuration selects.
   ``float``, ``str`` or ``bool`` to have the config type-checked.
 - ``summary``: one line shown by ``aios plugins``; defaults to the factory's first docstring line.
 - ``priority``: how ``auto`` chooses: the highest priority of a kind wins (a native backend
-  registers above its reference twin). Ties break by name. Shipped defaults use 0 or more;
-  a demonstration plugin should register below 0 so it never captures ``auto``.
+  registers above its reference twin). Ties break by name. The shipped defaults (what ``auto``
+  picks) register at 0 or above; a demonstration plugin registers below 0 so it never
+  captures ``auto``.
 - ``family``: for heads and samplers, ``"discrete"`` (masked tokens) or ``"continuous"``
   (Gaussian noise). The engine refuses a sampler whose family differs from the head's.
 
