@@ -19,7 +19,7 @@ from aios.cli_media import GRID_COLUMNS, grid_rows, head_parameter_rows, write_o
 from aios.cli_memory import add_memory_commands
 from aios.cli_quantize import add_quantize_command
 from aios.config import Config, load_config
-from aios.errors import AiosError, ConfigError, PluginError
+from aios.errors import AiosError, ConfigError, PluginError, blamed
 from aios.hookspecs import CONTRACT_VERSION
 from aios.registry import KINDS, Registration, Registry, default_registry
 
@@ -32,11 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except AiosError as exc:
+    except Exception as exc:
+        error = exc if isinstance(exc, AiosError) else blamed(exc)
+        if error is None:  # not a plugin's and not on purpose: a bug, shown in full
+            raise
         if args.debug:
             traceback.print_exception(type(exc), exc, exc.__traceback__)
-        print(f"aios: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        print(f"aios: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("aios: interrupted", file=sys.stderr)
         return 1

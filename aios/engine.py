@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from aios.config import Config, load_config
-from aios.errors import AiosError, ConfigError, PluginError, PluginNotFoundError
+from aios.errors import AiosError, ConfigError, PluginError, PluginNotFoundError, blame
 from aios.protocols import (
     Conditioner,
     EngineContext,
@@ -170,15 +170,21 @@ class ArrowEngine:
 
     def _call(self, kind: str, plugin: object, method: Callable[..., _T], *args: Any,
               **kwargs: Any) -> _T:
-        """Call a plugin's method; an exception it raises becomes a `PluginError` naming the
-        object and its package (an `AiosError` passes through: it is already a message)."""
+        """Call a plugin's method; an exception it raises keeps its type and is `blame`d on the
+        object and its package (the CLI reports it in one line); ``sys.exit()`` in plugin code
+        becomes a `PluginError`. An `AiosError` passes through: it is already a message."""
         try:
             return method(*args, **kwargs)
         except (AiosError, KeyboardInterrupt):
             raise
-        except (Exception, SystemExit) as exc:  # attributed, the cause kept
-            origin = self.origins.get(id(plugin)) or f"{kind} {type(plugin).__qualname__}"
-            raise PluginError(origin, exc) from exc
+        except SystemExit as exc:
+            raise PluginError(self._origin(kind, plugin), exc) from exc
+        except Exception as exc:
+            blame(exc, self._origin(kind, plugin))
+            raise
+
+    def _origin(self, kind: str, plugin: object) -> str:
+        return self.origins.get(id(plugin)) or f"{kind} {type(plugin).__qualname__}"
 
     def _conditioners(self, memory_guided: bool | None) -> tuple[Conditioner, ...]:
         if memory_guided is None:

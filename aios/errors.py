@@ -67,6 +67,30 @@ class PluginError(AiosError):
         super().__init__(f"{origin} raised {type(error).__name__}: {error}")
 
 
+#: The attribute under which the engine records which plugin object raised an exception.
+ORIGIN_ATTRIBUTE = "aios_origin"
+
+
+def blame(error: BaseException, origin: str) -> None:
+    """Record on `error` which plugin object raised it ("sampler 'x' from package y 1.0"),
+    keeping its type so Python callers can still catch it; the innermost call wins (a head's
+    error raised through a sampler's loop is the head's). The CLI reports it as a
+    `PluginError`."""
+    if getattr(error, ORIGIN_ATTRIBUTE, None) is None:
+        try:
+            setattr(error, ORIGIN_ATTRIBUTE, origin)
+        except AttributeError:  # an exception type with __slots__: nothing to record on
+            return
+        if hasattr(error, "add_note"):
+            error.add_note(f"raised by {origin}")
+
+
+def blamed(error: BaseException) -> PluginError | None:
+    """The `PluginError` to report for an exception a plugin raised, or None if none did."""
+    origin = getattr(error, ORIGIN_ATTRIBUTE, None)
+    return PluginError(origin, error) if isinstance(origin, str) else None
+
+
 class IncompatiblePluginError(AiosError):
     """A plugin implements a version of the plugin contract this core cannot use."""
 
