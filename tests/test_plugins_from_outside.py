@@ -432,7 +432,8 @@ def test_the_packages_per_kind_pass_the_conformance_kits(site, monkeypatch, tmp_
         assert entry in registry.plugins, (kind, [str(f) for f in registry.failures])
     check_conditioner(registry.get("conditioner", "exclaim").factory)
     check_embedder(registry.get("embedder", "hashed").factory)
-    check_quantizer(registry.get("quantizer", "outside").factory)
+    check_quantizer(registry.get("quantizer", "outside").factory,  # not the process's cached
+                    reference=registry.get("quantizer", "reference").factory)  # registry
     check_storage(registry.get("storage", "nested").factory, directory=tmp_path)
     kind = registry.get("adapter", "noop").factory()
     assert isinstance(kind, AdapterKind)
