@@ -3,7 +3,13 @@
 from aios import _moved
 from aios.config import Config, load_config
 from aios.engine import ArrowEngine
-from aios.errors import AiosError, ConfigError, IncompatiblePluginError, PluginNotFoundError
+from aios.errors import (
+    AiosError,
+    ConfigError,
+    IncompatiblePluginError,
+    PluginError,
+    PluginNotFoundError,
+)
 from aios.hookspecs import CONTRACT_VERSION, hookimpl
 from aios.memory import open_memory
 from aios.protocols import GenerationRequest
@@ -21,6 +27,7 @@ __all__ = [
     "ConfigError",
     "GenerationRequest",
     "IncompatiblePluginError",
+    "PluginError",
     "PluginNotFoundError",
     "Registry",
     "__version__",

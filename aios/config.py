@@ -433,7 +433,8 @@ class _Builder:
                                             for p in _factory_params(e.factory)[0])})
             kinds = ", ".join(e.name for e in ladder) or "none installed"
             raise self.unknown_key(f"evolve.{unknown[0]}", valid, f" (adapter kinds: {kinds})")
-        return dataclasses.replace(config, adapter=tuple(e.name for e in ladder),
+        return dataclasses.replace(config, adapter=tuple(self.registry.selector(e)
+                                                         for e in ladder),
                                    options=MappingProxyType(checked))
 
     def resolve_embedder(self, memory: MemoryConfig) -> MemoryConfig:
@@ -442,7 +443,7 @@ class _Builder:
         registration = self.resolve("embedder", "memory.embedder", memory.embedder, None)
         if registration is None:
             return memory
-        return dataclasses.replace(memory, embedder=registration.name)
+        return dataclasses.replace(memory, embedder=self.registry.selector(registration))
 
     def head_for_modality(self, head: Any, generate: Any) -> Any:
         """`head: auto` with `generate.modality` set picks the best head of that modality (a
@@ -461,9 +462,12 @@ class _Builder:
         return {**(head or {}), "name": best.name}
 
     def family_of(self, head: str) -> str | None:
-        if self.registry is None or head not in self.registry.names("head"):
+        if self.registry is None:
             return None
-        return self.registry.get("head", head).family
+        try:
+            return self.registry.get("head", head).family
+        except PluginNotFoundError:
+            return None
 
     def section(self, name: str, raw: Any, family: str | None) -> Any:
         spec = _SECTIONS[name]
@@ -509,8 +513,8 @@ class _Builder:
         if kind is not None:
             chosen = values.get(name_key, _default_of(cls, name_key))
             registration = self.resolve(kind, f"{prefix}.{name_key}", chosen, family)
-            if registration is not None:
-                values[name_key] = registration.name
+            if registration is not None:  # `plugin:name` when another plugin holds the name
+                values[name_key] = self.registry.selector(registration)
         if registration is None:
             if extra:
                 key = next(iter(extra))
@@ -622,6 +626,8 @@ def parse_dataclass(cls: type, data: Any, *, source: str, prefix: str = "") -> A
 
 
 def _choose_fix(exc: PluginNotFoundError) -> str:
+    if exc.reason:
+        return exc.reason
     if exc.available:
         return f"use one of: {', '.join(exc.available)}, or `auto`"
     return INSTALL_HINTS[exc.kind]

@@ -11,13 +11,13 @@ modality uses the engine's one memory store.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 
 from aios.config import Config, load_config
-from aios.errors import AiosError, ConfigError, PluginNotFoundError
+from aios.errors import AiosError, ConfigError, PluginError, PluginNotFoundError, blame
 from aios.protocols import (
     Conditioner,
     EngineContext,
@@ -27,6 +27,8 @@ from aios.protocols import (
     StepCallback,
 )
 from aios.registry import INSTALL_HINTS, Registry, default_registry
+
+_T = TypeVar("_T")
 
 
 class ArrowEngine:
@@ -61,6 +63,8 @@ class ArrowEngine:
         self.registry = registry
         #: The request of the last `diffuse` after conditioning (retrieved memory included).
         self.last_request: GenerationRequest | None = None
+        #: id(plugin object) -> "sampler 'x' from package y 1.0", for errors raised inside it.
+        self.origins: dict[int, str] = {}
 
     @classmethod
     def from_config(
@@ -74,15 +78,19 @@ class ArrowEngine:
         registry = registry or default_registry()
         if not isinstance(config, Config):
             config = load_config(config, overrides, registry)
-        head = _build(registry, "head", config.head.name, config.head.options)
-        sampler = _build(registry, "sampler", config.sampler.name, config.sampler.options)
+        origins: dict[int, str] = {}
+        head = _build(registry, "head", config.head.name, config.head.options, origins)
+        sampler = _build(registry, "sampler", config.sampler.name, config.sampler.options,
+                         origins)
         storage = None
         if config.memory.path is not None:
             storage = _build(registry, "storage", config.memory.backend,
-                             {"path": config.memory.path, **config.memory.options})
-        conditioners = [_build(registry, "conditioner", c.name, c.options)
+                             {"path": config.memory.path, **config.memory.options}, origins)
+        conditioners = [_build(registry, "conditioner", c.name, c.options, origins)
                         for c in config.conditioners]
-        return cls(config, head, sampler, conditioners, storage, registry=registry)
+        engine = cls(config, head, sampler, conditioners, storage, registry=registry)
+        engine.origins.update(origins)
+        return engine
 
     @property
     def embedder(self) -> Any | None:
@@ -144,23 +152,26 @@ class ArrowEngine:
         context = EngineContext(head=head, storage=self.storage,
                                 embedder=self.embedder if retrieves else None)
         for conditioner in conditioners:
-            request = conditioner.condition(request, context)
+            request = self._call("conditioner", conditioner, conditioner.condition, request,
+                                 context)
         self.last_request = request
         # 4. The head makes the initial state (all masks, or pure noise).
         rng = np.random.default_rng(request.seed)
-        state = head.initial_state(request, rng)
+        state = self._call("head", head, head.initial_state, request, rng)
         if stream is not None:
-            callback = _with_stream(callback, stream, head, request)
+            callback = _with_stream(callback, stream, lambda s: self._call(
+                "head", head, head.decode, s, request))
         # 5. The sampler's loop: the head denoises, the sampler commits tokens / steps the noise.
-        state = sampler.sample(
-            lambda x, t: head.denoise(x, t, request),
+        state = self._call(
+            "sampler", sampler, sampler.sample,
+            lambda x, t: self._call("head", head, head.denoise, x, t, request),
             state,
             num_steps=request.num_steps,
             rng=rng,
             callback=callback,
         )
         # 6. The head decodes the final state.
-        output = head.decode(state, request)
+        output = self._call("head", head, head.decode, state, request)
         # 7. Optionally written back to the memory, then returned.
         if self.config.memory.write_back if remember is None else remember:
             self._remember(prompt, output)
@@ -181,7 +192,7 @@ class ArrowEngine:
                 f"for {modality!r} (no installed head generates it), e.g. `pip install "
                 f"aios-{modality}`"
             )
-        head = self._heads[modality] = _build(registry, "head", best.name, {})
+        head = self._heads[modality] = _build(registry, "head", best.name, {}, self.origins)
         return head
 
     def sampler_for(self, head: Head) -> Sampler:
@@ -194,8 +205,27 @@ class ArrowEngine:
         best = registry.best("sampler", family=head.family)
         if best is None:
             raise PluginNotFoundError("sampler", "auto", (), INSTALL_HINTS["sampler"])
-        sampler = self._samplers[head.family] = _build(registry, "sampler", best.name, {})
+        sampler = self._samplers[head.family] = _build(registry, "sampler", best.name, {},
+                                                       self.origins)
         return sampler
+
+    def _call(self, kind: str, plugin: object, method: Callable[..., _T], *args: Any,
+              **kwargs: Any) -> _T:
+        """Call a plugin's method; an exception it raises keeps its type and is `blame`d on the
+        object and its package (the CLI reports it in one line); ``sys.exit()`` in plugin code
+        becomes a `PluginError`. An `AiosError` passes through: it is already a message."""
+        try:
+            return method(*args, **kwargs)
+        except (AiosError, KeyboardInterrupt):
+            raise
+        except SystemExit as exc:
+            raise PluginError(self._origin(kind, plugin), exc) from exc
+        except Exception as exc:
+            blame(exc, self._origin(kind, plugin))
+            raise
+
+    def _origin(self, kind: str, plugin: object) -> str:
+        return self.origins.get(id(plugin)) or f"{kind} {type(plugin).__qualname__}"
 
     def _conditioners(self, memory_guided: bool | None) -> tuple[Conditioner, ...]:
         if memory_guided is None:
@@ -206,7 +236,8 @@ class ArrowEngine:
         if len(plain) < len(self.conditioners):
             return self.conditioners
         return (*self.conditioners,
-                _build(self.registry or default_registry(), "conditioner", "memory", {}))
+                _build(self.registry or default_registry(), "conditioner", "memory", {},
+                       self.origins))
 
     def _remember(self, prompt: Any, output: Any) -> None:
         from aios.memory import remember
@@ -235,25 +266,46 @@ class ArrowEngine:
         self.close()
 
 
-def _build(registry: Registry, kind: str, name: str, options: Mapping[str, Any]) -> Any:
+def _build(registry: Registry, kind: str, name: str, options: Mapping[str, Any],
+           origins: dict[int, str]) -> Any:
+    """Call the factory of `name`; record where the object came from for later errors."""
     if name == "auto":
         raise PluginNotFoundError(kind, name, (), INSTALL_HINTS[kind])
     registration = registry.get(kind, name)
+    origin = registry.origin(registration)
     try:
-        return registration.factory(**options)
-    except Exception as exc:
-        plugin = registry.plugins[registration.plugin]
-        raise AiosError(
-            f"{kind} {name!r} from {plugin.distribution} {plugin.version} failed to build: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+        built = registration.factory(**options)
+    except (AiosError, KeyboardInterrupt):
+        raise
+    except (Exception, SystemExit) as exc:
+        raise PluginError(origin, exc) from exc
+    origins[id(built)] = origin
+    return built
 
 
-def _with_stream(callback: StepCallback | None, stream: StepCallback, head: Head,
-                 request: GenerationRequest) -> StepCallback:
+def store_exists(registry: Registry, backend: str, path: str | os.PathLike[str]) -> str:
+    """"" when the storage `backend` finds a store at `path`, else its reason why not.
+
+    The contract makes the backend the judge: a read-only open where no store exists raises an
+    `AiosError` and creates nothing (`aios.testing.check_storage` checks it).
+    """
+    registration = registry.get("storage", backend)
+    try:
+        store = registration.factory(path=os.fspath(path), dim=None, read_only=True,
+                                     retention=None)
+    except AiosError as exc:
+        return str(exc)
+    except (Exception, SystemExit) as exc:  # attributed, the cause kept
+        raise PluginError(registry.origin(registration), exc) from exc
+    store.close()
+    return ""
+
+
+def _with_stream(callback: StepCallback | None, stream: StepCallback,
+                 decode: Callable[[Any], Any]) -> StepCallback:
     def both(step: int, num_steps: int, state: Any) -> None:
         if callback is not None:
             callback(step, num_steps, state)
-        stream(step, num_steps, head.decode(state, request))
+        stream(step, num_steps, decode(state))
 
     return both

@@ -37,13 +37,18 @@ class UsageError(AiosError, ValueError):
 
 
 class PluginNotFoundError(AiosError):
-    """No plugin of a kind is registered under a name (or none at all for `auto`)."""
+    """No plugin of a kind is registered under a name (or none at all for `auto`).
+
+    `reason` says why the name is missing when the registry knows (a skipped plugin offers it).
+    """
 
     exit_code = 2
 
-    def __init__(self, kind: str, name: str, available: Iterable[str], hint: str = "") -> None:
+    def __init__(self, kind: str, name: str, available: Iterable[str], hint: str = "",
+                 reason: str = "") -> None:
         self.kind = kind
         self.name = name
+        self.reason = reason
         self.available = sorted(available)
         self.suggestions = suggest(name, self.available)
         message = f"unknown {kind} {name!r}"
@@ -55,7 +60,42 @@ class PluginNotFoundError(AiosError):
             message = f"no {kind} plugin is installed"
         if hint and not self.available:
             message += f". {hint}"
+        if reason:
+            message += f"{'' if message.endswith('.') else ';'} {reason}"
         super().__init__(message)
+
+
+class PluginError(AiosError):
+    """Plugin code raised at run time: the message names the object, its package and the error
+    (the original exception is the ``__cause__``, shown with ``--debug``)."""
+
+    def __init__(self, origin: str, error: BaseException) -> None:
+        self.origin = origin
+        super().__init__(f"{origin} raised {type(error).__name__}: {error}")
+
+
+#: The attribute under which the engine records which plugin object raised an exception.
+ORIGIN_ATTRIBUTE = "aios_origin"
+
+
+def blame(error: BaseException, origin: str) -> None:
+    """Record on `error` which plugin object raised it ("sampler 'x' from package y 1.0"),
+    keeping its type so Python callers can still catch it; the innermost call wins (a head's
+    error raised through a sampler's loop is the head's). The CLI reports it as a
+    `PluginError`."""
+    if getattr(error, ORIGIN_ATTRIBUTE, None) is None:
+        try:
+            setattr(error, ORIGIN_ATTRIBUTE, origin)
+        except AttributeError:  # an exception type with __slots__: nothing to record on
+            return
+        if hasattr(error, "add_note"):
+            error.add_note(f"raised by {origin}")
+
+
+def blamed(error: BaseException) -> PluginError | None:
+    """The `PluginError` to report for an exception a plugin raised, or None if none did."""
+    origin = getattr(error, ORIGIN_ATTRIBUTE, None)
+    return PluginError(origin, error) if isinstance(origin, str) else None
 
 
 class IncompatiblePluginError(AiosError):

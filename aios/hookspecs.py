@@ -33,7 +33,9 @@ for what the configuration selects.
   ``float``, ``str`` or ``bool`` to have the config type-checked.
 - ``summary``: one line shown by ``aios plugins``; defaults to the factory's first docstring line.
 - ``priority``: how ``auto`` chooses: the highest priority of a kind wins (a native backend
-  registers above its reference twin). Ties break by name.
+  registers above its reference twin). Ties break by name. The shipped defaults (what ``auto``
+  picks) register at 0 or above; a demonstration plugin registers below 0 so it never
+  captures ``auto``.
 - ``family``: for heads and samplers, ``"discrete"`` (masked tokens) or ``"continuous"``
   (Gaussian noise). The engine refuses a sampler whose family differs from the head's.
 
@@ -41,9 +43,14 @@ Versioning: ``CONTRACT_VERSION`` is ``MAJOR.MINOR``. A plugin is accepted when i
 equals the core's and its minor version is not newer. Otherwise it is refused with a message
 naming the plugin and both versions, and the rest of the program keeps running.
 
-A plugin that raises while importing or registering, or registers a name that is already taken,
-is reported by ``aios plugins`` and ``aios doctor`` (distribution, version, the exception) and
-skipped as a whole; the other plugins still load.
+A plugin that raises (or calls ``sys.exit``) while importing or registering is reported by
+``aios plugins`` and ``aios doctor`` (distribution, version, the exception) and skipped; the
+other plugins still load. A name another plugin holds is refused for that one registration
+only: the core and the first-party packs keep theirs, third parties yield to each other by
+distribution name, and ``plugin:name`` selects any of them (``sampler: {name: shout:ddim}``).
+
+What each factory is called with and must return is in `aios.protocols`, one Protocol per
+kind; `aios.testing` checks a factory against it (``check_head``, ``check_sampler``, ...).
 """
 
 from __future__ import annotations
@@ -84,84 +91,30 @@ KIND_HOOKS = {
 
 @hookspec
 def aios_register_heads(register: Register) -> None:
-    """Register modality heads (text, image, audio, ...).
+    """Register modality heads: ``register(name, HeadClass, family=...)``.
 
-    The factory is called as ``factory(**options)`` with the options of the config's ``head``
-    section and must return an object with the `aios.protocols.Head` interface:
-
-    - ``modality`` (str): what ``diffuse(..., modality=...)`` selects, e.g. ``"text"``.
-    - ``family`` (str): ``"discrete"`` or ``"continuous"``; pass the same as ``family=`` to
-      ``register``.
-    - ``initial_state(request, rng)``: the sampler's starting state (all masks, or noise drawn
-      from the NumPy ``rng`` so that a seed reproduces the output).
-    - ``denoise(state, t, request)``: one model evaluation; the sampler decides what to do with
-      it. Apply ``request.guidance_scale`` (classifier-free guidance) here if supported.
-    - ``decode(state, request)``: the user-facing result (``str``, image array, waveform).
-
-    A head must not depend on a particular sampler: any sampler of its family must work.
-
-    ``head: auto`` with a requested modality (``--modality image``) picks the best head whose
-    factory has that ``modality`` as a class attribute, so declare it on the class. Heads whose
-    output is not text may also offer (``aios generate`` and ``aios plugins --verbose`` use
-    them, see `aios.cli_media`): ``write(output, path, rows=None) -> list[Path]`` and
-    ``output_suffix`` (the files ``generate`` writes), ``grid_rows(prompt)`` (``--grid``) and
-    ``parameter_counts() -> {"backbone": n, "head": m}``.
-
-    The state and prediction formats every sampler of a family understands
-    (`aios.protocols`):
-
-    - continuous heads: ``initial_state`` returns a ``GaussianState(x, schedule, prediction)``
-      (``x`` standard normal noise, ``schedule`` the head's `aios.schedules.NoiseSchedule`,
-      ``prediction`` ``"epsilon"``, ``"x0"`` or ``"v"``); ``denoise(state, t, request)`` gets a
-      fractional training timestep ``t`` and returns an array shaped like ``state.x``.
-    - discrete heads: ``initial_state`` returns a ``MaskedState(tokens, mask_id, eos_id,
-      on_prefix)`` (``mask_id`` at every position to generate); ``denoise`` gets ``t`` in
-      ``[0, 1]`` and returns logits ``(batch, length, vocab)``; it may be asked about a subset
-      of the rows (``state.rows`` says which). ``on_prefix(tokens, length)``, if set, is the
-      prefix-cache hook: block-wise samplers call it when positions ``[:length]`` are final.
-    - classifier-free guidance: return ``Guided(conditional, unconditional,
-      request.guidance_scale)`` from ``denoise`` and the sampler combines the two.
+    ``factory(**options)`` (the config's ``head`` section) returns an `aios.protocols.Head`,
+    optionally with its extras (`aios.protocols.WritesFiles`, ``DrawsGrids``,
+    ``CountsParameters``, ``Explains``). Declare ``modality`` on the class for ``head: auto``.
     """
 
 
 @hookspec
 def aios_register_samplers(register: Register) -> None:
-    """Register samplers; pass ``family="discrete"`` or ``family="continuous"``.
+    """Register samplers: ``register(name, SamplerClass, family="discrete" | "continuous")``.
 
-    The factory is called as ``factory(**options)`` with the options of the config's ``sampler``
-    section (``steps`` is the core's and is passed to ``sample`` instead). It must return an
-    object with the `aios.protocols.Sampler` interface: ``family`` and
-    ``sample(denoise, state, *, num_steps, rng, callback=None) -> state``, where
-    ``denoise(state, t)`` queries the head's model and ``callback(step, num_steps, state)`` is
-    called after every step (progress bars, streaming). The sampler owns the loop, so caching
-    and block-wise decoding are its business.
-
-    A continuous sampler receives and returns an `aios.protocols.GaussianState`, a discrete one
-    an `aios.protocols.MaskedState` (see `aios_register_heads` for what the head puts in them).
-    Handle a `aios.protocols.Guided` result of ``denoise`` by combining its branches. The
-    samplers of the ``aios-samplers`` pack also offer a step-level interface,
-    ``set_timesteps(...)`` then ``step(model_output, index, sample_or_state, rng)`` per model
-    evaluation, on which their ``sample`` is built.
+    ``factory(**options)`` (the config's ``sampler`` section; ``steps`` goes to ``sample``)
+    returns an `aios.protocols.Sampler` that owns the denoising loop over a
+    `aios.protocols.MaskedState` or `aios.protocols.GaussianState`.
     """
 
 
 @hookspec
 def aios_register_conditioners(register: Register) -> None:
-    """Register conditioners, which add guidance to a request before sampling.
+    """Register conditioners, which add context or conditions to a request before sampling.
 
-    The factory is called as ``factory(**options)`` with one entry of the config's
-    ``conditioners`` list (without its ``name``). The object must provide
-    ``condition(request, context) -> request`` (`aios.protocols.Conditioner`): it returns a new
-    `aios.protocols.GenerationRequest` (use ``with_context`` / ``with_conditions``) and may use
-    ``context.storage`` (the configured memory store, or None) and ``context.head``.
-    Conditioners run in the order the config lists them.
-
-    A conditioner that reads the memory sets the class attribute ``retrieves_memory = True``:
-    it then receives ``context.embedder`` (the config's ``memory.embedder``, built on first
-    use; None for other conditioners), and ``diffuse(..., memory_guided=False)`` skips it. The
-    core's ``memory`` conditioner puts `aios.memory.conditioner.Passage` objects (``text``,
-    ``score``, ``source``, ``id``) into ``request.context``, best first; a head that reads
-    context should accept them as well as plain strings.
+    ``factory(**options)`` (one entry of the config's ``conditioners`` list) returns an
+    `aios.protocols.Conditioner`; they run in the order the config lists them.
     """
 
 
@@ -169,10 +122,9 @@ def aios_register_conditioners(register: Register) -> None:
 def aios_register_storage(register: Register) -> None:
     """Register memory storage backends.
 
-    The factory is called as ``factory(path=..., **options)`` where ``path`` is a directory
-    (created if new) and the options come from the config's ``memory`` section. It returns an
-    `aios.protocols.MemoryStore`. A fast backend should register with a higher ``priority`` than
-    the reference one so ``backend: auto`` prefers it.
+    The factory is an `aios.protocols.StorageFactory`: ``factory(path, *, dim, read_only,
+    retention, **options)`` returning an `aios.protocols.MemoryStore`. A faster backend
+    registers with a higher ``priority`` than the reference one.
     """
 
 
@@ -180,41 +132,27 @@ def aios_register_storage(register: Register) -> None:
 def aios_register_quantizers(register: Register) -> None:
     """Register weight quantizers.
 
-    The factory is called as ``factory(**options)`` with the options of the config's
-    ``quantizer`` section (and of ``aios quantize``'s flags: ``bits``, ``group_size``,
-    ``symmetric``, ``keep``, ``error_correction``) and returns an `aios.protocols.Quantizer`:
-    ``quantize(weights, *, name, calibration)``, ``dequantize(quantized, out=None)``,
-    ``quantize_model(tensors, *, calibration, progress)`` and ``matmul(quantized, x, out)``,
-    producing `aios.quant.QuantizedTensor`. Subclassing `aios.quant.ReferenceQuantizer` and
-    replacing its kernels gives all of that. Register a native implementation with a higher
-    ``priority`` than the reference one; both must produce identical packed data.
+    ``factory(**options)`` (``bits``, ``group_size``, ``symmetric``, ...) returns an
+    `aios.protocols.Quantizer`; subclass `aios.quant.ReferenceQuantizer` to replace only its
+    kernels. Every backend must produce identical packed bytes.
     """
 
 
 @hookspec
 def aios_register_recipes(register: Register) -> None:
-    """Register training recipes: how a pack trains its model (added in contract 1.1).
+    """Register training recipes for ``aios train NAME`` (added in contract 1.1).
 
-    ``aios train NAME`` calls the factory as ``factory(recipe=..., out=..., progress=...)``:
-    ``recipe`` is the path of a recipe file (YAML) or None for the pack's default recipe,
-    ``out`` the run directory (resume when it holds a run of the same recipe), and ``progress``
-    whether to show progress bars. It trains, evaluates and returns a mapping of metrics (plain
-    numbers and strings) that the command prints. Mistakes in the recipe should raise
-    `aios.errors.ConfigError` (exit code 2); other failures `aios.errors.AiosError`.
+    The factory is an `aios.protocols.RecipeFactory`: calling it trains and returns the metrics
+    that the command prints.
     """
 
 
 @hookspec
 def aios_register_evaluators(register: Register) -> None:
-    """Register evaluations: how a pack scores a trained model (added in contract 1.2).
+    """Register evaluations for ``aios eval NAME`` (added in contract 1.2).
 
-    ``aios eval NAME`` calls the factory as ``factory(model=..., baseline=..., data=...,
-    progress=...)``: ``model`` is a model directory or None for the pack's shipped model,
-    ``baseline`` an optional second model directory to compare against, ``data`` a list of
-    data sources (names or paths) or None for the model's own held-out split, and ``progress``
-    whether to show progress bars. It returns a mapping of metrics (plain numbers and strings)
-    that the command prints. Mistakes in the arguments should raise
-    `aios.errors.ConfigError` (exit code 2); other failures `aios.errors.AiosError`.
+    The factory is an `aios.protocols.EvaluatorFactory`: calling it scores a model and returns
+    the metrics that the command prints.
     """
 
 
@@ -222,44 +160,23 @@ def aios_register_evaluators(register: Register) -> None:
 def aios_register_embedders(register: Register) -> None:
     """Register text embedders for the memory (added in contract 1.2).
 
-    The factory is called with no arguments when the config's ``memory.embedder`` names it
-    (``auto``: the highest ``priority``) and returns an `aios.protocols.Embedder`: ``name``
-    (str), ``dim`` (int, the vector length) and ``embed(texts, *, progress=False)`` returning a
-    float32 array ``(len(texts), dim)`` whose rows are L2-normalised, so that the store's cosine
-    and dot scores agree. Embed in batches and show a tqdm bar when ``progress`` is true. A
-    missing optional package must raise `aios.errors.AiosError` naming what to ``pip install``.
-    Records store the embedder's name, so a store is always queried with the embedder that
-    filled it.
+    ``factory()`` returns an `aios.protocols.Embedder`; ``memory.embedder: auto`` picks the
+    highest ``priority``. A missing optional package raises `aios.errors.AiosError` naming it.
     """
 
 
 @hookspec
 def aios_register_adapters(register: Register) -> None:
-    """Register adapter kinds for self-evolution (added in contract 1.3).
+    """Register adapter kinds, the levels of self-evolution (added in contract 1.3).
 
-    An adapter kind is one level of the adaptation ladder (L0 composition, L1 side networks,
-    L2 LoRA, ...). Register it with ``priority=-level``, so that ``evolve.adapter: auto`` tries
-    the cheapest installed level first and climbs to the next only when it is rejected. The
-    factory is called as ``factory(**options)`` with those options of the config's ``evolve``
-    section that it takes (e.g. ``rank``, ``steps``) and returns an object with ``kind`` (str,
-    stored in the adapter file), ``level`` (int) and ``evolve(model, name, *, sources, texts,
-    threshold, store, min_gain, max_base_loss, held_out, progress)``: train one adapter for the
-    model directory ``model`` on the text of ``sources`` (paths or corpus names) or ``texts``
-    (remembered requests; with ``threshold``, only those the model is that uncertain about),
-    keep it in ``store`` (`aios.adapters.AdapterStore`) under ``name`` only when its held-out
-    perplexity falls by ``min_gain`` and the base domain's rises by at most ``max_base_loss``,
-    log the decision, and return it (an object with ``name``, ``kind``, ``level``, ``kept``,
-    ``reason``, ``parameters``, ``model_parameters``, ``seconds`` and ``table()`` rows for the
-    command to print). Adapters are saved with `aios.adapters.AdapterStore`, so ``aios adapters``
-    lists and deletes every kind the same way; generation applies the kinds that
-    `aios.adapters.APPLY` knows (``lora``, ``sidenet``).
+    ``factory(**options)`` returns an `aios.protocols.AdapterKind`; register it with
+    ``priority=-level`` so ``evolve.adapter: auto`` tries the cheapest level first.
     """
 
 
 @hookspec
 def aios_diagnostics(report: Callable[[str, Any], None]) -> None:
-    """Report facts about the plugin's environment for ``aios doctor``.
+    """Report facts for ``aios doctor``: ``report(label, value)``, e.g. ``("SIMD", "avx2")``.
 
-    Call ``report(label, value)`` for each fact, e.g. ``report("SIMD", "haswell, skylake")``.
     Keep it fast and side-effect free; an exception here is shown as a problem of the plugin.
     """

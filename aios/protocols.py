@@ -1,15 +1,37 @@
-"""The objects that plugin factories build, as typing Protocols.
+"""The objects that plugin factories build, as typing Protocols: one per kind.
 
-`hookspecs.py` says how a plugin *registers* a factory; this module says what the factory must
-*return*. The engine only ever talks to these interfaces, which is what keeps modality logic out
-of the core: any head of a family runs under any sampler of the same family.
+`hookspecs.py` says how a plugin *registers* a factory; this module says how the core *calls*
+the factory and what it must return. Everything the core calls on a plugin object is here with
+its exact signature and result, so a plugin written from this file alone works; the conformance
+kits in `aios.testing` check the behaviour (`check_head`, `check_sampler`, ...).
+
+Kind -> Protocol of what the factory returns (and of the factory itself where the core passes
+more than the config's options):
+
+=========== ===================================================================
+head        `Head`, plus the optional extras `WritesFiles`, `DrawsGrids`,
+            `CountsParameters`, `Explains`
+sampler     `Sampler`
+conditioner `Conditioner`
+storage     `StorageFactory` -> `MemoryStore`
+quantizer   `Quantizer`
+embedder    `Embedder`
+recipe      `RecipeFactory` (trains when called; returns metrics)
+evaluator   `EvaluatorFactory` (scores when called; returns metrics)
+adapter     `AdapterKind` -> `AdapterDecision` (+ the optional `Calibrates`)
+=========== ===================================================================
+
+The engine only ever talks to these interfaces, which is what keeps modality logic out of the
+core: any head of a family runs under any sampler of the same family.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
@@ -128,7 +150,18 @@ class GenerationRequest:
 
 @runtime_checkable
 class Head(Protocol):
-    """A modality: owns the codec, the forward process and the model calls of one kind of data."""
+    """A modality: owns the codec, the forward process and the model calls of one kind of data.
+
+    Built as ``factory(**options)`` from the config's ``head`` section. ``modality`` is also a
+    class attribute of the factory, so ``head: auto`` with ``--modality`` can choose without
+    building; ``family`` equals the ``family=`` given to ``register``. A head registered with a
+    priority above 0 competes for ``head: auto``: a demonstration head should register below 0.
+
+    ``request.options`` carries the keyword arguments of ``diffuse`` unchanged; ``aios
+    generate`` passes ``length`` (``--length``), ``suffix`` (``--infill``), ``adapters`` and
+    ``adapters_dir`` (``--adapters``) and ``explain`` (``--explain``). A head ignores keys it
+    does not know. Same request and same ``rng`` seed: same output.
+    """
 
     modality: str
     family: str
@@ -166,6 +199,53 @@ class Sampler(Protocol):
         """Return the final state after `num_steps` steps, calling `callback` after each."""
 
 
+@runtime_checkable
+class WritesFiles(Protocol):
+    """Optional head extra: a head whose output is not text writes it to files itself
+    (``aios generate`` calls ``write``; ``--out`` defaults to ``aios-MODALITY`` +
+    ``output_suffix``)."""
+
+    output_suffix: str
+
+    def write(self, output: Any, path: Path, *, rows: Sequence[str] | None = None
+              ) -> list[Path]:
+        """Write one ``decode`` result (a ``--grid`` when `rows` names its row labels) to
+        `path`; return every file written."""
+
+
+@runtime_checkable
+class DrawsGrids(Protocol):
+    """Optional head extra: ``aios generate --grid`` asks which rows a prompt names."""
+
+    def grid_rows(self, prompt: str) -> list[str]:
+        """The row labels (e.g. class names) of a labelled grid for `prompt`; the engine then
+        generates ``GRID_COLUMNS`` samples per row, in row order."""
+
+
+@runtime_checkable
+class CountsParameters(Protocol):
+    """Optional head extra: ``aios plugins --verbose`` shows the head's size beside the
+    shared backbone's."""
+
+    def parameter_counts(self) -> dict[str, int]:
+        """``{"backbone": n, "head": m}``: parameters of the shared backbone and of the head."""
+
+
+@runtime_checkable
+class Explains(Protocol):
+    """Optional head extra: ``aios generate --explain`` prints what the head reports about its
+    last request (None or an empty mapping: nothing to report)."""
+
+    #: Keys the CLI reads, all optional: ``uncertainty`` (float or None), ``uncertainty_adapted``
+    #: (float), ``adapters`` (what was asked), ``chosen`` ({adapter: weight}) and
+    #: ``similarities`` ({adapter: router similarity}).
+    last_explain: Mapping[str, Any] | None
+
+
+#: The optional head extras, each checked with ``isinstance(head, Extra)``.
+HEAD_EXTRAS = (WritesFiles, DrawsGrids, CountsParameters, Explains)
+
+
 @dataclass(frozen=True)
 class EngineContext:
     """What a conditioner may use besides the request: the built head and the memory store."""
@@ -177,7 +257,12 @@ class EngineContext:
 
 @runtime_checkable
 class Conditioner(Protocol):
-    """Adds guidance to a request before sampling (a class label, retrieved memories, ...)."""
+    """Adds guidance to a request before sampling (a class label, retrieved memories, ...).
+
+    Built as ``factory(**options)`` from one entry of the config's ``conditioners`` list. A
+    class attribute ``retrieves_memory = True`` marks one that reads the memory store: it then
+    gets ``context.embedder`` and ``diffuse(..., memory_guided=False)`` skips it.
+    """
 
     def condition(self, request: GenerationRequest, context: EngineContext) -> GenerationRequest:
         """Return the request with added `context` or `conditions`; never mutate the input."""
@@ -198,13 +283,26 @@ class Embedder(Protocol):
         """
 
 
+class CompactResult(TypedDict):
+    """What `MemoryStore.compact` returns (``aios memory compact`` prints it)."""
+
+    before: int  # live records before
+    after: int  # live records after
+    dropped: int  # records the retention policy removed
+
+
 @runtime_checkable
 class MemoryStore(Protocol):
     """A store of records with searchable embeddings (`aios.memory.MemoryStore` implements it).
 
     Records follow `aios.memory.record_schema`: id, timestamp, modality, content, embedding,
-    metadata (category, source, quality, extra JSON). Tables are pyarrow tables.
+    metadata (category, source, quality, extra JSON). Tables are pyarrow tables. Bad input
+    (a wrong dimension, an unknown id, k < 1) raises an `aios.errors.AiosError` subclass.
     """
+
+    path: Path  # the store's directory
+    dim: int | None  # vector length; None only for a new, still empty store
+    read_only: bool
 
     def add(self, records: Any = None, **columns: Any) -> Sequence[str]:
         """Store records (a pyarrow table, dicts, or ``embeddings=`` arrays); return their ids."""
@@ -220,7 +318,9 @@ class MemoryStore(Protocol):
 
     def search(self, query: Any, k: int = 10, *, metric: str = "cosine", filter: Any = None,
                threshold: float | None = None, precision: str = "f32") -> Any:
-        """The `k` nearest records to `query` (a `SearchResult`; a list for a batch)."""
+        """The `k` nearest records to `query`: an `aios.memory.SearchResult` (``ids``,
+        ``scores``, ``records``, best first; a list of them for a 2-D batch of queries).
+        `filter` (`aios.memory.Filter`) restricts the candidates *before* ranking."""
 
     def count(self) -> int:
         """How many live records the store holds."""
@@ -228,14 +328,45 @@ class MemoryStore(Protocol):
     def batches(self) -> Iterator[Any]:
         """Every live record, as pyarrow record batches."""
 
-    def compact(self, retention: Any = None) -> dict[str, int]:
-        """Merge segments and apply the retention policy."""
+    def to_table(self) -> Any:
+        """Every live record as one pyarrow table."""
+
+    def flush(self) -> None:
+        """Make every acknowledged write durable and visible to readers that open later."""
+
+    def compact(self, retention: Any = None) -> CompactResult:
+        """Merge segments and apply the retention policy (`aios.memory.Retention` or a mapping
+        of ``max_records``, ``max_age_days``, ``min_quality``; None: the store's own)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Facts for ``aios memory stats``: at least ``path``, ``backend``, ``dim``,
+        ``records``; plain JSON values."""
 
     def export(self, path: str) -> int:
         """Write every live record to a Parquet file; return the count."""
 
     def close(self) -> None:
-        """Flush and release files; the store is unusable afterwards."""
+        """Flush and release files; the store is unusable afterwards. Idempotent."""
+
+    def __enter__(self) -> MemoryStore: ...
+
+    def __exit__(self, *exc: object) -> None:
+        """`close`."""
+
+
+@runtime_checkable
+class StorageFactory(Protocol):
+    """How the core opens a store: what a storage plugin registers.
+
+    The core always passes every argument below; ``**options`` are the config's ``memory``
+    section keys of the backend. A new directory (or none) with ``read_only=False`` creates a
+    store of `dim`; ``read_only=True`` where no store exists raises `aios.errors.AiosError` and
+    creates nothing (that is how ``--memory DIR`` asks the backend whether a store is there).
+    Only one writer may hold a store; a second raises `aios.memory.StoreLockedError`.
+    """
+
+    def __call__(self, path: str, *, dim: int | None = None, read_only: bool = False,
+                 retention: Any = None, **options: Any) -> MemoryStore: ...
 
 
 @runtime_checkable
@@ -271,3 +402,81 @@ class Quantizer(Protocol):
 
     def matmul(self, quantized: Any, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """``out = x @ W.T`` for float32 `x` (batch, in) and a quantized 2-D weight `W`."""
+
+
+@runtime_checkable
+class RecipeFactory(Protocol):
+    """A training recipe: ``aios train NAME`` calls it and prints what it returns.
+
+    `recipe` is a recipe file (YAML) or None for the pack's default; `out` the run directory
+    (resume when it holds a run of the same recipe). Mistakes in the recipe raise
+    `aios.errors.ConfigError` (exit 2), other failures `aios.errors.AiosError`.
+    """
+
+    def __call__(self, *, recipe: str | None, out: str, progress: bool) -> Mapping[str, Any]:
+        """Train and evaluate; return metrics (plain numbers and strings)."""
+
+
+@runtime_checkable
+class EvaluatorFactory(Protocol):
+    """An evaluation: ``aios eval NAME`` calls it and prints what it returns.
+
+    `model` is a model directory or None for the pack's shipped model; `baseline` an optional
+    second model directory to compare against; `data` data sources (names or paths) or None for
+    the model's held-out split. Errors as for `RecipeFactory`.
+    """
+
+    def __call__(self, *, model: str | None, baseline: str | None,
+                 data: Sequence[str] | None, progress: bool) -> Mapping[str, Any]:
+        """Score the model; return metrics (plain numbers and strings)."""
+
+
+@runtime_checkable
+class AdapterDecision(Protocol):
+    """What `AdapterKind.evolve` returns: the adapter trained and whether it was kept."""
+
+    name: str
+    kind: str
+    level: int
+    kept: bool
+    reason: str  # one line: why it was kept or rejected
+    parameters: int  # trained parameters
+    model_parameters: int  # parameters of the whole model
+    seconds: float
+
+    def table(self) -> list[tuple[str, ...]]:
+        """Rows (header first) comparing the model before and after, for the CLI to print."""
+
+
+@runtime_checkable
+class AdapterKind(Protocol):
+    """One level of the adaptation ladder (L0 composition, L1 side networks, L2 LoRA, ...).
+
+    Built as ``factory(**options)`` with the options of the config's ``evolve`` section that
+    the factory takes; registered with ``priority=-level`` so ``evolve.adapter: auto`` tries the
+    cheapest level first.
+    """
+
+    kind: str  # stored in the adapter file; `aios.adapters.APPLY` applies known kinds
+    level: int
+
+    def evolve(self, model: str | os.PathLike[str] | None, name: str, *,
+               sources: Sequence[str] = (), texts: Sequence[str] = (),
+               threshold: float | None = None, store: Any, min_gain: float,
+               max_base_loss: float, held_out: float,
+               progress: bool = True) -> AdapterDecision:
+        """Train one adapter for the model directory `model` (None: the shipped model) on the
+        text of `sources` (paths or corpus names) or `texts` (with `threshold`, only those the
+        model is that uncertain about); keep it in `store` (`aios.adapters.AdapterStore`) under
+        `name` only when held-out perplexity falls by `min_gain` and the base domain's rises by
+        at most `max_base_loss`."""
+
+
+@runtime_checkable
+class Calibrates(Protocol):
+    """Optional adapter-kind extra: ``aios evolve --calibrate`` asks the first kind of the
+    ladder to measure what "typical" uncertainty is for a model."""
+
+    def calibrate(self, model: str | os.PathLike[str] | None, progress: bool = True) -> Path:
+        """Measure the model's typical loss on its own training text; return the file
+        written (read later by ``--explain`` and ``evolve --from-memory``'s threshold)."""

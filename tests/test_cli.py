@@ -78,7 +78,7 @@ def test_plugins_shows_registrations_and_load_failures(toys, use_registry, capsy
     out = capsys.readouterr().out
     assert f"toys    aios-toys  1.2      {aios.CONTRACT_VERSION}       head: noisy; sampler: " \
            "halfway, still; conditioner: tag" in out
-    assert "1 plugin(s) failed to load and were skipped:" in out
+    assert "1 plugin(s) failed to load and were skipped, 0 registration(s) refused:" in out
     assert "plugin 'bad' (bad-dist 0.0.1) skipped at register: KeyError: 'x'" in out
     assert cli.main(["plugins", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -122,7 +122,7 @@ def test_a_failure_at_run_time_exits_1(use_registry, capsys):
                         name="p", distribution="d", version="1")
     use_registry(registry)
     assert cli.main(["generate", "x"]) == 1
-    assert "head 'b' from d 1 failed to build: RuntimeError: no weights" in capsys.readouterr().err
+    assert "head 'b' from package d 1 raised RuntimeError: no weights" in capsys.readouterr().err
 
 
 def test_doctor_reports_versions_the_native_layer_and_no_problems():
@@ -185,8 +185,28 @@ def test_generate_with_a_memory_that_is_not_a_store_exits_2_saying_how_to_fill_i
 
     use_registry(memory_registry())
     assert cli.main(["generate", "x", "--memory", str(tmp_path / "none")]) == 2
-    assert f"no memory store at {tmp_path / 'none'}; fill one first: aios memory add" in \
-        capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"no memory store at {tmp_path / 'none'} (" in err
+    assert "is not a memory store" in err  # the backend's own reason
+    assert "; fill one first: aios memory add" in err
+    assert not (tmp_path / "none").exists()  # asking created nothing
+
+
+def test_debug_shows_the_traceback_of_a_plugin_error_and_the_plain_run_does_not(
+        use_registry, capsys):
+    def broken():
+        raise RuntimeError("no weights")
+
+    registry = aios.Registry()
+    registry.add_plugin(make_plugin(**registering("aios_register_heads", ("b", broken, {}))),
+                        name="p", distribution="d", version="1")
+    use_registry(registry)
+    assert cli.main(["generate", "x"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert cli.main(["--debug", "generate", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and 'raise RuntimeError("no weights")' in err
+    assert err.rstrip().endswith("head 'b' from package d 1 raised RuntimeError: no weights")
 
 
 def test_plugins_verbose_shows_each_heads_parameters_beside_the_backbones(toys, use_registry,

@@ -199,18 +199,18 @@ def broken_registry(monkeypatch):
     return registry
 
 
-def test_an_unforeseen_failure_is_one_line_exit_1_and_the_traceback_only_with_debug(
+def test_a_failure_inside_a_plugin_is_one_attributed_line_exit_1_traceback_only_with_debug(
         broken_registry, capsys):
     code, _, err = run(capsys, "generate", "p", "--set", "head.name=broken")
     assert code == 1, err
-    assert err == ("aios: error: KeyError: 'missing' (run again with --debug for the "
-                   "traceback)\n")
+    # Raised inside a plugin: the line names the plugin and its package (issue 19).
+    assert err == "aios: error: head 'broken' from package d 1 raised KeyError: 'missing'\n"
     code, _, err = run(capsys, "generate", "p", "--set", "head.name=broken", "--debug")
     assert code == 1
     assert err.startswith("Traceback (most recent call last):")
     assert "initial_state" in err
-    assert err.endswith("aios: error: KeyError: 'missing' (run again with --debug for the "
-                        "traceback)\n")
+    assert err.endswith("aios: error: head 'broken' from package d 1 raised KeyError: "
+                        "'missing'\n")
 
 
 @pytest.fixture

@@ -290,3 +290,25 @@ def test_an_auto_head_follows_the_requested_modality(toys):
     named = load_config(overrides=["generate.modality=picture", "head.name=noisy"],
                         registry=toys)
     assert named.head.name == "noisy"  # a named head is never replaced
+
+
+def test_a_qualified_name_selects_a_registration_that_lost_its_name_to_another_plugin():
+    from conftest import HalfwaySampler, toy_registry
+
+    registry = toy_registry()
+
+    class Other(HalfwaySampler):
+        """Another halfway sampler."""
+
+    hooks = registering("aios_register_samplers",
+                        ("halfway", Other, {"family": "continuous"}))
+    registry.add_plugin(make_plugin(**hooks), name="other", distribution="other-dist",
+                        version="1")
+    config = load_config(overrides=["sampler.name=other:halfway", "sampler.fraction=0.25"],
+                         registry=registry)
+    assert config.sampler.name == "other:halfway"
+    assert registry.get("sampler", config.sampler.name).factory is Other
+    assert load_config(overrides=["sampler.name=halfway"], registry=registry).sampler.name == \
+        "halfway"
+    with pytest.raises(ConfigError, match="unknown sampler 'nobody:halfway'"):
+        load_config(overrides=["sampler.name=nobody:halfway"], registry=registry)

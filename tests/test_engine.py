@@ -4,9 +4,9 @@ import pytest
 import aios
 from aios.config import load_config
 from aios.engine import ArrowEngine
-from aios.errors import AiosError, ConfigError, PluginNotFoundError
+from aios.errors import AiosError, ConfigError, PluginError, PluginNotFoundError, blamed
 from aios.protocols import Conditioner, Head, Sampler
-from conftest import NoisyHead, make_plugin, registering
+from conftest import HalfwaySampler, NoisyHead, make_plugin, registering
 
 
 def engine(registry, *overrides):
@@ -90,7 +90,7 @@ def test_a_factory_that_raises_is_reported_with_its_package():
 
     hooks = registering("aios_register_heads", ("broken", broken_head, {"family": "continuous"}))
     registry.add_plugin(make_plugin(**hooks), name="b", distribution="b-dist", version="0.2")
-    with pytest.raises(AiosError, match="head 'broken' from b-dist 0.2 failed to build: "
+    with pytest.raises(AiosError, match="head 'broken' from package b-dist 0.2 raised "
                                         "OSError: weights missing"):
         ArrowEngine.from_config(registry=registry)
 
@@ -122,3 +122,69 @@ class _Continuous:
 
     def sample(self, denoise, state, *, num_steps, rng, callback=None):
         return denoise(state, 0)
+
+
+class _FailingSampler:
+    """A continuous sampler that fails on its second step."""
+
+    family = "continuous"
+
+    def sample(self, denoise, state, *, num_steps, rng, callback=None):
+        denoise(state, 0)
+        raise RuntimeError("step 2 diverged")
+
+
+class _FailingHead(NoisyHead):
+    def denoise(self, state, t, request):
+        raise ValueError("bad tensor")
+
+
+class _ExitingHead(NoisyHead):
+    def decode(self, state, request):
+        raise SystemExit(4)
+
+
+def _engine_with(kind_hook, name, factory, family="continuous"):
+    registry = aios.Registry()
+    plugin = registering("aios_register_heads", ("noisy", NoisyHead, {"family": "continuous"}))
+    plugin |= registering("aios_register_samplers",
+                          ("plain", HalfwaySampler, {"family": "continuous"}))
+    registry.add_plugin(make_plugin(**plugin), name="toys", distribution="aios", version="1")
+    extra = registering(kind_hook, (name, factory, {"family": family}))
+    registry.add_plugin(make_plugin(**extra), name="third", distribution="third-dist",
+                        version="2.5")
+    kind = "head" if kind_hook == "aios_register_heads" else "sampler"
+    config = load_config(overrides=[f"{kind}.name={name}"], registry=registry)
+    return ArrowEngine.from_config(config, registry=registry)
+
+
+@pytest.mark.parametrize(("kind_hook", "name", "factory", "message", "raised"), [
+    ("aios_register_samplers", "boom", _FailingSampler,
+     "sampler 'boom' from package third-dist 2.5 raised RuntimeError: step 2 diverged",
+     RuntimeError),
+    ("aios_register_heads", "fails", _FailingHead,
+     "head 'fails' from package third-dist 2.5 raised ValueError: bad tensor", ValueError),
+    ("aios_register_heads", "exits", _ExitingHead,
+     "head 'exits' from package third-dist 2.5 raised SystemExit: 4", PluginError),
+])
+def test_a_plugin_raising_during_generation_is_named_with_its_package(kind_hook, name, factory,
+                                                                      message, raised):
+    engine = _engine_with(kind_hook, name, factory)
+    with pytest.raises(raised) as caught:  # the type is kept for Python callers
+        engine.diffuse("x", num_steps=2)
+    reported = caught.value if raised is PluginError else blamed(caught.value)
+    assert str(reported) == message
+    assert reported.exit_code == 1
+    if raised is PluginError:
+        assert isinstance(caught.value.__cause__, SystemExit)
+
+
+def test_the_head_is_blamed_for_its_own_error_inside_a_sampler_loop():
+    engine = _engine_with("aios_register_heads", "fails", _FailingHead)
+    with pytest.raises(ValueError) as caught:
+        engine.diffuse("x", num_steps=3)
+    assert str(blamed(caught.value)).startswith("head 'fails'")
+
+
+def test_an_error_of_the_core_is_blamed_on_no_plugin():
+    assert blamed(ValueError("x")) is None

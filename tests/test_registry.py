@@ -2,7 +2,7 @@ import pytest
 
 from aios.errors import IncompatiblePluginError, PluginNotFoundError
 from aios.hookspecs import CONTRACT_VERSION
-from aios.registry import Registry, check_contract
+from aios.registry import Registry, check_contract, precedence
 from conftest import HalfwaySampler, NoisyHead, make_plugin, registering
 
 
@@ -44,20 +44,93 @@ def test_a_plugin_that_raises_while_registering_is_reported_and_skipped_as_a_who
     assert str(failure) == "plugin 'bad' (bad-dist 9.9) skipped at register: RuntimeError: boom"
 
 
-def test_a_duplicate_name_skips_the_second_plugin_and_names_the_first():
+def test_a_clash_refuses_only_the_clashing_registration_and_names_both_packages():
     registry = Registry()
     first = registering("aios_register_heads", ("noisy", NoisyHead, {}))
     second = registering("aios_register_heads", ("other", NoisyHead, {}), ("noisy", NoisyHead, {}))
     add(registry, make_plugin(**first), name="one", distribution="one-dist", version="1.0")
-    assert add(registry, make_plugin(**second), name="two", distribution="two-dist",
-               version="2.0") is None
-    assert registry.names("head") == ["noisy"]  # and not "other": the plugin is skipped whole
+    info = add(registry, make_plugin(**second), name="two", distribution="two-dist", version="2.0")
+    assert info.registered == {"head": ["other"]}  # the rest of the plugin loads
+    assert registry.names("head") == ["noisy", "other"]
+    assert registry.get("head", "noisy").plugin == "one"
     [failure] = registry.failures
-    assert failure.stage == "duplicate"
-    assert failure.error == (
-        "head 'noisy' is already registered by plugin 'one' (one-dist 1.0); "
-        "rename it or uninstall one of the two")
-    assert "two-dist 2.0" in str(failure)
+    assert (failure.plugin, failure.stage) == ("two", "clash")
+    assert str(failure) == (
+        "plugin 'two' (two-dist 2.0): head 'noisy' refused: the name is taken by plugin 'one' "
+        "(one-dist 1.0); the plugin's other registrations load. Select this one as 'two:noisy' "
+        "(and the other as 'one:noisy'), or rename it")
+
+
+def test_qualified_names_select_either_side_of_a_clash():
+    registry = Registry()
+    add(registry, make_plugin(**registering("aios_register_heads", ("noisy", NoisyHead, {}))),
+        name="one", distribution="one-dist")
+    add(registry, make_plugin(**registering("aios_register_heads", ("noisy", HalfwaySampler, {}))),
+        name="two", distribution="two-dist")
+    loser = registry.get("head", "two:noisy")
+    assert (loser.factory, loser.plugin) == (HalfwaySampler, "two")
+    assert registry.get("head", "one:noisy") is registry.get("head", "noisy")
+    assert registry.selector(loser) == "two:noisy"
+    assert registry.selector(registry.get("head", "noisy")) == "noisy"
+    assert registry.origin(loser) == "head 'two:noisy' from package two-dist 0.3"
+    with pytest.raises(PluginNotFoundError, match="did you mean 'two:noisy'"):
+        registry.get("head", "tow:noisy")
+
+
+@pytest.mark.parametrize("order", [("aios-samplers", "zz-clash"), ("zz-clash", "aios-samplers")])
+def test_a_first_party_name_is_never_displaced_whatever_the_order(order):
+    registry = Registry()
+    for distribution in order:
+        hooks = registering("aios_register_samplers", ("ddim", HalfwaySampler, {}),
+                            (distribution.replace("aios-", ""), HalfwaySampler, {}))
+        add(registry, make_plugin(**hooks), name=distribution, distribution=distribution)
+    assert registry.get("sampler", "ddim").plugin == "aios-samplers"
+    assert registry.names("sampler") == ["ddim", "samplers", "zz-clash"]
+    assert registry.plugins["aios-samplers"].registered == {"sampler": ["ddim", "samplers"]}
+    assert registry.plugins["zz-clash"].registered == {"sampler": ["zz-clash"]}
+    [failure] = registry.failures
+    assert (failure.plugin, failure.stage, failure.offers) == ("zz-clash", "clash",
+                                                               (("sampler", "ddim"),))
+
+
+def test_precedence_puts_the_core_then_first_party_then_others_by_distribution():
+    assert sorted(["zed", "aios-text", "abc", "aios"], key=precedence) == [
+        "aios", "aios-text", "abc", "zed"]
+
+
+@pytest.mark.parametrize("exit_like", [SystemExit(3), KeyboardInterrupt()])
+def test_a_plugin_exiting_in_a_hook_is_reported_and_skipped(exit_like):
+    registry = Registry()
+
+    def samplers(register):
+        raise exit_like
+
+    assert add(registry, make_plugin(aios_register_samplers=samplers), name="quits") is None
+    [failure] = registry.failures
+    assert (failure.plugin, failure.stage) == ("quits", "register")
+    assert failure.error.startswith(type(exit_like).__name__)
+
+
+def test_diagnostics_survive_a_plugin_that_exits():
+    registry = Registry()
+
+    def diagnostics(report):
+        raise SystemExit(1)
+
+    add(registry, make_plugin(aios_diagnostics=diagnostics), name="quits")
+    assert registry.diagnostics() == {"quits": [("error", "SystemExit: 1")]}
+
+
+def test_selecting_a_name_of_a_skipped_plugin_says_why_it_was_skipped():
+    registry = Registry()
+    hooks = registering("aios_register_samplers", ("future", HalfwaySampler, {}))
+    add(registry, make_plugin(contract="1.99", **hooks), name="newer",
+        distribution="newer-dist", version="4.0")
+    with pytest.raises(PluginNotFoundError) as caught:
+        registry.get("sampler", "future")
+    message = str(caught.value)
+    assert "it comes from plugin 'newer' (newer-dist 4.0), which was skipped at contract" in message
+    assert "implements contract 1.99" in message and "upgrade aios" in message
 
 
 def test_the_same_name_in_two_kinds_is_no_clash():

@@ -95,7 +95,7 @@ def test_the_engine_runs_the_plugin_in_process_step_by_step(site, monkeypatch):
     states = []
     out = ArrowEngine.from_config(config, registry=registry).diffuse(
         "abcdefgh", callback=lambda step, n, state: states.append("".join(
-            "_" if c < 0 else chr(c) for c in state)))
+            "_" if c == state.mask_id else chr(c - 1) for c in state.tokens[0])))
     assert out == "ABCDEFGH"
     assert states == ["AB______", "ABCD____", "ABCDEF__", "ABCDEFGH"]
 

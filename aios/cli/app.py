@@ -17,7 +17,6 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import metadata
-from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
@@ -29,10 +28,9 @@ from aios.cli.quantize import add_quantize_command
 from aios.cli.tables import table as _table
 from aios.cli.weights import add_weights_commands
 from aios.config import Config, load_config
-from aios.errors import AiosError, ConfigError, UsageError, suggest
+from aios.errors import AiosError, ConfigError, PluginError, UsageError, blamed, suggest
 from aios.hookspecs import CONTRACT_VERSION
 from aios.io import write_atomic
-from aios.memory.manifest import NAME as MANIFEST
 from aios.registry import KINDS, Registration, Registry, default_registry
 from aios.resources import OptionalResource
 from aios.schedules import trust_code
@@ -59,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `aios ... | head` closed the pipe: not worth a word
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen failure: one line, exit 1
+    except Exception as exc:  # noqa: BLE001 - a plugin's failure, attributed; else a bug: one line
+        error = blamed(exc)
+        if error is not None:
+            return _fail(args, str(error), error.exit_code)
         return _fail(args, f"{type(exc).__name__}: {exc} (run again with --debug for the "
                            "traceback)", 1)
 
@@ -316,7 +317,9 @@ def _registration_data(entry: Registration) -> dict[str, Any]:
 
 def _print_failures(registry: Registry) -> None:
     if registry.failures:
-        print(f"\n{len(registry.failures)} plugin(s) failed to load and were skipped:")
+        skipped = sum(f.stage != "clash" for f in registry.failures)
+        print(f"\n{skipped} plugin(s) failed to load and were skipped, "
+              f"{len(registry.failures) - skipped} registration(s) refused:")
         for failure in registry.failures:
             print(f"  - {failure}")
 
@@ -393,20 +396,32 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    entry = default_registry().get("recipe", args.name)
-    metrics = entry.factory(recipe=args.recipe, out=args.out or f"runs/{args.name}",
-                            progress=True)
+    registry = default_registry()
+    entry = registry.get("recipe", args.name)
+    metrics = _call_plugin(registry, entry, recipe=args.recipe,
+                           out=args.out or f"runs/{args.name}", progress=True)
     _print_metrics(metrics)
     return 0
+
+
+def _call_plugin(registry: Registry, entry: Registration, **kwargs: Any) -> Any:
+    """Call a factory; what it raises (bar `AiosError`) is reported with its package."""
+    try:
+        return entry.factory(**kwargs)
+    except (AiosError, KeyboardInterrupt):
+        raise
+    except (Exception, SystemExit) as exc:  # attributed, the cause kept for --debug
+        raise PluginError(registry.origin(entry), exc) from exc
 
 
 # -- aios eval --------------------------------------------------------------------------------
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    entry = default_registry().get("evaluator", args.name)
-    _print_metrics(entry.factory(model=args.model, baseline=args.baseline, data=args.data,
-                                 progress=True))
+    registry = default_registry()
+    entry = registry.get("evaluator", args.name)
+    _print_metrics(_call_plugin(registry, entry, model=args.model, baseline=args.baseline,
+                                data=args.data, progress=True))
     return 0
 
 
@@ -459,6 +474,8 @@ def _generate(args: argparse.Namespace) -> int:
             name = "--" + exc.key_path.split(".")[0].replace("generate", "modality")
             raise UsageError(f"{name} {flag[exc.key_path]}: {exc.problem}; {exc.fix}") from None
         raise
+    if args.memory is not None:
+        _require_store(registry, config, args.memory)
     if config.sampler.steps < 1:
         raise ConfigError(config.origins.get("sampler.steps", "(config)"), "sampler.steps",
                           f"must be at least 1, got {config.sampler.steps}",
@@ -538,12 +555,19 @@ def _generate_overrides(args: argparse.Namespace, registry: Registry) -> list[st
                              f"{', '.join(modalities) or 'none (install a modality pack)'}")
         overrides.append(f"generate.modality={args.modality}")
     if args.memory is not None:
-        if not (Path(args.memory) / MANIFEST).is_file():
-            raise ConfigError("--memory", "memory.path", f"no memory store at {args.memory}",
-                              f"fill one first: aios memory add --path {args.memory} "
-                              "FILE_OR_DIR...")
         overrides.append(f"memory.path={args.memory}")
     return overrides
+
+
+def _require_store(registry: Registry, config: Config, path: str) -> None:
+    """Ask the selected backend whether a store exists at `path`: by contract a read-only open
+    of anything else raises an `AiosError` and creates nothing."""
+    from aios.engine import store_exists
+
+    problem = store_exists(registry, config.memory.backend, path)
+    if problem:
+        raise ConfigError("--memory", "memory.path", f"no memory store at {path} ({problem})",
+                          f"fill one first: aios memory add --path {path} FILE_OR_DIR...")
 
 
 def installed_modalities(registry: Registry) -> list[str]:
