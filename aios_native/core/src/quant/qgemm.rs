@@ -21,7 +21,6 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::affine::rint;
 use super::{expect_len, Layout, QuantError, Quantized};
 
 /// The instruction set the integer dot products run on.
@@ -52,13 +51,13 @@ impl DotIsa {
             DotIsa::Vnni => {
                 std::arch::is_x86_feature_detected!("avx512vnni")
                     && std::arch::is_x86_feature_detected!("avx512vl")
-                    && std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
+                    && DotIsa::Avx2.available()
             }
             #[cfg(target_arch = "x86_64")]
             DotIsa::Avx2 => {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -235,33 +234,35 @@ impl Activations {
         let mut sums = vec![0i32; batch * groups];
         let quantize_row =
             |((row_codes, row_scales), (row_sums, xb)): ((&mut [i8], &mut [f32]), (&mut [i32], &[f32]))| {
+                let mut natural = vec![0i8; gs];
                 for g in 0..groups {
                     let start = g * gs;
                     let real = &xb[start.min(cols)..(start + gs).min(cols)];
-                    let peak = real.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    let peak = peak_abs(real);
                     let (scale, inverse) = if peak > 0.0 {
                         (peak / 127.0, 127.0 / peak)
                     } else {
                         (0.0, 0.0)
                     };
                     row_scales[g] = scale;
-                    let mut sum = 0i32;
-                    for (j, &v) in real.iter().enumerate() {
-                        // |v * inverse| <= 127 (up to rounding), so `rint` is exact and the
-                        // clamp only guards against the last bit.
-                        let c = rint(v * inverse).clamp(-127.0, 127.0) as i8;
-                        sum += c as i32;
-                        let p = start + j;
-                        let at = if split_nibbles {
-                            let span = p & !63;
-                            let within = p & 63;
-                            span + (within & 1) * 32 + within / 2
-                        } else {
-                            p
-                        };
-                        row_codes[at] = c;
+                    let codes = &mut natural[..real.len()];
+                    round_codes(real, inverse, codes);
+                    row_sums[g] = codes.iter().map(|&c| c as i32).sum();
+                    let group = &mut row_codes[start..start + gs];
+                    if split_nibbles {
+                        // Whole groups of 64 here (the SIMD int4 path needs group % 64 == 0);
+                        // the padding past `real` stays 0.
+                        for (span, out) in natural.chunks(64).zip(group.chunks_mut(64)) {
+                            let (even, odd) = out.split_at_mut(32);
+                            for (k, pair) in span.chunks_exact(2).enumerate() {
+                                even[k] = pair[0];
+                                odd[k] = pair[1];
+                            }
+                        }
+                        natural.fill(0);
+                    } else {
+                        group[..real.len()].copy_from_slice(codes);
                     }
-                    row_sums[g] = sum;
                 }
             };
         if batch * cols >= 65_536 {
@@ -285,6 +286,33 @@ impl Activations {
             groups,
             group_size: gs,
         }
+    }
+}
+
+/// The largest magnitude of `values` (0 for none). Eight lanes let the compiler use vector max.
+#[inline(always)]
+fn peak_abs(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for l in 0..8 {
+            let v = chunk[l].abs();
+            lanes[l] = if v > lanes[l] { v } else { lanes[l] };
+        }
+    }
+    let tail = chunks.remainder().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    lanes.iter().fold(tail, |m, &v| m.max(v))
+}
+
+/// `codes = round_half_even(values * inverse)`, clamped to ±127. The clamp comes first, so the
+/// `1.5 · 2^23` rounding trick is exact and the loop has no branch (it vectorises).
+#[inline(always)]
+fn round_codes(values: &[f32], inverse: f32, codes: &mut [i8]) {
+    const MAGIC: f32 = 12_582_912.0;
+    for (c, &v) in codes.iter_mut().zip(values) {
+        let t = (v * inverse).clamp(-127.0, 127.0);
+        // SAFETY: `t` is rounded to an integer in -127..=127, which an i32 holds exactly.
+        *c = unsafe { ((t + MAGIC) - MAGIC).to_int_unchecked::<i32>() } as i8;
     }
 }
 
@@ -482,7 +510,7 @@ macro_rules! simd_kernel {
                     k += 32;
                 }
                 for i in 0..R {
-                    let ws = w.scale(r0 + r + i, g);
+                    let ws = half_to_f32(w.q.scales[(r0 + r + i) * groups + g]);
                     let z = w.zero(r0 + r + i, g) - offset;
                     for j in 0..B {
                         let s = ws * acts.scales[(b + j) * groups + g];
@@ -499,6 +527,13 @@ macro_rules! simd_kernel {
             }
         }
 
+        /// An f16 scale (its bits) as f32, with the F16C instruction.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn half_to_f32(bits: u16) -> f32 {
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+        }
+
         #[target_feature(enable = $features)]
         #[inline]
         fn sum(v: __m256) -> f32 {
@@ -513,21 +548,21 @@ macro_rules! simd_kernel {
 /// without saturation, so 8-bit codes (0..=255) go in as they are.
 #[cfg(target_arch = "x86_64")]
 mod vnni {
-    simd_kernel!("avx2,fma,avx512f,avx512vl,avx512vnni", 2, 0);
+    simd_kernel!("avx2,fma,f16c,avx512f,avx512vl,avx512vnni", 2, 0);
 
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
     #[inline]
     fn prepare8(codes: __m256i) -> __m256i {
         codes
     }
 
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
     #[inline]
     fn dot8(acc: __m256i, codes: __m256i, x: __m256i) -> __m256i {
         _mm256_dpbusd_epi32(acc, codes, x)
     }
 
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
     #[inline]
     fn dot4(acc: __m256i, codes: __m256i, x: __m256i) -> __m256i {
         _mm256_dpbusd_epi32(acc, codes, x)
@@ -541,15 +576,15 @@ mod vnni {
 /// are. `vpmaddwd` with ones then widens the pairs to 32 bits.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    simd_kernel!("avx2,fma", 1, 128);
+    simd_kernel!("avx2,fma,f16c", 1, 128);
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     fn prepare8(codes: __m256i) -> __m256i {
         _mm256_xor_si256(codes, _mm256_set1_epi8(-128))
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     fn dot8(acc: __m256i, centred: __m256i, x: __m256i) -> __m256i {
         let magnitude = _mm256_sign_epi8(centred, centred);
@@ -558,7 +593,7 @@ mod avx2 {
         _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     fn dot4(acc: __m256i, codes: __m256i, x: __m256i) -> __m256i {
         let pairs = _mm256_maddubs_epi16(codes, x);
