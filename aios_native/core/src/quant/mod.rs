@@ -61,7 +61,7 @@ impl Layout {
         if !matches!(bits, 2 | 4 | 8) {
             return Err(QuantError::UnsupportedBits(bits));
         }
-        if group_size == 0 || group_size % 4 != 0 {
+        if group_size == 0 || !group_size.is_multiple_of(4) {
             return Err(QuantError::BadGroupSize(group_size));
         }
         Ok(Self {

@@ -88,7 +88,7 @@ impl DotIsa {
     fn handles(self, layout: &Layout) -> bool {
         self != DotIsa::Portable
             && matches!(layout.bits, 4 | 8)
-            && (layout.group_size * layout.bits as usize / 8) % 32 == 0
+            && (layout.group_size * layout.bits as usize / 8).is_multiple_of(32)
     }
 }
 
@@ -206,6 +206,9 @@ impl Weights<'_> {
     }
 }
 
+/// One input row's codes, scales, sums and floats, as the quantizer of `Activations` takes them.
+type RowParts<'a> = ((&'a mut [i8], &'a mut [f32]), (&'a mut [i32], &'a [f32]));
+
 /// The inputs quantized to int8 per row and group, zero-padded to whole groups.
 struct Activations {
     /// `batch x width` codes. For int4 weights on the SIMD paths each 64 inputs are stored as
@@ -216,6 +219,12 @@ struct Activations {
     scales: Vec<f32>,
     /// `batch x groups`: the sum of each group's codes (for the zero-point term).
     sums: Vec<i32>,
+    /// `groups x batch`: the scales again, input rows adjacent, so a tile of 4 inputs loads its
+    /// 4 scales of a group as one vector.
+    scales_by_group: Vec<f32>,
+    /// `groups x batch`: scale times code sum, what the zero point multiplies.
+    scaled_sums_by_group: Vec<f32>,
+    batch: usize,
     width: usize,
     groups: usize,
     group_size: usize,
@@ -232,39 +241,38 @@ impl Activations {
         let mut codes = vec![0i8; batch * width];
         let mut scales = vec![0.0f32; batch * groups];
         let mut sums = vec![0i32; batch * groups];
-        let quantize_row =
-            |((row_codes, row_scales), (row_sums, xb)): ((&mut [i8], &mut [f32]), (&mut [i32], &[f32]))| {
-                let mut natural = vec![0i8; gs];
-                for g in 0..groups {
-                    let start = g * gs;
-                    let real = &xb[start.min(cols)..(start + gs).min(cols)];
-                    let peak = peak_abs(real);
-                    let (scale, inverse) = if peak > 0.0 {
-                        (peak / 127.0, 127.0 / peak)
-                    } else {
-                        (0.0, 0.0)
-                    };
-                    row_scales[g] = scale;
-                    let codes = &mut natural[..real.len()];
-                    round_codes(real, inverse, codes);
-                    row_sums[g] = codes.iter().map(|&c| c as i32).sum();
-                    let group = &mut row_codes[start..start + gs];
-                    if split_nibbles {
-                        // Whole groups of 64 here (the SIMD int4 path needs group % 64 == 0);
-                        // the padding past `real` stays 0.
-                        for (span, out) in natural.chunks(64).zip(group.chunks_mut(64)) {
-                            let (even, odd) = out.split_at_mut(32);
-                            for (k, pair) in span.chunks_exact(2).enumerate() {
-                                even[k] = pair[0];
-                                odd[k] = pair[1];
-                            }
+        let quantize_row = |((row_codes, row_scales), (row_sums, xb)): RowParts<'_>| {
+            let mut natural = vec![0i8; gs];
+            for g in 0..groups {
+                let start = g * gs;
+                let real = &xb[start.min(cols)..(start + gs).min(cols)];
+                let peak = peak_abs(real);
+                let (scale, inverse) = if peak > 0.0 {
+                    (peak / 127.0, 127.0 / peak)
+                } else {
+                    (0.0, 0.0)
+                };
+                row_scales[g] = scale;
+                let codes = &mut natural[..real.len()];
+                round_codes(real, inverse, codes);
+                row_sums[g] = codes.iter().map(|&c| c as i32).sum();
+                let group = &mut row_codes[start..start + gs];
+                if split_nibbles {
+                    // Whole groups of 64 here (the SIMD int4 path needs group % 64 == 0);
+                    // the padding past `real` stays 0.
+                    for (span, out) in natural.chunks(64).zip(group.chunks_mut(64)) {
+                        let (even, odd) = out.split_at_mut(32);
+                        for (k, pair) in span.chunks_exact(2).enumerate() {
+                            even[k] = pair[0];
+                            odd[k] = pair[1];
                         }
-                        natural.fill(0);
-                    } else {
-                        group[..real.len()].copy_from_slice(codes);
                     }
+                    natural.fill(0);
+                } else {
+                    group[..real.len()].copy_from_slice(codes);
                 }
-            };
+            }
+        };
         if batch * cols >= 65_536 {
             codes
                 .par_chunks_mut(width)
@@ -278,10 +286,22 @@ impl Activations {
                 .zip(sums.chunks_mut(groups).zip(x.chunks(cols.max(1))))
                 .for_each(quantize_row);
         }
+        let mut scales_by_group = vec![0.0f32; groups * batch];
+        let mut scaled_sums_by_group = vec![0.0f32; groups * batch];
+        for b in 0..batch {
+            for g in 0..groups {
+                let (s, sum) = (scales[b * groups + g], sums[b * groups + g]);
+                scales_by_group[g * batch + b] = s;
+                scaled_sums_by_group[g * batch + b] = s * sum as f32;
+            }
+        }
         Self {
             codes,
             scales,
             sums,
+            scales_by_group,
+            scaled_sums_by_group,
+            batch,
             width,
             groups,
             group_size: gs,
@@ -300,7 +320,10 @@ fn peak_abs(values: &[f32]) -> f32 {
             lanes[l] = if v > lanes[l] { v } else { lanes[l] };
         }
     }
-    let tail = chunks.remainder().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
     lanes.iter().fold(tail, |m, &v| m.max(v))
 }
 
@@ -356,7 +379,7 @@ fn portable_rows(w: &Weights<'_>, acts: &Activations, r0: usize, count: usize, p
 /// 32-bit lanes) and the row tile `R` its register file affords.
 #[cfg(target_arch = "x86_64")]
 macro_rules! simd_kernel {
-    ($features:literal, $row_tile:literal, $offset8:literal) => {
+    ($features:literal, $row_tile:literal, $few_tile:literal, $offset8:literal) => {
         use super::{Activations, Weights};
         use std::arch::x86_64::*;
 
@@ -369,6 +392,7 @@ macro_rules! simd_kernel {
         /// The CPU must support the module's features and the layout must have 4- or 8-bit
         /// codes in groups of whole 32-byte vectors.
         #[target_feature(enable = $features)]
+        #[allow(clippy::int_plus_one)] // `r + 1 <= count` when the row tile is 1
         pub(super) unsafe fn rows(
             w: &Weights<'_>,
             acts: &Activations,
@@ -382,9 +406,9 @@ macro_rules! simd_kernel {
             unsafe {
                 if batch < 4 {
                     // Few inputs: a taller tile gives independent accumulator chains.
-                    while r + 2 * $row_tile <= count {
-                        by_inputs::<{ 2 * $row_tile }>(w, acts, r0, r, batch, part);
-                        r += 2 * $row_tile;
+                    while r + $few_tile <= count {
+                        by_inputs::<$few_tile>(w, acts, r0, r, batch, part);
+                        r += $few_tile;
                     }
                 }
                 while r + $row_tile <= count {
@@ -457,12 +481,8 @@ macro_rules! simd_kernel {
             part: &mut [f32],
         ) {
             let layout = w.layout;
-            let (rb, groups, gs, width) = (
-                layout.row_bytes(),
-                acts.groups,
-                acts.group_size,
-                acts.width,
-            );
+            let (rb, groups, gs, width) =
+                (layout.row_bytes(), acts.groups, acts.group_size, acts.width);
             let group_bytes = gs * BITS as usize / 8;
             let offset = if BITS == 8 { OFFSET8 } else { 0.0 };
             let nibble = _mm256_set1_epi8(0x0F);
@@ -498,8 +518,7 @@ macro_rules! simd_kernel {
                                 }
                             } else {
                                 let even = _mm256_loadu_si256(row.add(2 * k) as *const __m256i);
-                                let odd =
-                                    _mm256_loadu_si256(row.add(2 * k + 32) as *const __m256i);
+                                let odd = _mm256_loadu_si256(row.add(2 * k + 32) as *const __m256i);
                                 for i in 0..R {
                                     dots[i][j] = dot4(dots[i][j], lo[i], even);
                                     dots[i][j] = dot4(dots[i][j], hi[i], odd);
@@ -508,6 +527,39 @@ macro_rules! simd_kernel {
                         }
                     }
                     k += 32;
+                }
+                if B == 4 {
+                    // Four inputs: the four integer vectors of a row are folded into one by
+                    // horizontal adds (lane j holds input j's low half, lane j + 4 its high
+                    // half), so conversion, scaling and the zero-point term are one vector
+                    // operation each for all four. `xs` and `es` hold the four inputs' scales
+                    // and scaled code sums, twice.
+                    // SAFETY: b + 4 <= batch, inside the group's row of the by-group arrays.
+                    let (xs, es) = unsafe {
+                        let at = g * acts.batch + b;
+                        (
+                            _mm256_broadcast_ps(&_mm_loadu_ps(
+                                acts.scales_by_group.as_ptr().add(at),
+                            )),
+                            _mm256_broadcast_ps(&_mm_loadu_ps(
+                                acts.scaled_sums_by_group.as_ptr().add(at),
+                            )),
+                        )
+                    };
+                    for i in 0..R {
+                        let ws = half_to_f32(w.q.scales[(r0 + r + i) * groups + g]);
+                        let z = w.zero(r0 + r + i, g) - offset;
+                        let d = &dots[i];
+                        let folded = _mm256_hadd_epi32(
+                            _mm256_hadd_epi32(d[0], d[1 % B]),
+                            _mm256_hadd_epi32(d[2 % B], d[3 % B]),
+                        );
+                        let s = _mm256_mul_ps(_mm256_set1_ps(ws), xs);
+                        let t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(folded), s, total[i][0]);
+                        // Each of the two halves takes half of the zero-point term.
+                        total[i][0] = _mm256_fnmadd_ps(_mm256_set1_ps(0.5 * ws * z), es, t);
+                    }
+                    continue;
                 }
                 for i in 0..R {
                     let ws = half_to_f32(w.q.scales[(r0 + r + i) * groups + g]);
@@ -519,6 +571,17 @@ macro_rules! simd_kernel {
                         correction[i][j] += s * z * acts.sums[(b + j) * groups + g] as f32;
                     }
                 }
+            }
+            if B == 4 {
+                for i in 0..R {
+                    let mut lanes = [0.0f32; 8];
+                    // SAFETY: 8 floats into an 8-float array.
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), total[i][0]) };
+                    for j in 0..4 {
+                        part[(r + i) * batch + b + j] = lanes[j] + lanes[j + 4];
+                    }
+                }
+                return;
             }
             for i in 0..R {
                 for j in 0..B {
@@ -548,7 +611,7 @@ macro_rules! simd_kernel {
 /// without saturation, so 8-bit codes (0..=255) go in as they are.
 #[cfg(target_arch = "x86_64")]
 mod vnni {
-    simd_kernel!("avx2,fma,f16c,avx512f,avx512vl,avx512vnni", 2, 0);
+    simd_kernel!("avx2,fma,f16c,avx512f,avx512vl,avx512vnni", 4, 4, 0);
 
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
     #[inline]
@@ -576,7 +639,7 @@ mod vnni {
 /// are. `vpmaddwd` with ones then widens the pairs to 32 bits.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    simd_kernel!("avx2,fma,f16c", 1, 128);
+    simd_kernel!("avx2,fma,f16c", 1, 2, 128);
 
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]

@@ -45,10 +45,7 @@ mod x86 {
     #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
     #[inline]
     fn sum(v: __m256i) -> i32 {
-        let quad = _mm_add_epi32(
-            _mm256_castsi256_si128(v),
-            _mm256_extracti128_si256::<1>(v),
-        );
+        let quad = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
         let pair = _mm_add_epi32(quad, _mm_unpackhi_epi64(quad, quad));
         _mm_cvtsi128_si32(_mm_add_epi32(pair, _mm_shuffle_epi32::<1>(pair)))
     }

@@ -108,7 +108,7 @@ impl<'a, T> Rows<'a, T> {
         if self.dim == 0 {
             return Err(ScanError::ZeroDimension);
         }
-        if self.data.len() % self.dim != 0 {
+        if !self.data.len().is_multiple_of(self.dim) {
             return Err(ScanError::Ragged {
                 what: "the matrix",
                 len: self.data.len(),
@@ -149,7 +149,7 @@ where
         return Err(ScanError::ZeroK);
     }
     let dim = rows.dim;
-    if queries.len() % dim != 0 {
+    if !queries.len().is_multiple_of(dim) {
         return Err(ScanError::Ragged {
             what: "the queries",
             len: queries.len(),

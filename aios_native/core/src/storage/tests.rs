@@ -16,7 +16,7 @@ fn brute_force(
     let mut all: Vec<(usize, f64)> = data
         .chunks_exact(dim)
         .enumerate()
-        .filter(|(i, _)| mask.map_or(true, |m| m[*i]))
+        .filter(|(i, _)| mask.is_none_or(|m| m[*i]))
         .map(|(i, row)| {
             let dot: f64 = row
                 .iter()
