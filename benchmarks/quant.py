@@ -228,6 +228,37 @@ def model_results(positions: int, rounds: int) -> dict[str, object]:
             "relative_error": error}
 
 
+def text_perplexity_rows(windows: int) -> list[tuple[str, ...]]:
+    """The shipped text model (int8 weights) scored on its held-out windows with exact float
+    inputs to its linear layers and with int8 activations: what the integer kernels cost in
+    perplexity (the bound exp(NELBO), same windows and masks for both)."""
+    from aios_text.data import evaluate_nelbo
+    from aios_text.evaluate import held_out_stream
+    from aios_text.inference import DEFAULT_MODEL
+    from aios_text.model_dir import load_text_model
+
+    from aios.quant.linear import set_activations
+    from aios.schedules import masking_schedule
+
+    model, tokenizer, settings = load_text_model(DEFAULT_MODEL)
+    stream = held_out_stream(tokenizer, settings, None, progress=False)
+    alpha = masking_schedule(settings.get("schedule", "linear")).alpha
+    length = int(settings["sequence_length"])
+    perplexity = {}
+    for mode in ("float", "int8"):
+        set_activations(model, mode)
+        nll = evaluate_nelbo(model, stream, alpha, tokenizer.mask_id, length=length,
+                             max_windows=windows)
+        perplexity[mode] = float(np.exp(nll))
+    change = 100 * (perplexity["int8"] / perplexity["float"] - 1)
+    params = sum(p.numel() for p in model.parameters()) + sum(
+        m.weight_q.rows * m.weight_q.cols for m in model.modules()
+        if isinstance(m, QuantizedLinear))
+    return [(f"shipped text model ({params / 1e6:.1f}M params, int8 weights), perplexity bound "
+             f"on {windows} held-out windows", f"int8 activations {perplexity['int8']:.3f}",
+             f"exact float inputs {perplexity['float']:.3f}", f"{change:+.2f}% (goal within 1%)")]
+
+
 def worker(args: argparse.Namespace) -> None:
     """Measure the torch comparisons in this process (its OMP_WAIT_POLICY is the parent's
     choice) and print them as one JSON line."""
@@ -284,7 +315,9 @@ def main() -> None:
                         help="interleaved rounds per layer comparison (median of these)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--positions", type=int, default=32, help="block of the model forward")
-    parser.add_argument("--only", choices=("all", "linear"), default="all")
+    parser.add_argument("--only", choices=("all", "linear", "perplexity"), default="all")
+    parser.add_argument("--windows", type=int, default=64,
+                        help="held-out windows of the text model's perplexity")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -305,6 +338,11 @@ def main() -> None:
         rows += model_rows(args.model_layers, args.model_width, args.repeat, progress)
         progress.close()
         print(markdown_table(rows))
+    if args.only in ("all", "perplexity"):
+        rows = [("what", "aios", "baseline (same run)", "change")]
+        print(markdown_table(rows + text_perplexity_rows(args.windows)))
+        if args.only == "perplexity":
+            return
     argv = [__file__, "--worker", "--rounds", str(args.rounds), "--positions",
             str(args.positions), "--batches", *map(str, args.batches)]
     print(f"\nlinear layers and model forward, torch under {' and '.join(WAIT_POLICIES)} "

@@ -47,22 +47,27 @@ class QuantizedLinear(nn.Module):
         activations: str = "int8",
     ) -> None:
         super().__init__()
-        if activations not in ACTIVATIONS:
-            raise QuantizationError(
-                f"activations must be one of {', '.join(ACTIVATIONS)}, got {activations!r}")
         if len(weight.shape) != 2:
             raise QuantizationError(
                 f"a linear layer needs a 2-D weight, got shape {list(weight.shape)}")
         self.weight_q = weight.validate()
         self.out_features, self.in_features = weight.shape
         self.backend = backend if backend is not None else best_quantizer()
-        self.activations = activations
-        self._product = self.backend.prepared_q8(self.weight_q) if activations == "int8" else None
+        self.set_activations(activations)
         if bias is not None and tuple(bias.shape) != (self.out_features,):
             raise QuantizationError(
                 f"bias has shape {list(bias.shape)}, expected [{self.out_features}]")
         self.bias = None if bias is None else nn.Parameter(
             bias.detach().float().clone(), requires_grad=False)
+
+    def set_activations(self, activations: str) -> None:
+        """``"int8"``: quantize the inputs and use the integer kernels; ``"float"``: keep them
+        exact (the weight-only path)."""
+        if activations not in ACTIVATIONS:
+            raise QuantizationError(
+                f"activations must be one of {', '.join(ACTIVATIONS)}, got {activations!r}")
+        self.activations = activations
+        self._product = self.backend.prepared_q8(self.weight_q) if activations == "int8" else None
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, quantizer: Any, *,
@@ -129,6 +134,14 @@ def quantize_linears(module: nn.Module, quantizer: Any, *, activations: str = "i
     return module
 
 
+def set_activations(module: nn.Module, activations: str) -> nn.Module:
+    """Switch every `QuantizedLinear` inside `module` to int8 or float activations."""
+    for child in module.modules():
+        if isinstance(child, QuantizedLinear):
+            child.set_activations(activations)
+    return module
+
+
 def dequantize_linears(module: nn.Module) -> nn.Module:
     """Replace, in place, every `QuantizedLinear` by an `nn.Linear` holding its dequantized
     weight: quantized layers have no gradient, so fine-tuning a model loaded from quantized
@@ -188,4 +201,4 @@ def quantized_bytes(module: nn.Module) -> int:
 
 
 __all__ = ["ACTIVATIONS", "FUSED_MAX_BATCH", "QuantizedLinear", "best_quantizer", "load_quantized",
-           "quantize_linears", "quantized_bytes"]
+           "quantize_linears", "quantized_bytes", "set_activations"]

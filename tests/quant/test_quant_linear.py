@@ -63,6 +63,21 @@ def test_an_unknown_activation_mode_is_refused():
         QuantizedLinear(q, activations="int4")
 
 
+def test_set_activations_switches_a_whole_model_between_int8_and_exact():
+    from aios.quant.linear import quantize_linears, set_activations
+
+    torch.manual_seed(0)
+    model = quantize_linears(TinyModel(), best_quantizer(bits=8, group_size=32))
+    ids = torch.arange(10)[None]
+    with torch.no_grad():
+        int8 = model(ids)
+        exact = set_activations(model, "float")(ids)
+        assert model.up.activations == "float"
+        assert not torch.equal(int8, exact)
+        torch.testing.assert_close(int8, exact, rtol=0.05, atol=0.02)
+        torch.testing.assert_close(set_activations(model, "int8")(ids), int8)
+
+
 def test_leading_dimensions_are_kept():
     layer = QuantizedLinear.from_linear(torch.nn.Linear(64, 16, bias=False),
                                         ReferenceQuantizer(group_size=32))
