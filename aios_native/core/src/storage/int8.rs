@@ -4,10 +4,10 @@
 //! horizontal sum cost more than reading the row, so the int8 scan ran below the memory bus.
 //! Here a block of rows is scored against all queries with `vpdpbusd` (32 byte products per
 //! instruction into 32-bit lanes). `vpdpbusd` multiplies *unsigned* by signed bytes, so each
-//! query is shifted once to `q + 128` (unsigned) and the rows stay signed:
-//! `Σ (q + 128) r = Σ q r + 128 Σ r`, and the row sums `Σ r` come from one more `vpdpbusd`
-//! against ones per row, shared by every query. All sums are exact in 32 bits (|Σ| ≤ 255 · 127
-//! · dim, below 2^31 for any dim under 66 000).
+//! 32 bytes of a row are shifted to `r + 128` (unsigned) by one XOR with 0x80 as they are loaded,
+//! and the queries stay signed: `Σ (r + 128) q = Σ r q + 128 Σ q`, where `Σ q` is computed once
+//! per query. All sums are exact in 32 bits (|Σ| ≤ 255 · 127 · dim, below 2^31 for any dim under
+//! 66 000).
 
 /// `out[r * nq + q] = block_row_r · query_q` in exact integer arithmetic, as floats.
 /// Returns false (and writes nothing) when this CPU lacks AVX-512 VNNI.
@@ -50,38 +50,25 @@ mod x86 {
         _mm_cvtsi128_si32(_mm_add_epi32(pair, _mm_shuffle_epi32::<1>(pair)))
     }
 
-    /// Four rows against one shifted query: four independent accumulator chains.
+    /// Four rows (shifted to unsigned as they are loaded) against one signed query: four
+    /// independent accumulator chains.
     #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-    unsafe fn four(rows: [*const i8; 4], shifted: *const u8, whole: usize) -> [i32; 4] {
+    unsafe fn four(rows: [*const i8; 4], query: *const i8, whole: usize) -> [i32; 4] {
+        let flip = _mm256_set1_epi8(-128);
         let mut acc = [_mm256_setzero_si256(); 4];
         let mut c = 0;
         while c < whole {
             // SAFETY: c + 32 <= whole <= dim, inside every row and the query.
             unsafe {
-                let q = _mm256_loadu_si256(shifted.add(c) as *const __m256i);
+                let q = _mm256_loadu_si256(query.add(c) as *const __m256i);
                 for (a, row) in acc.iter_mut().zip(rows) {
                     let r = _mm256_loadu_si256(row.add(c) as *const __m256i);
-                    *a = _mm256_dpbusd_epi32(*a, q, r);
+                    *a = _mm256_dpbusd_epi32(*a, _mm256_xor_si256(r, flip), q);
                 }
             }
             c += 32;
         }
         acc.map(|a| sum(a))
-    }
-
-    /// `Σ r` over the first `whole` bytes of a row, by `vpdpbusd` against ones.
-    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-    unsafe fn row_sum(row: *const i8, whole: usize) -> i32 {
-        let ones = _mm256_set1_epi8(1);
-        let mut acc = _mm256_setzero_si256();
-        let mut c = 0;
-        while c < whole {
-            // SAFETY: c + 32 <= whole, inside the row.
-            let r = unsafe { _mm256_loadu_si256(row.add(c) as *const __m256i) };
-            acc = _mm256_dpbusd_epi32(acc, ones, r);
-            c += 32;
-        }
-        sum(acc)
     }
 
     #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
@@ -90,7 +77,11 @@ mod x86 {
         let nq = queries.len() / dim;
         assert!(out.len() >= n * nq && block.len() == n * dim && queries.len() == nq * dim);
         let whole = dim - dim % 32;
-        let shifted: Vec<u8> = queries.iter().map(|&q| (q as i16 + 128) as u8).collect();
+        // 128 Σ q over the vectorised part of each query: what the row shift adds.
+        let offsets: Vec<i32> = queries
+            .chunks_exact(dim)
+            .map(|q| 128 * q[..whole].iter().map(|&v| v as i32).sum::<i32>())
+            .collect();
         let tail = |row: &[i8], q: usize| -> i32 {
             row[whole..]
                 .iter()
@@ -103,14 +94,12 @@ mod x86 {
         while r + 4 <= n {
             // SAFETY: rows r .. r + 4 lie in the block.
             let rows = [0, 1, 2, 3].map(|i| unsafe { base.add((r + i) * dim) });
-            // SAFETY: as above; `whole` bytes of each row.
-            let sums = rows.map(|row| unsafe { row_sum(row, whole) });
-            for q in 0..nq {
-                // SAFETY: query q's `whole` bytes lie in `shifted`.
-                let dots = unsafe { four(rows, shifted.as_ptr().add(q * dim), whole) };
-                for i in 0..4 {
+            for (q, offset) in offsets.iter().enumerate() {
+                // SAFETY: query q's `whole` bytes lie in `queries`.
+                let dots = unsafe { four(rows, queries.as_ptr().add(q * dim), whole) };
+                for (i, dot) in dots.iter().enumerate() {
                     let row = &block[(r + i) * dim..(r + i + 1) * dim];
-                    out[(r + i) * nq + q] = (dots[i] - 128 * sums[i] + tail(row, q)) as f32;
+                    out[(r + i) * nq + q] = (dot - offset + tail(row, q)) as f32;
                 }
             }
             r += 4;
