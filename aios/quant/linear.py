@@ -1,10 +1,13 @@
 """A linear layer whose weight stays quantized: what a quantized model runs at inference.
 
-At small batch (decoding one token at a time) a linear layer is bound by reading its weight,
-so the layer hands the packed codes straight to the quantizer backend's ``matmul``: the native
-backend dequantizes one row at a time in cache while multiplying, reading 4-8x fewer bytes
-than float32. Larger batches are bound by arithmetic instead; there the weight is dequantized
-(into a fresh buffer, by the same backend) and torch's BLAS does the product.
+By default (``activations="int8"``) the inputs are quantized too, per row and weight group, and
+the backend's ``matmul_q8`` sums each group's products in integers (AVX-512 VNNI / AVX2 in the
+native backend; numerics and error bound in `aios.quant.activations`): the packed codes are read
+as they are, 4-8x fewer bytes than float32, and one instruction does 32 multiply-adds.
+
+``activations="float"`` keeps the inputs exact (the weight-only path): at small batch the
+backend's fused ``matmul`` expands one weight row at a time in cache; above `FUSED_MAX_BATCH`
+the weight is dequantized (into a fresh buffer) and torch's BLAS does the product.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from torch import nn
 from aios.errors import QuantizationError
 from aios.quant.tensor import QuantizedTensor
 
-#: Up to this many input rows the fused kernel is used; above it, dequantize + BLAS.
+#: Up to this many input rows the exact fused kernel is used; above it, dequantize + BLAS.
 FUSED_MAX_BATCH = 8
+#: How a quantized layer treats its inputs: quantized to int8 per group, or kept float32.
+ACTIVATIONS = ("int8", "float")
 
 
 def best_quantizer(**options: Any) -> Any:
@@ -38,7 +43,8 @@ class QuantizedLinear(nn.Module):
     """``y = x W^T + b`` with `W` a 2-D `QuantizedTensor` (inference only: `W` has no gradient)."""
 
     def __init__(
-        self, weight: QuantizedTensor, bias: torch.Tensor | None = None, *, backend: Any = None
+        self, weight: QuantizedTensor, bias: torch.Tensor | None = None, *, backend: Any = None,
+        activations: str = "int8",
     ) -> None:
         super().__init__()
         if len(weight.shape) != 2:
@@ -47,17 +53,28 @@ class QuantizedLinear(nn.Module):
         self.weight_q = weight.validate()
         self.out_features, self.in_features = weight.shape
         self.backend = backend if backend is not None else best_quantizer()
+        self.set_activations(activations)
         if bias is not None and tuple(bias.shape) != (self.out_features,):
             raise QuantizationError(
                 f"bias has shape {list(bias.shape)}, expected [{self.out_features}]")
         self.bias = None if bias is None else nn.Parameter(
             bias.detach().float().clone(), requires_grad=False)
 
+    def set_activations(self, activations: str) -> None:
+        """``"int8"``: quantize the inputs and use the integer kernels; ``"float"``: keep them
+        exact (the weight-only path)."""
+        if activations not in ACTIVATIONS:
+            raise QuantizationError(
+                f"activations must be one of {', '.join(ACTIVATIONS)}, got {activations!r}")
+        self.activations = activations
+        self._product = self.backend.prepared_q8(self.weight_q) if activations == "int8" else None
+
     @classmethod
-    def from_linear(cls, linear: nn.Linear, quantizer: Any) -> QuantizedLinear:
+    def from_linear(cls, linear: nn.Linear, quantizer: Any, *,
+                    activations: str = "int8") -> QuantizedLinear:
         """Quantize an `nn.Linear`'s weight with `quantizer` (which also runs the layer)."""
         weight = quantizer.quantize(linear.weight.detach(), name="weight")
-        return cls(weight, linear.bias, backend=quantizer)
+        return cls(weight, linear.bias, backend=quantizer, activations=activations)
 
     def dequantized_weight(self) -> torch.Tensor:
         """The float32 weight, materialised (what the large-batch path multiplies with)."""
@@ -69,14 +86,18 @@ class QuantizedLinear(nn.Module):
         if x.shape[-1] != self.in_features:
             raise QuantizationError(
                 f"input has {x.shape[-1]} features, the layer expects {self.in_features}")
+        inference = x.is_cpu and not (torch.is_grad_enabled() and x.requires_grad)
+        if inference and self._product is not None and x.dtype == torch.float32:
+            return self._int8_forward(x)
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features)
-        fused = (flat.shape[0] <= FUSED_MAX_BATCH and x.device.type == "cpu"
-                 and not (torch.is_grad_enabled() and x.requires_grad))
-        if fused:
+        if inference and (self._product is not None or flat.shape[0] <= FUSED_MAX_BATCH):
             inputs = flat.detach().to(torch.float32).contiguous()
             out = torch.empty(flat.shape[0], self.out_features, dtype=torch.float32)
-            self.backend.matmul(self.weight_q, inputs.numpy(), out.numpy())
+            if self._product is not None:
+                self._product.run(inputs.numpy(), out.numpy())
+            else:
+                self.backend.matmul(self.weight_q, inputs.numpy(), out.numpy())
             if self.bias is not None:
                 out += self.bias
         else:
@@ -85,19 +106,39 @@ class QuantizedLinear(nn.Module):
             out = nn.functional.linear(flat.to(torch.float32), weight, bias)
         return out.reshape(*lead, self.out_features).to(x.dtype)
 
+    def _int8_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The hot path (float32 on the CPU, no gradient), in NumPy views end to end: at batch 1
+        a small layer's product takes a few microseconds, so each torch call saved counts."""
+        inputs = np.ascontiguousarray(x.detach().numpy()).reshape(-1, self.in_features)
+        out = np.empty((*x.shape[:-1], self.out_features), np.float32)
+        self._product.run(inputs, out.reshape(-1, self.out_features))
+        if self.bias is not None:
+            out += self.bias.detach().numpy()
+        return torch.from_numpy(out)
+
     def extra_repr(self) -> str:
         q = self.weight_q
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"{q.quant_type}, group_size={q.group_size}, "
+                f"{q.quant_type}, group_size={q.group_size}, activations={self.activations}, "
                 f"backend={getattr(self.backend, 'backend', type(self.backend).__name__)}")
 
 
-def quantize_linears(module: nn.Module, quantizer: Any) -> nn.Module:
+def quantize_linears(module: nn.Module, quantizer: Any, *, activations: str = "int8"
+                     ) -> nn.Module:
     """Replace, in place, every `nn.Linear` inside `module` whose weight the quantizer does not
     keep in 16 bits by a `QuantizedLinear` (names as in ``module.state_dict()``)."""
     for name, child in list(module.named_modules()):
         if isinstance(child, nn.Linear) and not quantizer.keeps(f"{name}.weight", child.weight):
-            _replace(module, name, QuantizedLinear.from_linear(child, quantizer))
+            _replace(module, name, QuantizedLinear.from_linear(child, quantizer,
+                                                               activations=activations))
+    return module
+
+
+def set_activations(module: nn.Module, activations: str) -> nn.Module:
+    """Switch every `QuantizedLinear` inside `module` to int8 or float activations."""
+    for child in module.modules():
+        if isinstance(child, QuantizedLinear):
+            child.set_activations(activations)
     return module
 
 
@@ -116,7 +157,8 @@ def dequantize_linears(module: nn.Module) -> nn.Module:
     return module
 
 
-def load_quantized(module: nn.Module, weights: Any, *, backend: Any = None) -> nn.Module:
+def load_quantized(module: nn.Module, weights: Any, *, backend: Any = None,
+                   activations: str = "int8") -> nn.Module:
     """Load a weight file (or any mapping of name -> tensor) into `module`: linears whose weight
     is quantized become `QuantizedLinear` running on the (memory-mapped) codes; every other
     tensor is copied into its parameter or buffer. Raises if a name is missing either side."""
@@ -134,7 +176,8 @@ def load_quantized(module: nn.Module, weights: Any, *, backend: Any = None) -> n
             # np.array copies: the mapped file is read-only
             bias = None if child.bias is None else torch.as_tensor(
                 np.array(weights[f"{name}.bias"], dtype=np.float32))
-            _replace(module, name, QuantizedLinear(quantized, bias, backend=backend))
+            _replace(module, name, QuantizedLinear(quantized, bias, backend=backend,
+                                                   activations=activations))
     with torch.no_grad():
         for name, target in module.state_dict(keep_vars=True).items():
             value = weights[name]
@@ -157,5 +200,5 @@ def quantized_bytes(module: nn.Module) -> int:
     return int(sum(m.weight_q.nbytes for m in module.modules() if isinstance(m, QuantizedLinear)))
 
 
-__all__ = ["FUSED_MAX_BATCH", "QuantizedLinear", "best_quantizer", "load_quantized",
-           "quantize_linears", "quantized_bytes"]
+__all__ = ["ACTIVATIONS", "FUSED_MAX_BATCH", "QuantizedLinear", "best_quantizer", "load_quantized",
+           "quantize_linears", "quantized_bytes", "set_activations"]

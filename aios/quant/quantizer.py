@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from aios.errors import QuantizationError
-from aios.quant import affine
+from aios.quant import activations, affine
 from aios.quant.gptq import gptq_quantize_matrix, hessian
 from aios.quant.packing import check_bits
 from aios.quant.tensor import QuantizedTensor, check_group_size, padding_for
@@ -123,6 +123,16 @@ class ReferenceQuantizer:
         weights = self.dequantize(quantized).reshape(quantized.rows, quantized.cols)
         np.matmul(x, weights.T, out=out)
         return out
+
+    def matmul_q8(self, quantized: QuantizedTensor, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out = x @ W.T`` with `x` quantized to int8 per row and group and integer group sums
+        (`aios.quant.activations` defines the numerics; a native backend runs them in SIMD)."""
+        return self.prepared_q8(quantized).run(x, out)
+
+    def prepared_q8(self, quantized: QuantizedTensor) -> Any:
+        """`matmul_q8` of one weight with its checks done once: an object with ``run(x, out)``
+        (what `QuantizedLinear` calls on every forward)."""
+        return activations.ReferenceProduct(quantized)
 
     # -- kernels: the only part a faster backend replaces -------------------------------------
 

@@ -2,7 +2,7 @@
 //! `.numpy()` shares its memory), outputs are written in place, and the GIL is released while a
 //! kernel runs, so other Python threads keep going.
 
-use aios_native_core::quant::{self, Layout, QuantError, Quantized};
+use aios_native_core::quant::{self, DotIsa, Layout, QuantError, Quantized};
 use numpy::{PyReadonlyArrayDyn, PyReadwriteArrayDyn};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -118,6 +118,44 @@ fn matmul(
         .map_err(value_error)
 }
 
+/// `out = x @ W.T` with `x` quantized to int8 per row and group and integer dot products
+/// (AVX-512 VNNI, AVX2 or portable; `isa` forces one, by name, for tests and benchmarks).
+#[pyfunction]
+#[pyo3(signature = (layout, x, packed, scales, zeros, out, isa=None))]
+#[allow(clippy::too_many_arguments)]
+fn matmul_q8(
+    py: Python<'_>,
+    layout: &PyLayout,
+    x: PyReadonlyArrayDyn<'_, f32>,
+    packed: PyReadonlyArrayDyn<'_, u8>,
+    scales: PyReadonlyArrayDyn<'_, u16>,
+    zeros: PyReadonlyArrayDyn<'_, u8>,
+    mut out: PyReadwriteArrayDyn<'_, f32>,
+    isa: Option<&str>,
+) -> PyResult<()> {
+    let layout = layout.0;
+    let isa = match isa {
+        None => DotIsa::detect(),
+        Some(name) => DotIsa::parse(name).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "unknown instruction set {name:?}; use \"vnni\", \"avx2\" or \"portable\""
+            ))
+        })?,
+    };
+    let x = contiguous(x.as_slice(), "inputs")?;
+    let batch = x.len() / layout.cols.max(1);
+    let q = borrowed(&packed, &scales, &zeros)?;
+    let out = contiguous(out.as_slice_mut(), "out")?;
+    py.detach(|| quant::matmul_q8_on(isa, x, batch, q, &layout, out))
+        .map_err(value_error)
+}
+
+/// The instruction set `matmul_q8` uses on this CPU: "vnni", "avx2" or "portable".
+#[pyfunction]
+fn dot_isa() -> &'static str {
+    DotIsa::detect().name()
+}
+
 /// Pack uint8 `codes` into `out`, `8 / bits` codes per byte.
 #[pyfunction]
 fn pack(
@@ -146,6 +184,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(quantize, m)?)?;
     m.add_function(wrap_pyfunction!(dequantize, m)?)?;
     m.add_function(wrap_pyfunction!(matmul, m)?)?;
+    m.add_function(wrap_pyfunction!(matmul_q8, m)?)?;
+    m.add_function(wrap_pyfunction!(dot_isa, m)?)?;
     m.add_function(wrap_pyfunction!(pack, m)?)?;
     m.add_function(wrap_pyfunction!(unpack, m)?)?;
     Ok(())

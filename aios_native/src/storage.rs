@@ -142,11 +142,20 @@ fn quantize_i8(
         .map_err(value_error)
 }
 
+/// Read every byte of `data` (any C-contiguous array, viewed as uint8) on all rayon threads and
+/// return a checksum: timed, it is the bandwidth floor a scan of the same bytes is judged by.
+#[pyfunction]
+fn stream_checksum(py: Python<'_>, data: PyReadonlyArray1<'_, u8>) -> PyResult<u64> {
+    let data = contiguous(&data, "data")?;
+    Ok(py.detach(|| storage::stream_checksum(data)))
+}
+
 /// Add the storage functions to the extension module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(top_k_f32, m)?)?;
     m.add_function(wrap_pyfunction!(top_k_f16, m)?)?;
     m.add_function(wrap_pyfunction!(top_k_i8, m)?)?;
     m.add_function(wrap_pyfunction!(quantize_i8, m)?)?;
+    m.add_function(wrap_pyfunction!(stream_checksum, m)?)?;
     Ok(())
 }

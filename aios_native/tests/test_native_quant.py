@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from aios.config import load_config
 from aios.errors import QuantizationError
 from aios.io.weights import load_weights, save_weights
-from aios.quant import ReferenceQuantizer, pack
+from aios.quant import ReferenceQuantizer, activations, pack
 from aios.quant.linear import QuantizedLinear, best_quantizer
 from aios.registry import default_registry
 from aios_native import quant as native
@@ -100,13 +100,52 @@ def test_the_fused_product_equals_float_linear_on_the_dequantized_weight(batch, 
     torch.manual_seed(batch)
     linear = torch.nn.Linear(200, 48)
     layer = QuantizedLinear.from_linear(
-        linear, NativeQuantizer(bits=bits, group_size=64, symmetric=symmetric))
+        linear, NativeQuantizer(bits=bits, group_size=64, symmetric=symmetric),
+        activations="float")
     twin = torch.nn.Linear(200, 48)
     with torch.no_grad():
         twin.weight.copy_(layer.dequantized_weight())
         twin.bias.copy_(linear.bias)
         x = torch.randn(batch, 200)
         torch.testing.assert_close(layer(x), twin(x), rtol=1e-4, atol=1e-4)
+
+
+#: The instruction sets this CPU runs: the detected one and every one below it.
+ISAS = {"vnni": ["vnni", "avx2", "portable"], "avx2": ["avx2", "portable"],
+        "portable": ["portable"]}[native.dot_isa()]
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 40), cols=st.integers(1, 300), batch=st.integers(1, 40),
+       bits=st.sampled_from([2, 4, 8]), group_size=st.sampled_from([32, 64, 128]),
+       symmetric=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_every_instruction_set_computes_the_reference_int8_product(
+        rows, cols, batch, bits, group_size, symmetric, seed):
+    quantizer = NativeQuantizer(bits=bits, group_size=group_size, symmetric=symmetric)
+    q = quantizer.quantize(gaussian((rows, cols), seed))
+    x = gaussian((batch, cols), seed + 1, scale=3.0)
+    expected = activations.matmul_q8(q, x)
+    for isa in ISAS:
+        out = quantizer.matmul_q8(q, x, np.empty((batch, rows), np.float32), isa=isa)
+        # The same integer sums; only float rounding of the per-group terms differs.
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max(),
+                                   err_msg=isa)
+
+
+def test_the_int8_product_reads_weights_straight_from_a_mapped_file(tmp_path):
+    quantizer = NativeQuantizer(bits=4, group_size=128)
+    save_weights(tmp_path / "m.arrow", {"w": quantizer.quantize(gaussian((64, 384)))})
+    q = load_weights(tmp_path / "m.arrow")["w"]
+    x = gaussian((16, 384), seed=2)
+    out = quantizer.prepared_q8(q).run(x, np.empty((16, 64), np.float32))
+    np.testing.assert_allclose(out, activations.matmul_q8(q, x), rtol=1e-4, atol=1e-4)
+
+
+def test_an_unknown_instruction_set_is_refused_by_name():
+    quantizer = NativeQuantizer(bits=8, group_size=32)
+    q = quantizer.quantize(gaussian((4, 64)))
+    with pytest.raises(QuantizationError, match='unknown instruction set "sse9"'):
+        quantizer.matmul_q8(q, gaussian((1, 64)), np.empty((1, 4), np.float32), isa="sse9")
 
 
 def test_the_fused_product_reads_weights_straight_from_a_mapped_file(tmp_path):

@@ -6,6 +6,7 @@ import torch
 
 from aios.errors import QuantizationError
 from aios.quant import ReferenceQuantizer
+from aios.quant.activations import error_bound
 from aios.quant.linear import FUSED_MAX_BATCH, QuantizedLinear, best_quantizer
 
 
@@ -27,12 +28,54 @@ def test_forward_equals_float_linear_on_the_dequantized_weight(backend, batch, b
     linear = torch.nn.Linear(100, 37)
     quantizer = ReferenceQuantizer(bits=bits, group_size=32) if backend == "reference" \
         else best_quantizer(bits=bits, group_size=32)
-    layer = QuantizedLinear.from_linear(linear, quantizer)
+    layer = QuantizedLinear.from_linear(linear, quantizer, activations="float")
     x = torch.randn(batch, 100)
     with torch.no_grad():
         expected = float_twin(layer, linear.bias)(x)
         got = layer(x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["reference", "best"])
+@pytest.mark.parametrize("batch", [1, 4, 33])
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_int8_activations_stay_within_the_per_group_bound_of_the_float_product(
+        backend, batch, bits):
+    torch.manual_seed(bits + batch)
+    linear = torch.nn.Linear(200, 40)
+    quantizer = ReferenceQuantizer(bits=bits, group_size=64) if backend == "reference" \
+        else best_quantizer(bits=bits, group_size=64)
+    layer = QuantizedLinear.from_linear(linear, quantizer)
+    assert layer.activations == "int8"
+    x = torch.randn(batch, 200)
+    with torch.no_grad():
+        exact = float_twin(layer, linear.bias)(x).numpy().astype(np.float64)
+        got = layer(x).numpy()
+    bound = error_bound(layer.dequantized_weight().numpy(), x.numpy(), 64)
+    error = np.abs(got - exact)
+    assert (error <= bound + 1e-4).all()
+    assert 0 < error.mean() < 0.25 * bound.mean()  # quantized, and far from the worst case
+
+
+def test_an_unknown_activation_mode_is_refused():
+    q = ReferenceQuantizer(group_size=32).quantize(np.ones((2, 32), np.float32))
+    with pytest.raises(QuantizationError, match="activations must be one of int8, float"):
+        QuantizedLinear(q, activations="int4")
+
+
+def test_set_activations_switches_a_whole_model_between_int8_and_exact():
+    from aios.quant.linear import quantize_linears, set_activations
+
+    torch.manual_seed(0)
+    model = quantize_linears(TinyModel(), best_quantizer(bits=8, group_size=32))
+    ids = torch.arange(10)[None]
+    with torch.no_grad():
+        int8 = model(ids)
+        exact = set_activations(model, "float")(ids)
+        assert model.up.activations == "float"
+        assert not torch.equal(int8, exact)
+        torch.testing.assert_close(int8, exact, rtol=0.05, atol=0.02)
+        torch.testing.assert_close(set_activations(model, "int8")(ids), int8)
 
 
 def test_leading_dimensions_are_kept():
@@ -86,7 +129,7 @@ def test_quantize_linears_replaces_all_but_the_kept_layers():
 def test_dequantize_linears_gives_trainable_layers_with_the_same_outputs():
     from aios.quant.linear import dequantize_linears, quantize_linears
 
-    model = quantize_linears(TinyModel(), ReferenceQuantizer(group_size=32))
+    model = quantize_linears(TinyModel(), ReferenceQuantizer(group_size=32), activations="float")
     ids = torch.arange(10)[None]
     with torch.no_grad():
         quantized = model(ids)
@@ -107,7 +150,8 @@ def test_a_quantized_file_loads_into_a_model_that_runs_on_the_mapped_codes(tmp_p
     source = TinyModel()
     quantizer = ReferenceQuantizer(bits=4, group_size=32)
     save_weights(tmp_path / "m.arrow", quantizer.quantize_model(source.state_dict()))
-    model = load_quantized(TinyModel(), load_weights(tmp_path / "m.arrow"), backend=quantizer)
+    model = load_quantized(TinyModel(), load_weights(tmp_path / "m.arrow"), backend=quantizer,
+                           activations="float")
     assert isinstance(model.up, QuantizedLinear)
     # The float twin: the source with every tensor replaced by what the file holds, dequantized.
     twin = TinyModel()

@@ -58,7 +58,9 @@ pub fn scores(
     let score = |row: &[f32]| -> f32 {
         let value = match metric {
             Metric::Dot => <f32 as SpatialSimilarity>::dot(row, query),
-            Metric::Cosine => <f32 as SpatialSimilarity>::cos(row, query).map(|distance| 1.0 - distance),
+            Metric::Cosine => {
+                <f32 as SpatialSimilarity>::cos(row, query).map(|distance| 1.0 - distance)
+            }
             Metric::L2Squared => <f32 as SpatialSimilarity>::l2sq(row, query),
         };
         // Lengths are equal by construction, so simsimd always returns a value.

@@ -58,17 +58,58 @@ class NativeQuantizer(ReferenceQuantizer):
     def matmul(self, quantized: QuantizedTensor, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """``out = x @ W.T`` fused: `W` is expanded one row at a time, never as a whole."""
         q = quantized.validate()
-        if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != q.cols:
-            raise QuantizationError(
-                f"inputs must be float32 (batch, {q.cols}), got {x.dtype}{list(x.shape)}")
-        if out.shape != (x.shape[0], q.rows) or out.dtype != np.float32:
-            raise QuantizationError(
-                f"the output must be float32 ({x.shape[0]}, {q.rows}), got "
-                f"{out.dtype}{list(out.shape)}")
+        _check_product(q, x, out)
         layout = _layout(q.rows, q.cols, q.group_size, q.bits, q.symmetric)
         _call(_native.matmul, layout, np.ascontiguousarray(x), q.data,
               q.scales.view(np.uint16), _zeros_of(q), out)
         return out
+
+    def matmul_q8(self, quantized: QuantizedTensor, x: np.ndarray, out: np.ndarray, *,
+                  isa: str | None = None) -> np.ndarray:
+        """``out = x @ W.T`` with `x` quantized to int8 per row and group and integer dot
+        products (AVX-512 VNNI, AVX2 or portable, chosen at run time unless `isa` names one);
+        the numerics are `aios.quant.activations.matmul_q8`'s."""
+        q = quantized.validate()
+        _check_product(q, x, out)
+        layout = _layout(q.rows, q.cols, q.group_size, q.bits, q.symmetric)
+        _call(_native.matmul_q8, layout, np.ascontiguousarray(x), q.data,
+              q.scales.view(np.uint16), _zeros_of(q), out, isa)
+        return out
+
+    def prepared_q8(self, quantized: QuantizedTensor) -> PreparedQ8:
+        """The int8-activation product of one weight with its checks done once (what a layer
+        calls on every forward, where per-call Python work is a visible share at batch 1)."""
+        return PreparedQ8(quantized.validate())
+
+
+class PreparedQ8:
+    """A validated weight bound to the native int8-activation kernel: ``run(x, out)``."""
+
+    def __init__(self, q: QuantizedTensor) -> None:
+        self.rows, self.cols = q.rows, q.cols
+        self._args = (_layout(q.rows, q.cols, q.group_size, q.bits, q.symmetric), q.data,
+                      q.scales.view(np.uint16), _zeros_of(q))
+
+    def run(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """`x` float32 C-contiguous (batch, cols); `out` float32 (batch, rows)."""
+        layout, data, scales, zeros = self._args
+        _call(_native.matmul_q8, layout, x, data, scales, zeros, out)
+        return out
+
+
+def _check_product(q: QuantizedTensor, x: np.ndarray, out: np.ndarray) -> None:
+    if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != q.cols:
+        raise QuantizationError(
+            f"inputs must be float32 (batch, {q.cols}), got {x.dtype}{list(x.shape)}")
+    if out.shape != (x.shape[0], q.rows) or out.dtype != np.float32:
+        raise QuantizationError(
+            f"the output must be float32 ({x.shape[0]}, {q.rows}), got "
+            f"{out.dtype}{list(out.shape)}")
+
+
+def dot_isa() -> str:
+    """The instruction set of the int8 products on this CPU: "vnni", "avx2" or "portable"."""
+    return str(_native.dot_isa())
 
 
 def pack(codes: np.ndarray, bits: int) -> np.ndarray:

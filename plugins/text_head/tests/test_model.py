@@ -12,6 +12,7 @@ from aios_text.recipe import save_int8_model
 
 from aios.errors import AiosError
 from aios.models.backbone import Backbone, BackboneConfig
+from aios.quant.linear import set_activations
 
 VOCAB, MASK, PAD = 40, 1, 0
 
@@ -133,6 +134,7 @@ def test_the_numpy_model_matches_torch_with_a_copy_head(copy_model_dir, form):
     directory, tokenizer = copy_model_dir
     directory = directory.parent / form
     model, _, settings = load_text_model(directory)
+    set_activations(model, "float")  # the exact weight-only path: what the NumPy model computes
     net, _, _ = load_array_text_model(directory)
     assert settings["copy_dim"] == 8 and settings["copy_shift"]
     assert net.copy.key_prev is not None and net.copy.key_next is not None

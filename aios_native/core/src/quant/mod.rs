@@ -9,10 +9,12 @@
 mod affine;
 mod matmul;
 mod pack;
+mod qgemm;
 
 pub use affine::{dequantize, quantize};
 pub use matmul::matmul;
 pub use pack::{pack, unpack};
+pub use qgemm::{matmul_q8, matmul_q8_on, DotIsa, MAX_GROUP_SIZE};
 
 use thiserror::Error;
 
@@ -33,6 +35,8 @@ pub enum QuantError {
     NonFinite { row: usize, col: usize },
     #[error("group {group} of row {row} needs a scale above the float16 maximum (65504)")]
     ScaleOverflow { row: usize, group: usize },
+    #[error("this CPU cannot run the {0} kernels; use \"auto\" or \"portable\"")]
+    IsaUnavailable(&'static str),
 }
 
 /// The shape of a quantized matrix: what every kernel needs to find a row, group and code.
@@ -57,7 +61,7 @@ impl Layout {
         if !matches!(bits, 2 | 4 | 8) {
             return Err(QuantError::UnsupportedBits(bits));
         }
-        if group_size == 0 || group_size % 4 != 0 {
+        if group_size == 0 || !group_size.is_multiple_of(4) {
             return Err(QuantError::BadGroupSize(group_size));
         }
         Ok(Self {

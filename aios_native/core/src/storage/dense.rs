@@ -122,7 +122,7 @@ mod x86 {
         let n = block.len() / dim;
         let nq = queries.len() / dim;
         assert!(out.len() >= n * nq);
-        assert!(norms.as_ref().map_or(true, |s| s.len() >= n));
+        assert!(norms.as_ref().is_none_or(|s| s.len() >= n));
         let base = block.as_ptr();
         let mut r = 0;
         while r + 4 <= n {

@@ -8,8 +8,10 @@
 //! queries each row is loaded once and scored against all of them while it sits in L1.
 
 mod dense;
+mod int8;
 mod topk;
 
+pub use int8::{stream_checksum, vnni_available};
 pub use topk::TopK;
 
 use rayon::prelude::*;
@@ -106,7 +108,7 @@ impl<'a, T> Rows<'a, T> {
         if self.dim == 0 {
             return Err(ScanError::ZeroDimension);
         }
-        if self.data.len() % self.dim != 0 {
+        if !self.data.len().is_multiple_of(self.dim) {
             return Err(ScanError::Ragged {
                 what: "the matrix",
                 len: self.data.len(),
@@ -147,7 +149,7 @@ where
         return Err(ScanError::ZeroK);
     }
     let dim = rows.dim;
-    if queries.len() % dim != 0 {
+    if !queries.len().is_multiple_of(dim) {
         return Err(ScanError::Ragged {
             what: "the queries",
             len: queries.len(),
@@ -256,7 +258,24 @@ fn pairwise_scores<T: SpatialSimilarity>(
     }
 }
 
-impl Element for i8 {}
+impl Element for i8 {
+    fn block_scores(
+        block: &[i8],
+        dim: usize,
+        queries: &[i8],
+        query_norms: &[f32],
+        metric: ScanMetric,
+        scores: &mut [f32],
+        norms: &mut [f32],
+    ) {
+        // Dot products (what the store's int8 copies are scanned with) run on VNNI in blocks;
+        // other metrics, and CPUs without VNNI, use simsimd pair by pair.
+        if metric != ScanMetric::Dot || !int8::block_dots(block, dim, queries, scores) {
+            let _ = (query_norms, norms);
+            pairwise_scores(block, dim, queries, metric, scores);
+        }
+    }
+}
 impl Element for simsimd::f16 {}
 
 impl Element for f32 {

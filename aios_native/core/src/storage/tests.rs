@@ -16,7 +16,7 @@ fn brute_force(
     let mut all: Vec<(usize, f64)> = data
         .chunks_exact(dim)
         .enumerate()
-        .filter(|(i, _)| mask.map_or(true, |m| m[*i]))
+        .filter(|(i, _)| mask.is_none_or(|m| m[*i]))
         .map(|(i, row)| {
             let dot: f64 = row
                 .iter()
@@ -275,4 +275,48 @@ fn blocked_float32_dots_equal_pairwise_dots_for_every_tile_shape() {
             );
         }
     }
+}
+
+#[test]
+fn blocked_int8_dots_are_exact_for_every_row_count_and_dimension() {
+    if !vnni_available() {
+        return;
+    }
+    for dim in [32usize, 40, 64, 384, 7] {
+        for n in [1usize, 3, 4, 9, 64] {
+            let codes = |len: usize, seed: u64| -> Vec<i8> {
+                pseudo_random(1, len, seed)
+                    .iter()
+                    .map(|v| (v * 200.0).clamp(-127.0, 127.0) as i8)
+                    .collect()
+            };
+            let mut block = codes(n * dim, 3);
+            block[0] = -127;
+            let queries = codes(3 * dim, 4);
+            let mut out = vec![0f32; n * 3];
+            assert!(int8::block_dots(&block, dim, &queries, &mut out));
+            for r in 0..n {
+                for q in 0..3 {
+                    let want: i32 = block[r * dim..(r + 1) * dim]
+                        .iter()
+                        .zip(&queries[q * dim..(q + 1) * dim])
+                        .map(|(&a, &b)| a as i32 * b as i32)
+                        .sum();
+                    assert_eq!(out[r * 3 + q], want as f32, "dim {dim} n {n} [{r},{q}]");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_stream_checksum_reads_every_byte() {
+    let data: Vec<u8> = (0..3_000_001u32).map(|i| (i * 31 % 251) as u8).collect();
+    let base = stream_checksum(&data);
+    let mut changed = data.clone();
+    changed[2_999_999] ^= 1;
+    assert_ne!(stream_checksum(&changed), base);
+    changed[2_999_999] ^= 1;
+    changed[1_048_576 + 5] ^= 4;
+    assert_ne!(stream_checksum(&changed), base);
 }

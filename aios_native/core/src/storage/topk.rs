@@ -39,6 +39,9 @@ impl Eq for Entry {}
 pub struct TopK {
     k: usize,
     heap: BinaryHeap<Entry>,
+    /// The lowest kept score once the heap is full (else -inf): most rows of a scan score below
+    /// it, and one float comparison turns them away without touching the heap.
+    worst: f32,
 }
 
 impl TopK {
@@ -46,12 +49,16 @@ impl TopK {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k + 1),
+            worst: f32::NEG_INFINITY,
         }
     }
 
     /// Offer one row; a full heap takes it only if it beats the worst kept entry.
     #[inline]
     pub fn push(&mut self, row: usize, score: f32) {
+        if score < self.worst {
+            return; // below the kept minimum: it could never displace it (ties go the slow way)
+        }
         let entry = Entry { score, row };
         if self.heap.len() < self.k {
             self.heap.push(entry);
@@ -59,6 +66,9 @@ impl TopK {
             if entry < *worst {
                 *worst = entry;
             }
+        }
+        if self.heap.len() == self.k {
+            self.worst = self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.score);
         }
     }
 
