@@ -88,8 +88,10 @@ class _Cursor:
 
     def string(self, what: str) -> str:
         length = self.take("<Q", what)
-        if length > _MAX_ITEMS or self.pos + length > len(self.data):
+        if length > _MAX_ITEMS:
             raise self.fail(f"{what} claims {length} bytes")
+        if self.pos + length > len(self.data):
+            raise self.fail(f"the file ends inside {what} ({length} bytes)")
         raw = self.data[self.pos:self.pos + length]
         self.pos += length
         try:
