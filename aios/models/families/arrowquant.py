@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from aios.models.families.errors import CheckpointError
 from aios.models.families.pretrained import (
     LoadedFrom,
     PretrainedModel,
-    build_network,
+    assemble_network,
     read_tokenizer,
 )
 from aios.models.families.specs import FAMILIES
@@ -99,24 +100,22 @@ def load_arrowquant(directory: str | Path, *, dtype: torch.dtype = torch.float32
     settings = dict(marker["config"])
     model_type = settings.pop("model_type")
     config = AutoConfig.for_model(model_type, **settings)
-    network = build_network(config, dtype)
     weights = load_weights(directory / WEIGHTS)
     backend = best_quantizer()
-    state = network.state_dict()
     tied = bool(getattr(config, "tie_word_embeddings", False))
-    with torch.no_grad():
-        for name, target in state.items():
-            if tied and name == "lm_head.weight":
-                continue
-            if name not in weights:
-                raise CheckpointError(f"{directory / WEIGHTS} lacks the tensor {name!r}; "
-                                      "convert the model again")
+    state = {}
+    with warnings.catch_warnings():
+        # the mapped file is read-only and so are its tensors; inference never writes them
+        warnings.filterwarnings("ignore", message=".*not writable.*")
+        for name in weights:
             value = weights[name]
             if isinstance(value, QuantizedTensor):
                 value = backend.dequantize(value)
-            target.copy_(torch.from_numpy(np.asarray(value)).reshape(target.shape))
+            tensor = torch.from_numpy(np.asarray(value))
+            state[name] = tensor if tensor.dtype == dtype else tensor.to(dtype)
     if tied:
-        network.tie_weights()
+        state.pop("lm_head.weight", None)
+    network = assemble_network(config, state)
     family = FAMILIES[marker["family"]]
     model = PretrainedModel(network.eval(), family, tokenizer=read_tokenizer(directory),
                             mask_token_id=marker.get("mask_token_id"),

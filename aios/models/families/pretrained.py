@@ -166,19 +166,13 @@ def load_directory(directory: Path, *, dtype: torch.dtype = torch.float32,
     optional = {"lm_head.weight"} if tied else set()
     tensors.check({spec.published_name(n) or n: s for n, s in expected.items()},
                   {spec.published_name(n) or n for n in optional})
-    network = build_network(config, dtype)
     state = {}
     for name in expected:
         published_name = spec.published_name(name) or name
         if name in optional and published_name not in tensors.where:
             continue
-        state[name] = tensors.get(published_name)
-    with torch.no_grad():
-        missing, unexpected = network.load_state_dict(state, strict=False)
-    if set(missing) - optional or unexpected:  # pragma: no cover - checked above
-        raise CheckpointError(f"{directory}: weights do not fit: missing {missing}")
-    if tied:
-        network.tie_weights()
+        state[name] = tensors.get(published_name).to(dtype)
+    network = assemble_network(config, state)
     return PretrainedModel(network, spec, tokenizer=read_tokenizer(directory),
                            mask_token_id=spec.mask_token_id(published),
                            source=LoadedFrom(directory, "directory"))
@@ -212,14 +206,28 @@ def expected_shapes(config: Any) -> dict[str, tuple[int, ...]]:
     return {n: tuple(t.shape) for n, t in network.state_dict().items()}
 
 
-def build_network(config: Any, dtype: torch.dtype) -> nn.Module:
-    """The network of `config`, allocated in `dtype` without random initialisation."""
+def assemble_network(config: Any, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The network of `config` holding the tensors of `state` themselves (no allocation, no
+    copy: a memory-mapped or freshly dequantized tensor becomes the parameter). Built on the
+    meta device; the buffers computed from the config (rotary frequencies) are recomputed."""
     from transformers import AutoModelForCausalLM
-    from transformers.initialization import no_init_weights
 
-    with no_init_weights():
-        network = AutoModelForCausalLM.from_config(config, dtype=dtype,
-                                                   attn_implementation="sdpa")
+    with torch.device("meta"):
+        network = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    network.load_state_dict(state, strict=False, assign=True)
+    if getattr(config, "tie_word_embeddings", False):
+        network.tie_weights()
+    for name, module in list(network.named_modules()):
+        if any(b.is_meta for b in module.buffers(recurse=False)):
+            # rotary embeddings: non-persistent buffers computed from the config
+            parent, _, attr = name.rpartition(".")
+            rebuilt = type(module)(config=config)
+            setattr(network.get_submodule(parent) if parent else network, attr, rebuilt)
+    network.requires_grad_(False)  # a loaded pretrained model is for inference
+    left = [n for n, t in network.state_dict(keep_vars=True).items() if t.is_meta]
+    left += [n for n, b in network.named_buffers() if b.is_meta]
+    if left:
+        raise CheckpointError(f"no weights for {left[:5]}; the checkpoint is incomplete")
     return network.eval()
 
 
@@ -274,5 +282,5 @@ def _family(name: str | None, published: dict[str, Any], source: str) -> Family:
     return FAMILIES[name]
 
 
-__all__ = ["LoadedFrom", "PretrainedModel", "build_config", "build_network", "expected_shapes",
+__all__ = ["LoadedFrom", "PretrainedModel", "assemble_network", "build_config", "expected_shapes",
            "load_directory", "load_gguf", "load_pretrained", "read_tokenizer", "resolve_dtype"]
