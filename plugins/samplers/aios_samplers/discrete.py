@@ -15,11 +15,13 @@ Every sampler here has the same small surface, like diffusers' schedulers:
 table of alpha values on an even grid of t from 0 to 1 (a YAML list).
 
 States are `aios.protocols.MaskedState`; the model returns logits ``(batch, length, vocab)``
-(or a `aios.protocols.Guided` pair, mixed in log-probability space). Candidates for each masked
-position are drawn from ``softmax(logits / temperature)`` restricted to the smallest set of
-tokens whose probability reaches ``top_p``; the mask token is never drawn. The random numbers
-a step draws do not depend on what the model returned, so a caching sampler reproduces the
-plain one's draws exactly.
+(or a `aios.protocols.Guided` pair, mixed in log-probability space), as NumPy arrays or as
+torch tensors on any device: the vocabulary-sized work runs where the logits are, and only each
+position's drawn token and confidence come to the host (`aios_samplers.arrays`). Candidates
+for each masked position are drawn from ``softmax(logits / temperature)`` restricted to the
+smallest set of tokens whose probability reaches ``top_p``; the mask token is never drawn. The
+random numbers a step draws do not depend on what the model returned, so a caching sampler
+reproduces the plain one's draws exactly.
 
 How many positions a step reveals follows the masking schedule ``alpha(t)``
 (`aios.schedules.masking_schedule`): ancestral samplers reveal each masked position with
@@ -40,6 +42,7 @@ import numpy as np
 
 from aios.protocols import Denoiser, MaskedState, StepCallback
 from aios.schedules import masking_schedule
+from aios_samplers.arrays import like, namespace, to_host
 from aios_samplers.guidance import guided_log_probs_at
 
 #: A masking schedule option: a name, ``module:function``, or a table of alpha values.
@@ -140,7 +143,7 @@ class MaskedSampler:
         """Called after every step (block-wise samplers announce finished prefixes here)."""
 
     def _evaluate(self, denoise: Denoiser, state: MaskedState, t: float,
-                  cache: dict[str, Any]) -> np.ndarray:
+                  cache: dict[str, Any]) -> Any:
         """Log-probabilities for every row, asking the model only about the rows that need it."""
         tokens = _tokens_of(state)
         rows = self._rows_to_evaluate(tokens, state.mask_id, cache)
@@ -155,12 +158,17 @@ class MaskedSampler:
         masked = tokens[rows] == state.mask_id
         picked, shape = guided_log_probs_at(output, masked)
         vocab = shape[-1]
-        if "logits" not in cache or cache["logits"].shape[2] != vocab:
-            cache["logits"] = np.zeros((*tokens.shape, vocab))
+        xp = namespace(picked)
+        kept = cache.get("logits")
+        if kept is None or kept.shape[2] != vocab or namespace(kept) is not xp:
+            # the cache lives where the logits do (the model's device)
+            cache["logits"] = xp.zeros((*tokens.shape, vocab), dtype=picked.dtype,
+                                       **_device_of(picked))
             cache["tokens"] = np.full_like(tokens, -1)
-        fresh = np.zeros((rows.size, tokens.shape[1], vocab))
-        fresh[masked] = picked
-        cache["logits"][rows] = fresh
+        fresh = xp.zeros((rows.size, tokens.shape[1], vocab), dtype=picked.dtype,
+                         **_device_of(picked))
+        fresh[like(masked, picked)] = picked
+        cache["logits"][like(rows, picked)] = fresh
         cache["tokens"][rows] = tokens[rows]
         return cache["logits"]
 
@@ -197,39 +205,43 @@ class MaskedSampler:
         if not where.any():
             return choice, confidence
         drawn, top = self._draw(picked, mask_id, uniform[where])
-        choice[where] = drawn
-        confidence[where] = top
+        # the one transfer of a step: a token and a confidence per masked position
+        choice[where] = to_host(drawn)
+        confidence[where] = to_host(top)
         return choice, confidence
 
-    def _draw(self, log_p: np.ndarray, mask_id: int,
-              uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Draw one token per row of `log_p` (positions, vocab); also each row's top probability."""
-        log_p = log_p.copy()
+    def _draw(self, log_p: Any, mask_id: int, uniform: np.ndarray) -> tuple[Any, Any]:
+        """Draw one token per row of `log_p` (positions, vocab); also each row's top
+        probability. Runs in the namespace and on the device of `log_p`."""
+        xp = namespace(log_p)
+        log_p = xp.asarray(log_p, copy=True)
         log_p[:, mask_id] = -np.inf
-        probs = np.exp(log_p - log_p.max(axis=-1, keepdims=True))
-        probs /= probs.sum(axis=-1, keepdims=True)
+        probs = xp.exp(log_p - xp.max(log_p, axis=-1, keepdims=True))
+        probs = probs / xp.sum(probs, axis=-1, keepdims=True)
         if self.temperature == 0:
-            choice = probs.argmax(axis=-1)
+            choice = xp.argmax(probs, axis=-1)
         else:
             sharpened = probs
             if self.temperature != 1:
                 with np.errstate(divide="ignore"):
-                    scaled = np.log(probs) / self.temperature
-                sharpened = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
-                sharpened /= sharpened.sum(axis=-1, keepdims=True)
+                    scaled = xp.log(probs) / self.temperature
+                sharpened = xp.exp(scaled - xp.max(scaled, axis=-1, keepdims=True))
+                sharpened = sharpened / xp.sum(sharpened, axis=-1, keepdims=True)
             if self.top_p < 1:
                 sharpened = _top_p(sharpened, self.top_p)
-            cumulative = np.cumsum(sharpened, axis=-1)
-            choice = (cumulative < uniform[..., None] * cumulative[..., -1:]).sum(axis=-1)
-            choice = np.minimum(choice, probs.shape[-1] - 1)
+            cumulative = xp.cumulative_sum(sharpened, axis=-1)
+            u = like(uniform, cumulative, dtype=cumulative.dtype)
+            below = cumulative < u[:, None] * cumulative[:, -1:]
+            choice = xp.sum(xp.astype(below, xp.int64), axis=-1)
+            choice = xp.where(choice > probs.shape[-1] - 1, probs.shape[-1] - 1, choice)
             # Floating error can land on a zero-probability token; take the likeliest instead.
-            bad = np.take_along_axis(sharpened, choice[..., None], -1)[..., 0] <= 0
-            choice = np.where(bad, sharpened.argmax(axis=-1), choice)
+            bad = xp.take_along_axis(sharpened, choice[:, None], axis=-1)[:, 0] <= 0
+            choice = xp.where(bad, xp.argmax(sharpened, axis=-1), choice)
         # Confidence is the position's top probability, not the drawn token's: choosing *where*
         # to reveal must not depend on *what* was drawn there, or the choice biases the draw
         # towards likely tokens. With it, revealing one position per step samples an exact
         # model exactly (the chain rule, in an order that depends only on revealed tokens).
-        return choice, probs.max(axis=-1)
+        return choice, xp.max(probs, axis=-1)
 
     def _quota(self, masked: np.ndarray, start: float, end: float) -> np.ndarray:
         """How many of each row's masked positions to reveal going from alpha `start` to `end`."""
@@ -260,16 +272,24 @@ def _tokens_of(state: MaskedState) -> np.ndarray:
     return tokens
 
 
-def _top_p(probs: np.ndarray, top_p: float) -> np.ndarray:
+def _top_p(probs: Any, top_p: float) -> Any:
     """Keep the smallest set of likeliest tokens whose probability reaches top_p."""
-    order = np.argsort(-probs, axis=-1)
-    sorted_p = np.take_along_axis(probs, order, -1)
-    before = np.cumsum(sorted_p, axis=-1) - sorted_p
+    xp = namespace(probs)
+    order = xp.argsort(probs, axis=-1, descending=True, stable=True)
+    sorted_p = xp.take_along_axis(probs, order, axis=-1)
+    before = xp.cumulative_sum(sorted_p, axis=-1) - sorted_p
     keep_sorted = before < top_p
-    keep = np.empty_like(keep_sorted)
-    np.put_along_axis(keep, order, keep_sorted, -1)
-    kept = np.where(keep, probs, 0.0)
-    return kept / kept.sum(axis=-1, keepdims=True)
+    # back to vocabulary order: the inverse permutation is the argsort of the order
+    keep = xp.take_along_axis(keep_sorted, xp.argsort(order, axis=-1), axis=-1)
+    kept = xp.where(keep, probs, 0.0)
+    return kept / xp.sum(kept, axis=-1, keepdims=True)
+
+
+def _device_of(array: Any) -> dict[str, Any]:
+    """``device=`` for creating an array beside `array` (NumPy takes none)."""
+    from array_api_compat import device, is_numpy_array
+
+    return {} if is_numpy_array(array) else {"device": device(array)}
 
 
 def _end_sequences(tokens: np.ndarray, generated: np.ndarray, eos_id: int | None) -> np.ndarray:
