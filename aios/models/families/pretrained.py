@@ -95,7 +95,7 @@ class PretrainedModel(nn.Module):
             positions = positions_from_padding(padding)[:, cached:]
         else:
             positions = torch.arange(cached, keys, device=input_ids.device).expand(batch, -1)
-        extra = {} if past_key_values is None else {self._cache_keyword(): past_key_values}
+        extra = {} if past_key_values is None else {self.cache_keyword(): past_key_values}
         out = self.network(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                            use_cache=use_cache, **extra)
         if self.family.shift_logits:
@@ -104,7 +104,7 @@ class PretrainedModel(nn.Module):
             out.logits = torch.cat([out.logits[:, :1], out.logits[:, :-1]], dim=1)
         return out
 
-    def _cache_keyword(self) -> str:
+    def cache_keyword(self) -> str:
         # transformers 5.x renamed `past_key_values` to `cache` (the old name still works, with
         # a deprecation warning); use whichever this version's forward declares
         import inspect
