@@ -46,14 +46,15 @@ def like(host: np.ndarray, reference: Any, dtype: Any = None) -> Any:
 
 
 def as_float(value: Any, what: str) -> Any:
-    """`value` as a float array in its own namespace: NumPy input becomes float64 (as always);
-    a torch tensor keeps float64, else computes in float32 (bfloat16 and float16 logits would
-    lose the probabilities' tails)."""
+    """`value` as a float array in its own namespace, in float64 if it is float64, else in
+    float32 (bfloat16 and float16 logits would lose the probabilities' tails; float64 would
+    double the memory traffic of float32 logits, the sampler's whole cost). The same rule for
+    NumPy and torch, so both compute the same numbers."""
     if isinstance(value, np.ndarray | list | tuple) or np.isscalar(value):
         array = np.asarray(value)
         if not np.issubdtype(array.dtype, np.floating):
             raise TypeError(f"{what} has dtype {array.dtype}; return a float array")
-        return array.astype(np.float64, copy=False)
+        return array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
     xp = array_namespace(value)
     if not xp.isdtype(value.dtype, "real floating"):
         raise TypeError(f"{what} has dtype {value.dtype}; return a float array")

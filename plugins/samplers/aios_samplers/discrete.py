@@ -43,7 +43,7 @@ import numpy as np
 from aios.protocols import Denoiser, MaskedState, StepCallback
 from aios.schedules import masking_schedule
 from aios_samplers.arrays import like, namespace, to_host
-from aios_samplers.guidance import guided_log_probs_at
+from aios_samplers.guidance import guided_log_probs_at, logits_at
 
 #: A masking schedule option: a name, ``module:function``, or a table of alpha values.
 MaskingSpec = str | list[float]
@@ -53,6 +53,8 @@ class MaskedSampler:
     """The shared loop, candidate drawing and bookkeeping of the masked samplers."""
 
     family = "discrete"
+    #: Whether the sampler reuses logits of rows it does not re-evaluate (`mdlm-cache`).
+    caches_logits = False
 
     def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
                  top_p: float = 1.0, eos_guard: bool = False) -> None:
@@ -150,6 +152,8 @@ class MaskedSampler:
         if rows.size == 0 and "logits" in cache:
             return cache["logits"]
         if rows.size in (0, len(tokens)):
+            if not self.caches_logits:
+                return denoise(state, t)  # every row asked: the model's output as it is
             rows = np.arange(len(tokens))
             output = denoise(state, t)
         else:
@@ -197,7 +201,7 @@ class MaskedSampler:
         candidate is the token itself and the confidence 0): with a vocabulary of thousands,
         the per-position softmax and draw cost as much as a small model's forward pass."""
         where = tokens == mask_id
-        picked, shape = guided_log_probs_at(logits, where)
+        picked, shape = logits_at(logits, where)
         if not 0 <= mask_id < shape[-1]:
             raise ValueError(f"mask_id {mask_id} is outside the vocabulary of "
                              f"{shape[-1]} logits")
@@ -210,38 +214,44 @@ class MaskedSampler:
         confidence[where] = to_host(top)
         return choice, confidence
 
-    def _draw(self, log_p: Any, mask_id: int, uniform: np.ndarray) -> tuple[Any, Any]:
-        """Draw one token per row of `log_p` (positions, vocab); also each row's top
-        probability. Runs in the namespace and on the device of `log_p`."""
-        xp = namespace(log_p)
-        log_p = xp.asarray(log_p, copy=True)
-        log_p[:, mask_id] = -np.inf
-        probs = xp.exp(log_p - xp.max(log_p, axis=-1, keepdims=True))
-        probs = probs / xp.sum(probs, axis=-1, keepdims=True)
-        if self.temperature == 0:
-            choice = xp.argmax(probs, axis=-1)
-        else:
-            sharpened = probs
-            if self.temperature != 1:
-                with np.errstate(divide="ignore"):
-                    scaled = xp.log(probs) / self.temperature
-                sharpened = xp.exp(scaled - xp.max(scaled, axis=-1, keepdims=True))
-                sharpened = sharpened / xp.sum(sharpened, axis=-1, keepdims=True)
-            if self.top_p < 1:
-                sharpened = _top_p(sharpened, self.top_p)
-            cumulative = xp.cumulative_sum(sharpened, axis=-1)
-            u = like(uniform, cumulative, dtype=cumulative.dtype)
-            below = cumulative < u[:, None] * cumulative[:, -1:]
-            choice = xp.sum(xp.astype(below, xp.int64), axis=-1)
-            choice = xp.where(choice > probs.shape[-1] - 1, probs.shape[-1] - 1, choice)
-            # Floating error can land on a zero-probability token; take the likeliest instead.
-            bad = xp.take_along_axis(sharpened, choice[:, None], axis=-1)[:, 0] <= 0
-            choice = xp.where(bad, xp.argmax(sharpened, axis=-1), choice)
+    def _draw(self, logits: Any, mask_id: int, uniform: np.ndarray) -> tuple[Any, Any]:
+        """Draw one token per row of `logits` (positions, vocab; unnormalised, a copy this
+        method may change); also each row's top probability. Runs in the namespace and on the
+        device of `logits`, in as few passes over the vocabulary as it can: the top
+        probability of a softmax is ``1 / sum(exp(logits - max))``, and the draw is an inverse
+        CDF on the unnormalised cumulative sum."""
+        xp = namespace(logits)
+        logits[:, mask_id] = -np.inf
+        top = xp.max(logits, axis=-1, keepdims=True)
+        if bool(xp.any(xp.isnan(top))):
+            raise ValueError("the head returned NaN logits; check the model's numerics")
+        if bool(xp.any(xp.isinf(top) & (top < 0))):
+            raise ValueError("the head returned a position where every token but the mask has "
+                             "-inf logit; at least one token must be possible")
+        shifted = logits - top
+        weights = xp.exp(shifted)
         # Confidence is the position's top probability, not the drawn token's: choosing *where*
         # to reveal must not depend on *what* was drawn there, or the choice biases the draw
         # towards likely tokens. With it, revealing one position per step samples an exact
         # model exactly (the chain rule, in an order that depends only on revealed tokens).
-        return choice, xp.max(probs, axis=-1)
+        if self.temperature == 0:
+            return xp.argmax(logits, axis=-1), 1.0 / xp.sum(weights, axis=-1)
+        plain = self.temperature == 1 and self.top_p == 1
+        confidence = None if plain else 1.0 / xp.sum(weights, axis=-1)
+        if self.temperature != 1:
+            weights = xp.exp(shifted / self.temperature)
+        if self.top_p < 1:
+            weights = _top_p(weights / xp.sum(weights, axis=-1, keepdims=True), self.top_p)
+        cumulative = xp.cumulative_sum(weights, axis=-1)
+        total = cumulative[:, -1]
+        if confidence is None:
+            confidence = 1.0 / total  # the plain case: the sum is the cumulative's last entry
+        targets = like(uniform, cumulative, dtype=cumulative.dtype) * total
+        choice = _inverse_cdf(cumulative, targets)
+        choice = xp.where(choice > logits.shape[-1] - 1, logits.shape[-1] - 1, choice)
+        # Floating error can land on a zero-probability token; take the likeliest instead.
+        bad = xp.take_along_axis(weights, choice[:, None], axis=-1)[:, 0] <= 0
+        return xp.where(bad, xp.argmax(weights, axis=-1), choice), confidence
 
     def _quota(self, masked: np.ndarray, start: float, end: float) -> np.ndarray:
         """How many of each row's masked positions to reveal going from alpha `start` to `end`."""
@@ -283,6 +293,20 @@ def _top_p(probs: Any, top_p: float) -> Any:
     keep = xp.take_along_axis(keep_sorted, xp.argsort(order, axis=-1), axis=-1)
     kept = xp.where(keep, probs, 0.0)
     return kept / xp.sum(kept, axis=-1, keepdims=True)
+
+
+def _inverse_cdf(cumulative: Any, targets: Any) -> Any:
+    """Per row, how many entries of the (non-decreasing) `cumulative` are below its target:
+    the drawn index. A binary search per row; the array API's `searchsorted` takes one sorted
+    row only, so torch's batched one is used for tensors and NumPy's row by row."""
+    from array_api_compat import is_numpy_array
+
+    if is_numpy_array(cumulative):
+        return np.array([np.searchsorted(row, t, side="left")
+                         for row, t in zip(cumulative, targets, strict=True)], dtype=np.int64)
+    import torch
+
+    return torch.searchsorted(cumulative, targets[:, None].contiguous(), side="left")[:, 0]
 
 
 def _device_of(array: Any) -> dict[str, Any]:
@@ -333,6 +357,8 @@ class CachedMDLM(MDLM):
     asked only for rows that changed, with the same draws as `mdlm`. This assumes the model
     does not depend on t, which holds for MDLM-style (time-agnostic) masked models.
     """
+
+    caches_logits = True
 
     def _rows_to_evaluate(self, tokens, mask_id, cache):
         unfinished = (tokens == mask_id).any(axis=-1)

@@ -54,6 +54,16 @@ def guided_log_probs_at(output: Any, where: np.ndarray) -> tuple[Any, tuple[int,
     return log_softmax(_pick(logits, where)), tuple(logits.shape)
 
 
+def logits_at(output: Any, where: np.ndarray) -> tuple[Any, tuple[int, ...]]:
+    """As `guided_log_probs_at`, but a plain output's logits are returned as they are (a float
+    copy of the positions `where`), not normalised: a sampler that normalises while drawing
+    saves a pass over the vocabulary. A `Guided` output is mixed (which needs normalising)."""
+    if isinstance(output, Guided):
+        return guided_log_probs_at(output, where)
+    logits = as_float(output, "the logits")
+    return _pick(logits, where), tuple(logits.shape)
+
+
 def _pick(array: Any, where: np.ndarray) -> Any:
     full = array if array.ndim == 3 else array[None]
     if full.ndim != 3 or tuple(full.shape[:2]) != where.shape:
