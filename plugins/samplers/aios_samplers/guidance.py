@@ -14,8 +14,10 @@ from aios.protocols import Guided
 from aios_samplers.arrays import as_float, like, namespace
 
 
-def guided_prediction(output: Any) -> np.ndarray:
-    """A continuous prediction (epsilon, x0 or v): ``u + scale * (c - u)`` for `Guided`."""
+def guided_prediction(output: Any) -> Any:
+    """A continuous prediction (epsilon, x0 or v): ``u + scale * (c - u)`` for `Guided`.
+    NumPy predictions become float64 (the continuous samplers' host precision); torch tensors
+    stay on their device (`aios_samplers.arrays.as_float`)."""
     if isinstance(output, Guided):
         conditional = _as_float(output.conditional, "the conditional prediction")
         unconditional = _as_float(output.unconditional, "the unconditional prediction")
@@ -89,7 +91,9 @@ def _is_neg_inf(xp: Any, array: Any) -> Any:
     return xp.isinf(array) & (array < 0)
 
 
-def _as_float(value: Any, what: str) -> np.ndarray:
+def _as_float(value: Any, what: str) -> Any:
+    if not isinstance(value, np.ndarray | list | tuple) and not np.isscalar(value):
+        return as_float(value, what)
     array = np.asarray(value)
     if not np.issubdtype(array.dtype, np.floating):
         raise TypeError(f"{what} has dtype {array.dtype}; return a float array")

@@ -98,3 +98,60 @@ def test_only_a_token_and_a_confidence_per_masked_position_reach_the_host(name, 
     masked = 40 * chain.length
     run_with(build(name), chain, on_torch(chain.denoise), 4 if name == "semi-ar" else 8)
     assert moved and all(len(shape) == 1 and shape[0] <= masked for shape in moved)
+
+
+# -- continuous samplers -----------------------------------------------------------------------
+
+
+def torch_mixture_run(name, mixture, steps, dtype):
+    """The mixture's exact denoiser behind a torch boundary: the state arrives as a tensor,
+    the prediction leaves as one, so every sampler operation runs on torch tensors."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(0)
+    state = mixture.initial_state(rng)
+    state = replace(state, x=torch.as_tensor(state.x, dtype=dtype))
+    seen = []
+
+    def denoise(s, t):
+        seen.append(type(s.x))
+        out = mixture.denoise(replace(s, x=s.x.double().numpy()), t)
+        return torch.as_tensor(out, dtype=dtype)
+
+    out = build_continuous(name).sample(denoise, state, num_steps=steps, rng=rng).x
+    assert all(kind is torch.Tensor for kind in seen)
+    return out
+
+
+def build_continuous(name):
+    from aios_samplers.plugin import SAMPLERS
+    return SAMPLERS[name][0]()
+
+
+def continuous_names():
+    from aios_samplers.plugin import SAMPLERS
+    return [n for n, (_, family) in SAMPLERS.items() if family == "continuous"]
+
+
+@pytest.mark.parametrize("name", continuous_names())
+def test_continuous_samplers_give_the_same_samples_on_torch(name):
+    from aios_samplers.exact import GaussianMixture
+
+    mixture = GaussianMixture.two_d(batch=64)
+    ours = torch_mixture_run(name, mixture, 12, torch.float64)
+    assert isinstance(ours, torch.Tensor) and ours.dtype == torch.float64
+    rng = np.random.default_rng(0)
+    theirs = build_continuous(name).sample(mixture.denoise, mixture.initial_state(rng),
+                                           num_steps=12, rng=rng).x
+    np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["ddpm", "dpm-solver++", "unipc"])
+def test_continuous_samplers_reach_the_exact_mixture_on_float32_torch(name):
+    from aios_samplers.exact import GaussianMixture
+    from test_continuous import ENOUGH_STEPS, assert_same_distribution
+
+    mixture = GaussianMixture.one_d(batch=4000)
+    out = torch_mixture_run(name, mixture, ENOUGH_STEPS[name], torch.float32)
+    assert out.dtype == torch.float32
+    assert_same_distribution(out.double().numpy(), mixture)
