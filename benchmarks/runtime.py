@@ -46,6 +46,9 @@ SMOLLM2 = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 3
            "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
            "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "max_position_embeddings": 2048,
            "tie_word_embeddings": True, "hidden_act": "silu"}
+#: Where the GPU part runs (a module constant so the script's GPU path can be dry-run on a CPU).
+GPU_DEVICE = "cuda"
+NEW_TOKENS, BLOCK = 256, 32
 LLADA_8B = {"d_model": 4096, "n_layers": 32, "n_heads": 32, "n_kv_heads": 32,
             "mlp_hidden_size": 12288, "vocab_size": 126464, "embedding_size": 126464,
             "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "max_sequence_length": 4096,
@@ -270,7 +273,7 @@ def gpu_table(args: argparse.Namespace) -> None:
     spec = FAMILIES["llada"]
     config = build_config(spec, LLADA_8B, None, source="LLaDA-8B architecture")
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(GPU_DEVICE):
         network = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16,
                                                    attn_implementation="sdpa").eval()
     model = PretrainedModel(network, spec, mask_token_id=LLADA_8B["mask_token_id"])
@@ -279,20 +282,20 @@ def gpu_table(args: argparse.Namespace) -> None:
     base = None
     for cache in ("none", "prefix", "dual"):
         for threshold in (None, 0.9):
-            decode_blocks(model, prompt, new_tokens=32, block_size=32, cache=cache)  # warm-up
+            decode_blocks(model, prompt, new_tokens=BLOCK, block_size=BLOCK, cache=cache)  # warm
             torch.cuda.synchronize()
             began = time.perf_counter()
-            _, stats = decode_blocks(model, prompt, new_tokens=256, block_size=32, cache=cache,
-                                     steps_per_block=32, threshold=threshold)
+            _, stats = decode_blocks(model, prompt, new_tokens=NEW_TOKENS, block_size=BLOCK,
+                                     cache=cache, steps_per_block=BLOCK, threshold=threshold)
             torch.cuda.synchronize()
             seconds = time.perf_counter() - began
-            rate = 256 / seconds
+            rate = NEW_TOKENS / seconds
             base = base or rate
             rows.append([cache, "1 token/step" if threshold is None else f"threshold {threshold}",
                          str(stats.forward_calls), f"{seconds:.2f}", f"{rate:.1f}",
                          f"{rate / base:.2f}x"])
     print(f"\nLLaDA-8B architecture, random weights, bfloat16, {torch.cuda.get_device_name()}: "
-          "64-token prompt, 256 new tokens, blocks of 32")
+          f"64-token prompt, {NEW_TOKENS} new tokens, blocks of {BLOCK}")
     print(table(rows))
 
 
