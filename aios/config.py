@@ -78,6 +78,17 @@ class QuantizerConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    """What runs the network: `name` (numpy, torch), `device` (cpu, cuda, cuda:N, mps) and
+    `dtype` (float32, bfloat16, float16); `auto` is resolved by `aios.runtime`, which
+    `aios config show` reports."""
+
+    name: str = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     """Defaults for one generation call; `diffuse()` arguments override them."""
 
@@ -121,6 +132,7 @@ _SECTIONS: dict[str, _Section] = {
     "memory": _Section(MemoryConfig, "storage", "backend"),
     "quantizer": _Section(QuantizerConfig, "quantizer"),
     "generate": _Section(GenerateConfig),
+    "runtime": _Section(RuntimeConfig),
     "evolve": _Section(EvolveConfig),  # its `adapter` ladder is resolved by evolve_section
 }
 _CONDITIONERS = "conditioners"
@@ -138,6 +150,7 @@ class Config:
     memory: MemoryConfig = MemoryConfig()
     quantizer: QuantizerConfig = QuantizerConfig()
     generate: GenerateConfig = GenerateConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     evolve: EvolveConfig = EvolveConfig()
     origins: Mapping[str, str] = field(default_factory=lambda: _EMPTY, compare=False)
 
@@ -383,7 +396,7 @@ class _Builder:
         # The sampler must speak the head's family, so `auto` only considers those.
         sections["sampler"] = self.section("sampler", data.get("sampler"),
                                            self.family_of(sections["head"].name))
-        for name in ("memory", "quantizer", "generate"):
+        for name in ("memory", "quantizer", "generate", "runtime"):
             sections[name] = self.section(name, data.get(name), None)
         sections["evolve"] = self.evolve_section(data.get("evolve"))
         sections[_CONDITIONERS] = self.conditioners(data.get(_CONDITIONERS))

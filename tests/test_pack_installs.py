@@ -15,7 +15,8 @@ pytestmark = pytest.mark.skipif(os.environ.get("AIOS_PIP_TESTS") != "1",
                                 reason="real pip installs are opt-in: AIOS_PIP_TESTS=1")
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME = ["numpy", "pluggy", "pyarrow", "pyyaml", "safetensors", "tqdm", "matplotlib"]
+RUNTIME = ["numpy", "pluggy", "pyarrow", "pyyaml", "safetensors", "tqdm", "matplotlib",
+           "array-api-compat"]
 
 
 def run(*argv, cwd=None, check=True):

@@ -328,15 +328,21 @@ def _print_failures(registry: Registry) -> None:
 
 
 def _config_show(args: argparse.Namespace) -> int:
+    from aios.runtime import select_from_config
+
     config = _load(args, default_registry())
     data = config.as_dict()
+    origins = dict(config.origins)
+    runtime = select_from_config(config)  # what each runtime `auto` took, and why
+    data["runtime"] = {"name": runtime.name, "device": runtime.device, "dtype": runtime.dtype}
+    origins.update({f"runtime.{key}": why for key, why in runtime.reasons.items()})
     if args.json:
-        print(json.dumps({"config": data, "origins": dict(config.origins)}, indent=2))
+        print(json.dumps({"config": data, "origins": origins}, indent=2))
         return 0
     lines: list[tuple[str, str]] = []
     _flatten(data, "", lines)
     rows = [("KEY", "VALUE", "FROM")]
-    rows += [(key, value, config.origins.get(key, "default")) for key, value in lines]
+    rows += [(key, value, origins.get(key, "default")) for key, value in lines]
     print(_table(rows))
     return 0
 
@@ -367,15 +373,22 @@ def _doctor(args: argparse.Namespace) -> int:
         problems += [f"plugin {plugin!r} diagnostics failed: {v}" for k, v in facts if k == "error"]
         problems += [v.problem() for _, v in facts
                      if isinstance(v, OptionalResource) and v.problem()]
+    from aios.runtime import list_devices
+
+    devices = list_devices()
     if args.json:
         print(json.dumps({
             "aios": _aios_version(),
             "contract_version": CONTRACT_VERSION,
             "diagnostics": {p: dict(f) for p, f in diagnostics.items()},
+            "devices": [vars(d) for d in devices],
             "problems": problems,
         }, indent=2, default=str))
         return 1 if problems else 0
     print(f"aios {_aios_version()} (plugin contract {CONTRACT_VERSION})")
+    print("\n[devices]")
+    for device in devices:
+        print(f"  {device.name}: {device.description}; dtypes {', '.join(device.dtypes)}")
     for plugin, facts in diagnostics.items():
         info = registry.plugins.get(plugin)
         origin = f"{info.distribution} {info.version}" if info else plugin

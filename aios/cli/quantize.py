@@ -31,9 +31,13 @@ def add_quantize_command(commands: Any) -> None:
         description="Quantize the weights of MODEL (aios .arrow, .safetensors, Parquet or a "
                     "torch state_dict .pt) group-wise to 8, 4 or 2 bits and write an aios "
                     "weight file.")
-    p.add_argument("model", metavar="MODEL", help="the model file to quantize")
+    p.add_argument("model", metavar="MODEL",
+                   help="the model file to quantize, or a pretrained checkpoint (a Hugging "
+                        "Face directory or a .gguf file), which becomes an ArrowQuant "
+                        "directory (int8 unless --bits says otherwise)")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="the aios weight file to write (.arrow)")
+                   help="the aios weight file to write (.arrow), or the directory for a "
+                        "pretrained checkpoint")
     p.add_argument("--bits", type=int, choices=(2, 4, 8), help="bits per weight (default 4)")
     p.add_argument("--group-size", type=int, metavar="N",
                    help="weights per scale, a multiple of 4 (default 128)")
@@ -69,15 +73,20 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("command line", "--error-correction",
                           "error correction needs calibration inputs",
                           "pass --calibration FILE with each layer's recorded inputs")
+    if _is_pretrained(args.model) and args.bits is None:
+        options["bits"] = 8  # a pretrained model keeps its quality at int8
     registration = registry.get("quantizer", name)
     try:
         quantizer = registration.factory(**options)
     except TypeError as exc:
         raise ConfigError("command line", "quantizer", str(exc),
                           "see `aios quantize --help` for the options") from exc
+    if _is_pretrained(args.model):
+        return _convert_pretrained(args, quantizer)
     if not Path(args.model).is_file():
         raise UsageError(f"{args.model}: no such file; give the model file to quantize (.arrow, "
-                         ".safetensors, .parquet or a torch state_dict .pt)")
+                         ".safetensors, .parquet or a torch state_dict .pt), a GGUF file or a "
+                         "Hugging Face checkpoint directory")
     tensors = read_model(args.model)
     calibration = _read_calibration(args.calibration) if args.calibration else None
     quantized = quantizer.quantize_model(tensors, calibration=calibration, progress=True)
@@ -86,6 +95,27 @@ def run(args: argparse.Namespace) -> int:
     save_weights(args.output, quantized, metadata=metadata)
     print(summary(tensors, quantized, quantizer))
     print(f"\nwrote {args.output} with the {name} quantizer")
+    return 0
+
+
+def _is_pretrained(model: str) -> bool:
+    from pathlib import Path
+
+    path = Path(model)
+    return path.suffix.lower() == ".gguf" or (path / "config.json").exists()
+
+
+def _convert_pretrained(args: argparse.Namespace, quantizer: Any) -> int:
+    """A GGUF file or Hugging Face directory -> an ArrowQuant directory that memory-maps."""
+    from aios.models.families import convert_pretrained, load_pretrained
+
+    model = load_pretrained(args.model)
+    out = convert_pretrained(model, args.output, quantizer=quantizer)
+    params = sum(p.numel() for p in model.network.parameters())
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"wrote {out}: {model.family.name}, {params / 1e6:.1f}M parameters, linear layers "
+          f"int{quantizer.bits} (group {quantizer.group_size}), {_size(size)}; load it with "
+          "aios.models.families.load_pretrained")
     return 0
 
 

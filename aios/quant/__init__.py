@@ -12,7 +12,8 @@ from aios.quant.quantizer import DEFAULT_KEEP, ReferenceQuantizer
 from aios.quant.tensor import DEFAULT_GROUP_SIZE, GROUP_SIZES, QuantizedTensor, padding_for
 
 # Loaded on first use: quantized torch layers need torch, the reference quantizer does not.
-_EXPORTS = {"linear": ("QuantizedLinear", "dequantize_linears", "load_quantized")}
+_EXPORTS = {"linear": ("QuantizedLinear", "best_quantizer", "dequantize_linears",
+                       "load_quantized")}
 __getattr__, __dir__ = lazy_face(__name__, _EXPORTS)
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "QuantizedLinear",
     "QuantizedTensor",
     "ReferenceQuantizer",
+    "best_quantizer",
     "dequantize",
     "dequantize_linears",
     "load_quantized",

@@ -30,9 +30,11 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from array_api_compat import is_numpy_array
 
 from aios.protocols import PREDICTIONS, Denoiser, GaussianState, StepCallback
 from aios.schedules import SPACINGS, NoiseSchedule
+from aios_samplers.arrays import as_float, like, namespace, to_host
 from aios_samplers.guidance import guided_prediction
 
 #: Every spacing a continuous sampler accepts.
@@ -85,12 +87,18 @@ class GaussianSampler:
         if not 0 <= index < len(self.plan):
             raise IndexError(f"evaluation {index} is outside 0..{len(self.plan) - 1}; call "
                              "set_timesteps first")
-        sample = np.asarray(sample, dtype=np.float64)
+        sample = _as_sample(sample)
         output = guided_prediction(model_output)
-        if output.shape != sample.shape:
-            raise ValueError(f"the prediction has shape {output.shape} but the sample has "
-                             f"{sample.shape}; denoise must return one value per element")
-        if not np.isfinite(output).all():
+        if is_numpy_array(sample) and not is_numpy_array(output):
+            sample = like(sample, output, dtype=output.dtype)  # follow the model's device
+        elif not is_numpy_array(sample) and is_numpy_array(output):
+            output = like(output, sample, dtype=sample.dtype)
+        if tuple(output.shape) != tuple(sample.shape):
+            raise ValueError(f"the prediction has shape {tuple(output.shape)} but the sample "
+                             f"has {tuple(sample.shape)}; denoise must return one value per "
+                             "element")
+        xp = namespace(output)
+        if not bool(xp.all(xp.isfinite(output))):
             raise ValueError("the model returned NaN or infinite values")
         step_index, point = self.plan[index]
         x0, eps = self._x0_eps(output, sample, self.alphas[point], self.sigmas[point])
@@ -110,18 +118,21 @@ class GaussianSampler:
         if not isinstance(state, GaussianState):
             raise TypeError(f"a continuous sampler needs an aios.protocols.GaussianState, got "
                             f"{type(state).__name__}; the head's initial_state must return one")
-        dtype = np.asarray(state.x).dtype
-        dtype = dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+        original = state.x
         self.set_timesteps(num_steps, state.schedule, state.prediction)
-        x = np.asarray(state.x, dtype=np.float64)
+        x = _as_sample(original)
+
+        def shown(x: Any) -> Any:  # the state in the caller's dtype (and device)
+            return _in_dtype_of(x, original)
+
         for index, t in enumerate(self.timesteps):
-            output = denoise(replace(state, x=x.astype(dtype, copy=False)), float(t))
+            output = denoise(replace(state, x=shown(x)), float(t))
             x = self.step(output, index, x, rng)
             step_index = self.plan[index][0]
             last_of_step = index + 1 == len(self.plan) or self.plan[index + 1][0] != step_index
             if callback is not None and last_of_step:
-                callback(step_index, num_steps, replace(state, x=x.astype(dtype, copy=False)))
-        return replace(state, x=x.astype(dtype, copy=False))
+                callback(step_index, num_steps, replace(state, x=shown(x)))
+        return replace(state, x=shown(x))
 
     @property
     def evaluations(self) -> int:
@@ -156,10 +167,31 @@ class GaussianSampler:
                 self.sigmas[step + 1])
 
 
-def _noise(rng: np.random.Generator | None, shape: tuple[int, ...]) -> np.ndarray:
+def _noise(rng: np.random.Generator | None, like_x: Any) -> Any:
+    """Standard normal noise shaped like `like_x`, drawn by the caller's generator on the host
+    (so a seed gives the same noise on every runtime) and moved to `like_x`'s device."""
     if rng is None:
         raise ValueError("this sampler is stochastic: pass rng=np.random.default_rng(seed)")
-    return rng.standard_normal(shape)
+    return like(rng.standard_normal(tuple(like_x.shape)), like_x, dtype=like_x.dtype)
+
+
+def _as_sample(x: Any) -> Any:
+    """The running sample: float64 on the host (NumPy, as always); a torch tensor stays on its
+    device in float64 if it is float64, else float32."""
+    if is_numpy_array(x) or isinstance(x, list | tuple | float | int):
+        return np.asarray(x, dtype=np.float64)
+    return as_float(x, "the sample")
+
+
+def _in_dtype_of(x: Any, original: Any) -> Any:
+    if is_numpy_array(original) or isinstance(original, list | tuple):
+        dtype = np.asarray(original).dtype
+        dtype = dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+        return to_host(x).astype(dtype, copy=False)
+    xp = namespace(original)
+    target = original.dtype if xp.isdtype(original.dtype, "real floating") else xp.float64
+    x = like(to_host(x), original) if is_numpy_array(x) else x
+    return xp.astype(x, target)
 
 
 def _check_eta(eta: float) -> float:
@@ -185,7 +217,7 @@ class DDPM(GaussianSampler):
         if self.sigmas[step + 1] == 0:
             return mean
         variance = beta * (1 - bar_s) / (1 - bar_t)
-        return mean + math.sqrt(variance) * _noise(rng, x.shape)
+        return mean + math.sqrt(variance) * _noise(rng, x)
 
 
 class DDIM(GaussianSampler):
@@ -203,7 +235,7 @@ class DDIM(GaussianSampler):
         c = min(c, sigma_next)
         x_next = alpha_next * x0 + math.sqrt(sigma_next**2 - c**2) * eps
         if self.eta > 0:
-            x_next = x_next + c * _noise(rng, x.shape)
+            x_next = x_next + c * _noise(rng, x)
         return x_next
 
 
@@ -236,7 +268,7 @@ class EulerAncestral(GaussianSampler):
         x_ve = x / alpha
         x_ve = x_ve + (down - s) * (x_ve - x0) / s
         if up > 0:
-            x_ve = x_ve + up * _noise(rng, x.shape)
+            x_ve = x_ve + up * _noise(rng, x)
         return alpha_next * x_ve
 
 
@@ -320,7 +352,7 @@ class DPMSolverPP(GaussianSampler):
             x_next = (sigma_next / sigma * math.exp(-h)) * x + alpha_next * decay * m0
             if d1 is not None:
                 x_next = x_next + 0.5 * alpha_next * decay * d1
-            return x_next + sigma_next * math.sqrt(decay) * _noise(rng, x.shape)
+            return x_next + sigma_next * math.sqrt(decay) * _noise(rng, x)
         phi1 = math.expm1(-h)  # e^{-h} - 1
         x_next = (sigma_next / sigma) * x - alpha_next * phi1 * m0
         if order == 2:

@@ -15,11 +15,13 @@ Every sampler here has the same small surface, like diffusers' schedulers:
 table of alpha values on an even grid of t from 0 to 1 (a YAML list).
 
 States are `aios.protocols.MaskedState`; the model returns logits ``(batch, length, vocab)``
-(or a `aios.protocols.Guided` pair, mixed in log-probability space). Candidates for each masked
-position are drawn from ``softmax(logits / temperature)`` restricted to the smallest set of
-tokens whose probability reaches ``top_p``; the mask token is never drawn. The random numbers
-a step draws do not depend on what the model returned, so a caching sampler reproduces the
-plain one's draws exactly.
+(or a `aios.protocols.Guided` pair, mixed in log-probability space), as NumPy arrays or as
+torch tensors on any device: the vocabulary-sized work runs where the logits are, and only each
+position's drawn token and confidence come to the host (`aios_samplers.arrays`). Candidates
+for each masked position are drawn from ``softmax(logits / temperature)`` restricted to the
+smallest set of tokens whose probability reaches ``top_p``; the mask token is never drawn. The
+random numbers a step draws do not depend on what the model returned, so a caching sampler
+reproduces the plain one's draws exactly.
 
 How many positions a step reveals follows the masking schedule ``alpha(t)``
 (`aios.schedules.masking_schedule`): ancestral samplers reveal each masked position with
@@ -40,7 +42,8 @@ import numpy as np
 
 from aios.protocols import Denoiser, MaskedState, StepCallback
 from aios.schedules import masking_schedule
-from aios_samplers.guidance import guided_log_probs_at
+from aios_samplers.arrays import like, namespace, to_host
+from aios_samplers.guidance import guided_log_probs_at, logits_at
 
 #: A masking schedule option: a name, ``module:function``, or a table of alpha values.
 MaskingSpec = str | list[float]
@@ -50,6 +53,8 @@ class MaskedSampler:
     """The shared loop, candidate drawing and bookkeeping of the masked samplers."""
 
     family = "discrete"
+    #: Whether the sampler reuses logits of rows it does not re-evaluate (`mdlm-cache`).
+    caches_logits = False
 
     def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
                  top_p: float = 1.0, eos_guard: bool = False) -> None:
@@ -140,13 +145,15 @@ class MaskedSampler:
         """Called after every step (block-wise samplers announce finished prefixes here)."""
 
     def _evaluate(self, denoise: Denoiser, state: MaskedState, t: float,
-                  cache: dict[str, Any]) -> np.ndarray:
+                  cache: dict[str, Any]) -> Any:
         """Log-probabilities for every row, asking the model only about the rows that need it."""
         tokens = _tokens_of(state)
         rows = self._rows_to_evaluate(tokens, state.mask_id, cache)
         if rows.size == 0 and "logits" in cache:
             return cache["logits"]
         if rows.size in (0, len(tokens)):
+            if not self.caches_logits:
+                return denoise(state, t)  # every row asked: the model's output as it is
             rows = np.arange(len(tokens))
             output = denoise(state, t)
         else:
@@ -155,12 +162,17 @@ class MaskedSampler:
         masked = tokens[rows] == state.mask_id
         picked, shape = guided_log_probs_at(output, masked)
         vocab = shape[-1]
-        if "logits" not in cache or cache["logits"].shape[2] != vocab:
-            cache["logits"] = np.zeros((*tokens.shape, vocab))
+        xp = namespace(picked)
+        kept = cache.get("logits")
+        if kept is None or kept.shape[2] != vocab or namespace(kept) is not xp:
+            # the cache lives where the logits do (the model's device)
+            cache["logits"] = xp.zeros((*tokens.shape, vocab), dtype=picked.dtype,
+                                       **_device_of(picked))
             cache["tokens"] = np.full_like(tokens, -1)
-        fresh = np.zeros((rows.size, tokens.shape[1], vocab))
-        fresh[masked] = picked
-        cache["logits"][rows] = fresh
+        fresh = xp.zeros((rows.size, tokens.shape[1], vocab), dtype=picked.dtype,
+                         **_device_of(picked))
+        fresh[like(masked, picked)] = picked
+        cache["logits"][like(rows, picked)] = fresh
         cache["tokens"][rows] = tokens[rows]
         return cache["logits"]
 
@@ -189,7 +201,7 @@ class MaskedSampler:
         candidate is the token itself and the confidence 0): with a vocabulary of thousands,
         the per-position softmax and draw cost as much as a small model's forward pass."""
         where = tokens == mask_id
-        picked, shape = guided_log_probs_at(logits, where)
+        picked, shape = logits_at(logits, where)
         if not 0 <= mask_id < shape[-1]:
             raise ValueError(f"mask_id {mask_id} is outside the vocabulary of "
                              f"{shape[-1]} logits")
@@ -197,39 +209,49 @@ class MaskedSampler:
         if not where.any():
             return choice, confidence
         drawn, top = self._draw(picked, mask_id, uniform[where])
-        choice[where] = drawn
-        confidence[where] = top
+        # the one transfer of a step: a token and a confidence per masked position
+        choice[where] = to_host(drawn)
+        confidence[where] = to_host(top)
         return choice, confidence
 
-    def _draw(self, log_p: np.ndarray, mask_id: int,
-              uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Draw one token per row of `log_p` (positions, vocab); also each row's top probability."""
-        log_p = log_p.copy()
-        log_p[:, mask_id] = -np.inf
-        probs = np.exp(log_p - log_p.max(axis=-1, keepdims=True))
-        probs /= probs.sum(axis=-1, keepdims=True)
-        if self.temperature == 0:
-            choice = probs.argmax(axis=-1)
-        else:
-            sharpened = probs
-            if self.temperature != 1:
-                with np.errstate(divide="ignore"):
-                    scaled = np.log(probs) / self.temperature
-                sharpened = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
-                sharpened /= sharpened.sum(axis=-1, keepdims=True)
-            if self.top_p < 1:
-                sharpened = _top_p(sharpened, self.top_p)
-            cumulative = np.cumsum(sharpened, axis=-1)
-            choice = (cumulative < uniform[..., None] * cumulative[..., -1:]).sum(axis=-1)
-            choice = np.minimum(choice, probs.shape[-1] - 1)
-            # Floating error can land on a zero-probability token; take the likeliest instead.
-            bad = np.take_along_axis(sharpened, choice[..., None], -1)[..., 0] <= 0
-            choice = np.where(bad, sharpened.argmax(axis=-1), choice)
+    def _draw(self, logits: Any, mask_id: int, uniform: np.ndarray) -> tuple[Any, Any]:
+        """Draw one token per row of `logits` (positions, vocab; unnormalised, a copy this
+        method may change); also each row's top probability. Runs in the namespace and on the
+        device of `logits`, in as few passes over the vocabulary as it can: the top
+        probability of a softmax is ``1 / sum(exp(logits - max))``, and the draw is an inverse
+        CDF on the unnormalised cumulative sum."""
+        xp = namespace(logits)
+        logits[:, mask_id] = -np.inf
+        top = xp.max(logits, axis=-1, keepdims=True)
+        if bool(xp.any(xp.isnan(top))):
+            raise ValueError("the head returned NaN logits; check the model's numerics")
+        if bool(xp.any(xp.isinf(top) & (top < 0))):
+            raise ValueError("the head returned a position where every token but the mask has "
+                             "-inf logit; at least one token must be possible")
+        shifted = logits - top
+        weights = xp.exp(shifted)
         # Confidence is the position's top probability, not the drawn token's: choosing *where*
         # to reveal must not depend on *what* was drawn there, or the choice biases the draw
         # towards likely tokens. With it, revealing one position per step samples an exact
         # model exactly (the chain rule, in an order that depends only on revealed tokens).
-        return choice, probs.max(axis=-1)
+        if self.temperature == 0:
+            return xp.argmax(logits, axis=-1), 1.0 / xp.sum(weights, axis=-1)
+        plain = self.temperature == 1 and self.top_p == 1
+        confidence = None if plain else 1.0 / xp.sum(weights, axis=-1)
+        if self.temperature != 1:
+            weights = xp.exp(shifted / self.temperature)
+        if self.top_p < 1:
+            weights = _top_p(weights / xp.sum(weights, axis=-1, keepdims=True), self.top_p)
+        cumulative = xp.cumulative_sum(weights, axis=-1)
+        total = cumulative[:, -1]
+        if confidence is None:
+            confidence = 1.0 / total  # the plain case: the sum is the cumulative's last entry
+        targets = like(uniform, cumulative, dtype=cumulative.dtype) * total
+        choice = _inverse_cdf(cumulative, targets)
+        choice = xp.where(choice > logits.shape[-1] - 1, logits.shape[-1] - 1, choice)
+        # Floating error can land on a zero-probability token; take the likeliest instead.
+        bad = xp.take_along_axis(weights, choice[:, None], axis=-1)[:, 0] <= 0
+        return xp.where(bad, xp.argmax(weights, axis=-1), choice), confidence
 
     def _quota(self, masked: np.ndarray, start: float, end: float) -> np.ndarray:
         """How many of each row's masked positions to reveal going from alpha `start` to `end`."""
@@ -260,16 +282,38 @@ def _tokens_of(state: MaskedState) -> np.ndarray:
     return tokens
 
 
-def _top_p(probs: np.ndarray, top_p: float) -> np.ndarray:
+def _top_p(probs: Any, top_p: float) -> Any:
     """Keep the smallest set of likeliest tokens whose probability reaches top_p."""
-    order = np.argsort(-probs, axis=-1)
-    sorted_p = np.take_along_axis(probs, order, -1)
-    before = np.cumsum(sorted_p, axis=-1) - sorted_p
+    xp = namespace(probs)
+    order = xp.argsort(probs, axis=-1, descending=True, stable=True)
+    sorted_p = xp.take_along_axis(probs, order, axis=-1)
+    before = xp.cumulative_sum(sorted_p, axis=-1) - sorted_p
     keep_sorted = before < top_p
-    keep = np.empty_like(keep_sorted)
-    np.put_along_axis(keep, order, keep_sorted, -1)
-    kept = np.where(keep, probs, 0.0)
-    return kept / kept.sum(axis=-1, keepdims=True)
+    # back to vocabulary order: the inverse permutation is the argsort of the order
+    keep = xp.take_along_axis(keep_sorted, xp.argsort(order, axis=-1), axis=-1)
+    kept = xp.where(keep, probs, 0.0)
+    return kept / xp.sum(kept, axis=-1, keepdims=True)
+
+
+def _inverse_cdf(cumulative: Any, targets: Any) -> Any:
+    """Per row, how many entries of the (non-decreasing) `cumulative` are below its target:
+    the drawn index. A binary search per row; the array API's `searchsorted` takes one sorted
+    row only, so torch's batched one is used for tensors and NumPy's row by row."""
+    from array_api_compat import is_numpy_array
+
+    if is_numpy_array(cumulative):
+        return np.array([np.searchsorted(row, t, side="left")
+                         for row, t in zip(cumulative, targets, strict=True)], dtype=np.int64)
+    import torch
+
+    return torch.searchsorted(cumulative, targets[:, None].contiguous(), side="left")[:, 0]
+
+
+def _device_of(array: Any) -> dict[str, Any]:
+    """``device=`` for creating an array beside `array` (NumPy takes none)."""
+    from array_api_compat import device, is_numpy_array
+
+    return {} if is_numpy_array(array) else {"device": device(array)}
 
 
 def _end_sequences(tokens: np.ndarray, generated: np.ndarray, eos_id: int | None) -> np.ndarray:
@@ -313,6 +357,8 @@ class CachedMDLM(MDLM):
     asked only for rows that changed, with the same draws as `mdlm`. This assumes the model
     does not depend on t, which holds for MDLM-style (time-agnostic) masked models.
     """
+
+    caches_logits = True
 
     def _rows_to_evaluate(self, tokens, mask_id, cache):
         unfinished = (tokens == mask_id).any(axis=-1)

@@ -11,10 +11,13 @@ from typing import Any
 import numpy as np
 
 from aios.protocols import Guided
+from aios_samplers.arrays import as_float, like, namespace
 
 
-def guided_prediction(output: Any) -> np.ndarray:
-    """A continuous prediction (epsilon, x0 or v): ``u + scale * (c - u)`` for `Guided`."""
+def guided_prediction(output: Any) -> Any:
+    """A continuous prediction (epsilon, x0 or v): ``u + scale * (c - u)`` for `Guided`.
+    NumPy predictions become float64 (the continuous samplers' host precision); torch tensors
+    stay on their device (`aios_samplers.arrays.as_float`)."""
     if isinstance(output, Guided):
         conditional = _as_float(output.conditional, "the conditional prediction")
         unconditional = _as_float(output.unconditional, "the unconditional prediction")
@@ -23,62 +26,81 @@ def guided_prediction(output: Any) -> np.ndarray:
     return _as_float(output, "the prediction")
 
 
-def guided_log_probs(output: Any) -> np.ndarray:
-    """Normalised log-probabilities over the last axis; `Guided` mixes them in log space."""
+def guided_log_probs(output: Any) -> Any:
+    """Normalised log-probabilities over the last axis; `Guided` mixes them in log space.
+    The result stays in the namespace and on the device of the model's output."""
     if isinstance(output, Guided):
-        conditional = log_softmax(_as_float(output.conditional, "the conditional logits"))
-        unconditional = log_softmax(_as_float(output.unconditional, "the unconditional logits"))
+        conditional = log_softmax(as_float(output.conditional, "the conditional logits"))
+        unconditional = log_softmax(as_float(output.unconditional, "the unconditional logits"))
         _same_shape(conditional, unconditional)
-        impossible = np.isneginf(conditional) | np.isneginf(unconditional)
+        xp = namespace(conditional)
+        impossible = _is_neg_inf(xp, conditional) | _is_neg_inf(xp, unconditional)
         with np.errstate(invalid="ignore"):
             mixed = unconditional + float(output.scale) * (conditional - unconditional)
-        return log_softmax(np.where(impossible, -np.inf, mixed))
-    return log_softmax(_as_float(output, "the logits"))
+        return log_softmax(xp.where(impossible, -np.inf, mixed))
+    return log_softmax(as_float(output, "the logits"))
 
 
-def guided_log_probs_at(output: Any, where: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+def guided_log_probs_at(output: Any, where: np.ndarray) -> tuple[Any, tuple[int, ...]]:
     """Log-probabilities at the positions `where` only, shaped (positions, vocab), and the
     shape of the whole output. `where` is a (batch, length) mask; the output is (batch,
     length, vocab) or, for one sequence, (length, vocab). Normalising only the positions a
     sampler can change saves most of the work when the vocabulary is large."""
     if isinstance(output, Guided):
-        conditional = _as_float(output.conditional, "the conditional logits")
-        unconditional = _as_float(output.unconditional, "the unconditional logits")
+        conditional = as_float(output.conditional, "the conditional logits")
+        unconditional = as_float(output.unconditional, "the unconditional logits")
         _same_shape(conditional, unconditional)
         picked = Guided(_pick(conditional, where), _pick(unconditional, where), output.scale)
-        return guided_log_probs(picked), conditional.shape
-    logits = _as_float(output, "the logits")
-    return log_softmax(_pick(logits, where)), logits.shape
+        return guided_log_probs(picked), tuple(conditional.shape)
+    logits = as_float(output, "the logits")
+    return log_softmax(_pick(logits, where)), tuple(logits.shape)
 
 
-def _pick(array: np.ndarray, where: np.ndarray) -> np.ndarray:
+def logits_at(output: Any, where: np.ndarray) -> tuple[Any, tuple[int, ...]]:
+    """As `guided_log_probs_at`, but a plain output's logits are returned as they are (a float
+    copy of the positions `where`), not normalised: a sampler that normalises while drawing
+    saves a pass over the vocabulary. A `Guided` output is mixed (which needs normalising)."""
+    if isinstance(output, Guided):
+        return guided_log_probs_at(output, where)
+    logits = as_float(output, "the logits")
+    return _pick(logits, where), tuple(logits.shape)
+
+
+def _pick(array: Any, where: np.ndarray) -> Any:
     full = array if array.ndim == 3 else array[None]
-    if full.ndim != 3 or full.shape[:2] != where.shape:
-        raise ValueError(f"the model returned logits of shape {array.shape} for tokens of "
-                         f"shape {where.shape}; return (batch, length, vocab)")
-    return full[where]
+    if full.ndim != 3 or tuple(full.shape[:2]) != where.shape:
+        raise ValueError(f"the model returned logits of shape {tuple(array.shape)} for tokens "
+                         f"of shape {where.shape}; return (batch, length, vocab)")
+    return full[like(where, full)]
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
+def log_softmax(logits: Any) -> Any:
     """Log-softmax over the last axis; -inf entries stay impossible, NaN is refused."""
-    if np.isnan(logits).any():
+    xp = namespace(logits)
+    if bool(xp.any(xp.isnan(logits))):
         raise ValueError("the head returned NaN logits; check the model's numerics")
-    top = logits.max(axis=-1, keepdims=True)
-    if np.isneginf(top).any():
+    top = xp.max(logits, axis=-1, keepdims=True)
+    if bool(xp.any(_is_neg_inf(xp, top))):
         raise ValueError("the head returned a position where every token has -inf logit; "
                          "at least one token must be possible")
     shifted = logits - top
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
-def _as_float(value: Any, what: str) -> np.ndarray:
+def _is_neg_inf(xp: Any, array: Any) -> Any:
+    return xp.isinf(array) & (array < 0)
+
+
+def _as_float(value: Any, what: str) -> Any:
+    if not isinstance(value, np.ndarray | list | tuple) and not np.isscalar(value):
+        return as_float(value, what)
     array = np.asarray(value)
     if not np.issubdtype(array.dtype, np.floating):
         raise TypeError(f"{what} has dtype {array.dtype}; return a float array")
     return array.astype(np.float64, copy=False)
 
 
-def _same_shape(a: np.ndarray, b: np.ndarray) -> None:
-    if a.shape != b.shape:
+def _same_shape(a: Any, b: Any) -> None:
+    if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"Guided branches differ in shape: {a.shape} vs {b.shape}; evaluate "
                          "both on the same state")

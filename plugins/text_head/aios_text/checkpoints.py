@@ -5,6 +5,11 @@ LLaDA-style checkpoints (a `config.json` plus safetensors files, single or shard
 exactly onto the aios architecture: the backbone's adaLN modulation, with zero weights, turns
 into constant per-channel scales, which is what an RMSNorm weight is, and its gates become 1.
 The time embedding then has no effect, as in LLaDA, which has no time conditioning.
+
+Grouped-query attention (fewer key/value heads than query heads) loads exactly: each key/value
+head's projection is repeated for the query heads that share it, which is what grouped-query
+attention computes, at the memory of full multi-head attention. To run such a checkpoint at its
+own size, with `transformers`' classes, use `aios.models.families.load_pretrained`.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import torch
 from safetensors import safe_open
 
 from aios.models import Backbone, BackboneConfig
+from aios.models import CheckpointError as FamilyCheckpointError
 from aios_text.model import TextDiffusionModel, TextHead
 
 PREFIX = "model.transformer."
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FamilyCheckpointError):
     """A checkpoint directory that cannot be loaded; the message names what is wrong."""
 
 
@@ -36,9 +42,10 @@ def load_llada(directory: str | Path, *, dtype: torch.dtype = torch.float32
     config = _read_config(directory)
     tensors = _TensorFiles(directory)
     n_layers, heads = int(config["n_layers"]), int(config["n_heads"])
-    if config.get("n_kv_heads") not in (None, heads):
-        raise CheckpointError(f"{directory}: grouped-query attention (n_kv_heads "
-                              f"{config['n_kv_heads']} < n_heads {heads}) is not supported")
+    kv_heads = int(config.get("n_kv_heads") or heads)
+    if kv_heads < 1 or heads % kv_heads:
+        raise CheckpointError(f"{directory}: n_heads {heads} is not a multiple of n_kv_heads "
+                              f"{kv_heads}; the config.json is damaged")
     for flag in ("include_bias", "attention_layer_norm"):
         if config.get(flag):
             raise CheckpointError(f"{directory}: `{flag}: true` is not supported by the aios "
@@ -55,7 +62,7 @@ def load_llada(directory: str | Path, *, dtype: torch.dtype = torch.float32
     mask_id = int(config.get("mask_token_id", vocab - 1))
     tie = bool(config.get("weight_tying", False))
     model = TextDiffusionModel(Backbone(backbone_config), TextHead(vocab, dim, mask_id, tie=tie))
-    state = _map_state(tensors, n_layers, dim, tie)
+    state = _map_state(tensors, n_layers, dim, tie, heads // kv_heads, dim // heads)
     missing, unexpected = model.load_state_dict(state, strict=False)
     expected_missing = {n for n in missing if n.startswith(("backbone.time.",
                                                             "backbone.modality."))}
@@ -65,7 +72,8 @@ def load_llada(directory: str | Path, *, dtype: torch.dtype = torch.float32
     return model.to(dtype).eval(), config
 
 
-def _map_state(tensors: _TensorFiles, n_layers: int, dim: int, tie: bool) -> dict[str, Any]:
+def _map_state(tensors: _TensorFiles, n_layers: int, dim: int, tie: bool, group: int,
+               head_dim: int) -> dict[str, Any]:
     state: dict[str, Any] = {"head.embed.weight": tensors.get(f"{PREFIX}wte.weight")}
     if not tie:
         state["head.project.weight"] = tensors.get(f"{PREFIX}ff_out.weight")
@@ -73,8 +81,9 @@ def _map_state(tensors: _TensorFiles, n_layers: int, dim: int, tie: bool) -> dic
     for i in range(n_layers):
         block = f"{PREFIX}blocks.{i}."
         ours = f"backbone.blocks.{i}."
+        q, k, v = (tensors.get(block + f"{p}_proj.weight") for p in "qkv")
         state[ours + "attn.qkv.weight"] = torch.cat(
-            [tensors.get(block + f"{p}_proj.weight") for p in "qkv"])
+            [q, _repeat_heads(k, group, head_dim), _repeat_heads(v, group, head_dim)])
         state[ours + "attn.out.weight"] = tensors.get(block + "attn_out.weight")
         state[ours + "ffn.gate_up.weight"] = torch.cat(
             [tensors.get(block + "ff_proj.weight"), tensors.get(block + "up_proj.weight")])
@@ -88,6 +97,18 @@ def _map_state(tensors: _TensorFiles, n_layers: int, dim: int, tie: bool) -> dic
     state["backbone.final_modulation.weight"] = torch.zeros(2 * dim, dim)
     state["backbone.final_modulation.bias"] = torch.cat([zeros, final - 1])
     return state
+
+
+def _repeat_heads(weight: torch.Tensor, group: int, head_dim: int) -> torch.Tensor:
+    """A key/value projection of `kv_heads` heads repeated for the `group` query heads sharing
+    each: rows ``(kv_heads * head_dim, dim)`` -> ``(kv_heads * group * head_dim, dim)``."""
+    if group == 1:
+        return weight
+    if weight.shape[0] % head_dim:
+        raise CheckpointError(f"a key/value projection has shape {list(weight.shape)}, which "
+                              "does not fit n_heads and n_kv_heads in config.json")
+    heads = weight.reshape(weight.shape[0] // head_dim, head_dim, weight.shape[1])
+    return heads.repeat_interleave(group, dim=0).reshape(-1, weight.shape[1])
 
 
 def _read_config(directory: Path) -> dict[str, Any]:

@@ -99,6 +99,28 @@ def test_a_llada_checkpoint_gives_the_logits_of_the_reference_forward_pass(tmp_p
     assert config["mask_token_id"] == model.head.mask_id == 59
 
 
+def test_grouped_query_attention_loads_as_repeated_key_value_heads(tmp_path):
+    weights = random_weights()
+    g = torch.Generator().manual_seed(9)
+    for i in range(CONFIG["n_layers"]):  # 2 key/value heads of 8 channels for 4 query heads
+        for p in "kv":
+            weights[f"model.transformer.blocks.{i}.{p}_proj.weight"] = 0.2 * torch.randn(
+                16, 32, generator=g)
+    model, _ = load_llada(write_checkpoint(tmp_path / "ckpt", weights,
+                                           {**CONFIG, "n_kv_heads": 2}))
+    full = dict(weights)
+    for i in range(CONFIG["n_layers"]):  # the same model written as multi-head attention
+        for p in "kv":
+            name = f"model.transformer.blocks.{i}.{p}_proj.weight"
+            full[name] = weights[name].view(2, 8, 32).repeat_interleave(2, dim=0).reshape(32, 32)
+    tokens = torch.randint(0, 59, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = model(tokens, torch.rand(2))
+        expected = reference_llada(full, tokens)
+    keep = torch.arange(60) != 59
+    torch.testing.assert_close(ours[..., keep], expected[..., keep], atol=2e-4, rtol=2e-4)
+
+
 def test_a_missing_tensor_is_named(tmp_path):
     weights = random_weights()
     del weights["model.transformer.blocks.1.up_proj.weight"]
@@ -109,7 +131,7 @@ def test_a_missing_tensor_is_named(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"n_kv_heads": 2}, "grouped-query attention"),
+        ({"n_kv_heads": 3}, "n_heads 4 is not a multiple of n_kv_heads 3"),
         ({"include_bias": True}, "`include_bias: true` is not supported"),
     ],
 )

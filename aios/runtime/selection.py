@@ -1,0 +1,111 @@
+"""Choosing the runtime, device and dtype from the config's ``runtime`` section.
+
+``auto`` is decided by what was measured (`benchmarks/runtime.py`, tables in docs/runtime.md):
+
+- name: ``torch`` when a GPU is present (the whole loop stays on it); on a CPU, ``numpy`` for
+  the shipped models (a few million parameters: the smallest cold start, and as fast as torch
+  at their size) and ``torch`` for pretrained families, which only torch runs.
+- device: the first GPU (``cuda:0``, else ``mps``), else ``cpu``.
+- dtype: ``bfloat16`` on a GPU that runs it (half the memory traffic), else ``float16`` on a GPU,
+  and ``float32`` on a CPU, where bfloat16 matmuls were measured slower on CPUs without AMX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aios.errors import ConfigError
+from aios.runtime.devices import Device, check_dtype, find_device, list_devices
+
+#: Runtime names a config may give.
+RUNTIMES = ("auto", "numpy", "torch")
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """What runs the network, and for each setting left at ``auto``, why it was chosen."""
+
+    name: str
+    device: str
+    dtype: str
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def torch_dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, self.dtype)
+
+
+def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto", *,
+                   pretrained: bool = False,
+                   origins: Mapping[str, str] | None = None) -> RuntimeChoice:
+    """Resolve the three settings; `pretrained` says the model is a pretrained family (which
+    only the torch runtime runs). Mistakes are `ConfigError`s naming where the setting came
+    from (`origins`: key path -> file:line or --set), the key and the fix."""
+    origins = origins or {}
+
+    def where(key: str) -> str:
+        return origins.get(f"runtime.{key}", origins.get("runtime", "config"))
+
+    if name not in RUNTIMES:
+        raise ConfigError(where("name"), "runtime.name", f"unknown runtime {name!r}",
+                          f"choose one of: {', '.join(RUNTIMES)}")
+    reasons: dict[str, str] = {}
+    devices = list_devices()
+    gpus = [d for d in devices if d.name != "cpu"]
+    if device == "auto":
+        chosen_device = gpus[0] if gpus and name != "numpy" else devices[0]
+        reasons["device"] = (f"auto -> {chosen_device.name}: "
+                             + ("the first GPU" if chosen_device.name != "cpu" else
+                                "no GPU found" if not gpus else "the numpy runtime runs on "
+                                "the CPU"))
+    else:
+        chosen_device = find_device(device, where=where("device"))
+    if name == "auto":
+        if chosen_device.name != "cpu":
+            name, why = "torch", f"a GPU ({chosen_device.name}) is in use"
+        elif pretrained:
+            name, why = "torch", "pretrained families run through transformers (torch)"
+        else:
+            name, why = "numpy", ("CPU only: numpy has the fastest cold start for the shipped "
+                                  "models (docs/runtime.md)")
+        reasons["name"] = f"auto -> {name}: {why}"
+    if name == "numpy" and chosen_device.name != "cpu":
+        raise ConfigError(where("device"), "runtime.device",
+                          f"the numpy runtime runs on the CPU only, not on "
+                          f"{chosen_device.name}", "set runtime.name: torch, or "
+                          "runtime.device: cpu")
+    if name == "numpy" and pretrained:
+        raise ConfigError(where("name"), "runtime.name",
+                          "pretrained families need the torch runtime",
+                          "set runtime.name: torch (or auto)")
+    if dtype == "auto":
+        dtype, why = _auto_dtype(chosen_device, name)
+        reasons["dtype"] = f"auto -> {dtype}: {why}"
+    else:
+        check_dtype(chosen_device, dtype, where=where("dtype"))
+        if name == "numpy" and dtype != "float32":
+            raise ConfigError(where("dtype"), "runtime.dtype",
+                              f"the numpy runtime computes in float32, not {dtype}",
+                              "set runtime.dtype: float32 (or auto), or runtime.name: torch")
+    return RuntimeChoice(name, chosen_device.name, dtype, reasons)
+
+
+def _auto_dtype(device: Device, name: str) -> tuple[str, str]:
+    if device.name == "cpu" or name == "numpy":
+        return "float32", "CPU matmuls are fastest and exact in float32"
+    if "bfloat16" in device.dtypes:
+        return "bfloat16", f"{device.name} runs bfloat16 (half the memory traffic)"
+    return "float16", f"{device.name} has no bfloat16"
+
+
+def select_from_config(config: Any, *, pretrained: bool = False) -> RuntimeChoice:
+    """`select_runtime` for a loaded `aios.config.Config`."""
+    section = config.runtime
+    return select_runtime(section.name, section.device, section.dtype, pretrained=pretrained,
+                          origins=config.origins)
+
+
+__all__ = ["RUNTIMES", "RuntimeChoice", "select_from_config", "select_runtime"]

@@ -1,0 +1,91 @@
+"""The `runtime` config section: `auto` resolved with its reason, impossible settings refused
+with the key and the fix, and the CLI reporting both (`aios config show`, `aios doctor`)."""
+
+import json
+
+import pytest
+
+from aios import cli
+from aios.errors import ConfigError
+from aios.runtime import list_devices, select_runtime
+from aios.runtime import selection as selection_module
+from aios.runtime.devices import Device
+
+CPU = Device("cpu", "test CPU", ("float32", "bfloat16", "float16"))
+GPU = Device("cuda:0", "test GPU", ("float32", "bfloat16", "float16"))
+OLD_GPU = Device("cuda:0", "old GPU", ("float32", "float16"))
+
+
+@pytest.fixture
+def devices(monkeypatch):
+    def use(*found):
+        monkeypatch.setattr(selection_module, "list_devices", lambda: list(found))
+        import aios.runtime.devices as devices_module
+        monkeypatch.setattr(devices_module, "list_devices", lambda: list(found))
+    return use
+
+
+def test_auto_on_a_cpu_takes_numpy_float32_and_says_why(devices):
+    devices(CPU)
+    choice = select_runtime()
+    assert (choice.name, choice.device, choice.dtype) == ("numpy", "cpu", "float32")
+    assert choice.reasons["name"].startswith("auto -> numpy: CPU only")
+    assert choice.reasons["device"] == "auto -> cpu: no GPU found"
+
+
+def test_auto_for_a_pretrained_family_on_a_cpu_takes_torch(devices):
+    devices(CPU)
+    assert select_runtime(pretrained=True).name == "torch"
+
+
+def test_auto_with_a_gpu_takes_torch_on_it_in_bfloat16_or_float16(devices):
+    devices(CPU, GPU)
+    choice = select_runtime()
+    assert (choice.name, choice.device, choice.dtype) == ("torch", "cuda:0", "bfloat16")
+    devices(CPU, OLD_GPU)
+    assert select_runtime().dtype == "float16"
+    assert select_runtime(name="numpy").device == "cpu"
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"device": "cuda"}, "runtime.device: device 'cuda' is not available here; choose one of: "
+                         "auto, cpu"),
+    ({"dtype": "float64"}, "runtime.dtype: unknown dtype 'float64'"),
+    ({"name": "jax"}, "runtime.name: unknown runtime 'jax'; choose one of: auto, numpy, torch"),
+    ({"name": "numpy", "dtype": "bfloat16"}, "the numpy runtime computes in float32"),
+])
+def test_impossible_settings_name_the_key_and_the_fix(devices, settings, message):
+    devices(CPU)
+    with pytest.raises(ConfigError, match=message):
+        select_runtime(**settings)
+
+
+def test_a_dtype_the_device_cannot_run_is_refused(devices):
+    devices(CPU, OLD_GPU)
+    with pytest.raises(ConfigError, match="cuda:0 cannot run bfloat16; choose one of: auto, "
+                                          "float32, float16"):
+        select_runtime(device="cuda", dtype="bfloat16")
+
+
+def test_the_cpu_is_always_listed_first():
+    assert list_devices()[0].name == "cpu"
+
+
+def test_config_show_prints_what_auto_took_and_why(capsys):
+    assert cli.main(["config", "show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["config"]["runtime"]["device"] in {d.name for d in list_devices()}
+    assert shown["origins"]["runtime.dtype"].startswith("auto -> ")
+
+
+def test_a_missing_device_on_the_command_line_exits_2_naming_the_override(capsys):
+    if any(d.name.startswith("cuda") for d in list_devices()):
+        pytest.skip("this machine has a GPU")
+    assert cli.main(["--set", "runtime.device=cuda", "config", "show"]) == 2
+    assert "--set: runtime.device: device 'cuda' is not available" in capsys.readouterr().err
+
+
+def test_doctor_lists_the_devices(capsys):
+    cli.main(["doctor", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["devices"][0]["name"] == "cpu" and "float32" in report["devices"][0]["dtypes"]
