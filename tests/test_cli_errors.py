@@ -248,7 +248,8 @@ def test_training_text_without_the_corpus_is_one_line_exit_1(no_fortunes, tmp_pa
      "FILE_OR_DIR..."),
     (["quantize", "{tmp}/none.pt", "-o", "{tmp}/q.arrow"],
      "{tmp}/none.pt: no such file; give the model file to quantize (.arrow, .safetensors, "
-     ".parquet or a torch state_dict .pt)"),
+     ".parquet or a torch state_dict .pt), a GGUF file or a Hugging Face checkpoint "
+     "directory"),
     (["--set", "evolve.adapters_dir={tmp}/adapters", "adapters", "delete", "nosuch"],
      "no adapter 'nosuch' in {tmp}/adapters (adapters there: none); `aios adapters list` "
      "shows them"),
