@@ -89,7 +89,8 @@ def test_adding_then_removing_the_audio_pack_leaves_the_image_pack_working(venv)
                  "b.png", cwd=base)
     assert image.returncode == 0, image.stderr
     gone = aios(env, "generate", "--modality", "audio", "seven", "--steps", "3", cwd=base)
-    assert gone.returncode == 1 and "install the pack for 'audio'" in gone.stderr
+    assert gone.returncode == 2, gone.stderr  # a user mistake: no installed pack makes audio
+    assert "no installed pack generates 'audio'; installed modalities: image" in gone.stderr
 
 
 def test_removing_the_image_pack_leaves_the_audio_pack_working(venv):
