@@ -40,6 +40,14 @@ def test_doctor_shows_the_simd_families_reported_through_the_plugin_chain():
     assert f"SIMD: {facts['SIMD']}" in out
 
 
+def test_doctor_names_the_instruction_set_of_the_int8_products():
+    from aios_native.quant import dot_isa
+
+    facts = dict(Registry.discover().diagnostics()["native"])
+    assert facts["int8 products"].split()[0] == dot_isa()
+    assert dot_isa() in {"vnni", "avx2", "portable"}
+
+
 def _cpu_flags() -> set[str] | None:
     try:
         with open("/proc/cpuinfo") as f:

@@ -30,6 +30,9 @@ def aios_diagnostics(report: Callable[[str, Any], None]) -> None:
     report("extension", f"aios_native._native {aios_native.__version__} (abi3)")
     report("SIMD", ", ".join(enabled) if enabled else "none (portable serial kernels)")
     report("dynamic dispatch", aios_native.simd_dynamic_dispatch())
+    from aios_native.quant import dot_isa
+
+    report("int8 products", f"{dot_isa()} (quantized layers' integer dot products)")
     report("threads", aios_native.thread_count())
 
 
