@@ -158,7 +158,8 @@ class Head(Protocol):
     priority above 0 competes for ``head: auto``: a demonstration head should register below 0.
 
     ``request.options`` carries the keyword arguments of ``diffuse`` unchanged; ``aios
-    generate`` passes ``length`` (``--length``), ``suffix`` (``--infill``), ``adapters`` and
+    generate`` passes only the options the head declares (`DeclaresOptions`): the text head
+    declares ``length`` (``--length``), ``suffix`` (``--infill``), ``adapters`` and
     ``adapters_dir`` (``--adapters``) and ``explain`` (``--explain``). A head ignores keys it
     does not know. Same request and same ``rng`` seed: same output.
     """
@@ -242,8 +243,29 @@ class Explains(Protocol):
     last_explain: Mapping[str, Any] | None
 
 
+@runtime_checkable
+class DeclaresOptions(Protocol):
+    """Optional head extra: the per-request options ``initial_state`` reads from
+    ``request.options``. ``aios generate`` passes these (its flags and ``--option NAME=VALUE``)
+    and refuses any other with the reason, instead of silently ignoring it."""
+
+    #: option name -> what it does (shown in the refusal).
+    generation_options: Mapping[str, str]
+
+
+@runtime_checkable
+class BatchesRows(Protocol):
+    """Optional head extra of discrete heads: ``aios serve`` joins the rows of concurrent
+    requests into one ``denoise`` call when the head says each row may be at its own step."""
+
+    #: True when ``denoise`` accepts one ``t`` per row and a row's output depends only on that
+    #: row (padding hidden), so rows of different requests at different steps share a call.
+    row_times: bool
+
+
 #: The optional head extras, each checked with ``isinstance(head, Extra)``.
-HEAD_EXTRAS = (WritesFiles, DrawsGrids, CountsParameters, Explains)
+HEAD_EXTRAS = (WritesFiles, DrawsGrids, CountsParameters, Explains, DeclaresOptions,
+               BatchesRows)
 
 
 @dataclass(frozen=True)

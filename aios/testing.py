@@ -501,6 +501,14 @@ def check_head(factory: Callable[..., Any], *, options: Mapping[str, Any] | None
                             for k in ("backbone", "head")),
                     f"parameter_counts() returned {counts!r}, expected "
                     "{'backbone': int, 'head': int}")
+        options = getattr(head, "generation_options", None)
+        _expect(options is None or (isinstance(options, Mapping) and all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in options.items())),
+                f"generation_options is {options!r}, expected a mapping of option name to "
+                "what it does")
+        row_times = getattr(head, "row_times", None)
+        _expect(row_times is None or isinstance(row_times, bool),
+                f"row_times is {row_times!r}, expected True or False")
         explain = getattr(head, "last_explain", None)
         _expect(explain is None or isinstance(explain, Mapping),
                 f"last_explain is {type(explain).__name__}, not a mapping or None")

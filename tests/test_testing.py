@@ -138,6 +138,26 @@ class HalfWriter(NoisePointHead):
         return []
 
 
+class ListedOptions(NoisePointHead):
+    """Declares its per-request options as a list, not a mapping of name to description."""
+
+    generation_options = ["length"]
+
+
+class TextualRowTimes(NoisePointHead):
+    """Says `row_times` with a string, which a server would take as true."""
+
+    row_times = "yes"
+
+
+@pytest.mark.parametrize(("head", "words"), [(ListedOptions, "generation_options"),
+                                             (TextualRowTimes, "row_times")])
+def test_a_malformed_declaration_of_options_or_row_times_is_named(head, words):
+    found = violations(check_head, head, prompt="p")
+    assert set(found) == {"extras"}
+    assert words in found["extras"]
+
+
 def test_a_head_with_a_bare_array_state_fails_at_initial_state():
     found = violations(check_head, BareArrayHead)
     assert "initial_state" in found
