@@ -139,9 +139,9 @@ class HalfWriter(NoisePointHead):
 
 
 class ListedOptions(NoisePointHead):
-    """Declares its per-request options as a list, not a mapping of name to description."""
+    """Declares its per-request options as a tuple, not a mapping of name to description."""
 
-    generation_options = ["length"]
+    generation_options = ("length",)
 
 
 class TextualRowTimes(NoisePointHead):
