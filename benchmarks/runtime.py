@@ -196,11 +196,18 @@ def cell(times: list[float]) -> str:
     return f"{median * 1000:8.1f} ±{spread:3.0f}%"
 
 
+#: Sequence lengths of the sampler table (the issue's 256 and 1,024); the forward table adds
+#: batch-1 columns at these lengths so that the sampler's share of a forward is measured.
+SAMPLER_LENGTHS = (256, 1024)
+
+
 def forward_table(args: argparse.Namespace) -> dict[tuple[str, int, int], list[float]]:
     kinds = [("numpy", False), ("torch-aios", False), ("torch-aios", True),
              ("torch-llama", False), ("torch-llama", True), ("torch-llama-bf16", True)]
     workers = [Worker(kind, passive) for kind, passive in kinds]
     shapes = [(b, n) for n in args.positions for b in args.batches]
+    if not args.skip_sampler:  # the sampler's share needs the forward at its lengths
+        shapes += [(1, n) for n in SAMPLER_LENGTHS if (1, n) not in shapes]
     times: dict[tuple[str, int, int], list[float]] = {}
     try:
         for w in workers:  # warm up: build the network, first-call overheads
@@ -233,7 +240,7 @@ def sampler_table(args: argparse.Namespace,
     rows = [["vocab", "length", "host numpy ms", "torch ms", "forward ms",
              "numpy share", "torch share"]]
     for vocab in (49152, 126464):
-        for length in (256, 1024):
+        for length in SAMPLER_LENGTHS:
             rng = np.random.default_rng(0)
             logits = rng.standard_normal((1, length, vocab), dtype=np.float32)
             tensor = torch.from_numpy(logits)
