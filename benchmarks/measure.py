@@ -38,6 +38,16 @@ def load_line() -> str:
     return line
 
 
+def table(rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table: the first row is the header, underlined; columns padded to fit."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Timing:
     """Seconds of each repeat of one candidate."""
@@ -126,4 +136,4 @@ def markdown_table(rows: Sequence[Sequence[str]]) -> str:
 
 
 __all__ = ["QUIET_LOAD", "WAIT_POLICIES", "Timing", "calls_for", "interleaved", "load_line",
-           "markdown_table", "run_under_wait_policies"]
+           "markdown_table", "run_under_wait_policies", "table"]

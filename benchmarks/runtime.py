@@ -40,7 +40,11 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import load_line, table
 
 SMOLLM2 = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
            "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
@@ -53,14 +57,6 @@ LLADA_8B = {"d_model": 4096, "n_layers": 32, "n_heads": 32, "n_kv_heads": 32,
             "mlp_hidden_size": 12288, "vocab_size": 126464, "embedding_size": 126464,
             "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "max_sequence_length": 4096,
             "mask_token_id": 126336, "model_type": "llada"}
-
-
-def load_line() -> str:
-    load = os.getloadavg()
-    text = f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} CPUs)"
-    if load[0] > 0.5:
-        text += "  WARNING: the machine is busy (> 0.5); timings are inflated and noisy"
-    return text
 
 
 # -- workers: one process per implementation and OpenMP policy --------------------------------
@@ -181,13 +177,6 @@ def _backbone_shapes(config: Any) -> dict[str, tuple[int, ...]]:
 
 
 # -- tables -----------------------------------------------------------------------------------
-
-
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def cell(times: list[float]) -> str:

@@ -28,22 +28,17 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import load_line, table
+
 PROMPTS = ["Once upon a time", "And the LORD said unto", "To be, or not to be", "The secret of",
            "KING HENRY:", "Love is", "In the beginning", "A fool and his money"]
-
-
-def table(rows: list[list[Any]]) -> str:
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def free_port() -> int:
@@ -139,11 +134,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 32])
     args = parser.parse_args()
 
-    load = os.getloadavg()
-    print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    if load[0] > 0.5:
-        print("WARNING: the machine is busy (load > 0.5); these timings are not comparable "
-              "with a quiet machine's")
+    print(load_line())
     print(f"{os.cpu_count()} CPUs; each request: {args.max_tokens} tokens, {args.steps} steps, "
           "streamed\n")
 
@@ -177,8 +168,7 @@ def main() -> None:
         print(table(rows))
         if 8 in args.clients:
             print("\n" + verdict)
-        load = os.getloadavg()
-        print(f"\nload average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print(f"\n{load_line()}  (after)")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(60)

@@ -44,19 +44,13 @@ from aios.config import load_config
 from aios.engine import ArrowEngine
 from aios.registry import default_registry
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import table
+
 SAMPLERS = ["mdlm", "mdlm-cache", "low-confidence", "threshold", "semi-ar", "remdm"]
 PROMPTS = ["Once upon a time", "And the LORD said unto", "To be, or not to be", "The secret of",
            "KING HENRY:", "Love is", "In the beginning", "A fool and his money"]
 RESULTS = Path(__file__).with_name("results")
-
-
-def table(rows: list[list[Any]]) -> str:
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def make_engine(model: Path, sampler: str, *overrides: str) -> ArrowEngine:
