@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import load_line
 
 CHILD = r"""
 import json, resource, sys, time
@@ -59,10 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
-    load = os.getloadavg()[0]
-    print(f"load average (1 min): {load:.2f}")
-    if load > 0.5:
-        print("warning: the machine is busy (load above 0.5); timings are pessimistic and noisy")
+    print(load_line())
     results = {mode: measure(mode, args.steps) for mode in ("shared", "separate")}
     print(f"\n{args.steps} steps per generation, each mode in a fresh process\n")
     print("| mode | modality | first diffuse (ms, head built on first use) | resident MiB after |")

@@ -9,7 +9,6 @@ Prints the load average first: timings taken on a busy machine are not comparabl
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -24,6 +23,9 @@ from fuzzing import fuzz, variants_flipping
 from aios.io.weights import save_weights
 from aios.memory.chunking import chunk_text
 from aios.quant import ReferenceQuantizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import load_line
 
 
 def chunking_table(sizes_mb: list[int]) -> None:
@@ -63,11 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller inputs")
     args = parser.parse_args()
-    load = os.getloadavg()[0]
-    print(f"load average (1 min): {load:.2f}")
-    if load > 0.5:
-        print("WARNING: the machine is busy (load > 0.5); timings are not comparable",
-              file=sys.stderr)
+    print(load_line())
     chunking_table([1, 4] if args.quick else [1, 4, 16, 50])
     print()
     weights_fuzz_table()
