@@ -4,8 +4,18 @@ The config section ``runtime: {name: auto, device: auto, dtype: auto}`` is resol
 `aios config show` prints what each ``auto`` took and why, `aios doctor` lists the devices.
 """
 
+from aios._lazy import lazy_face
 from aios.runtime.devices import DTYPES, Device, check_dtype, find_device, list_devices
 from aios.runtime.selection import RUNTIMES, RuntimeChoice, select_from_config, select_runtime
 
-__all__ = ["DTYPES", "RUNTIMES", "Device", "RuntimeChoice", "check_dtype", "find_device",
-           "list_devices", "select_from_config", "select_runtime"]
+# torch-backed parts load on first use, so the face stays importable without torch
+_EXPORTS = {
+    "kv_cache": ("BlockKVCache",),
+    "block_decoding": ("CACHES", "DecodeStats", "decode_blocks"),
+}
+
+__all__ = ["CACHES", "DTYPES", "RUNTIMES", "BlockKVCache", "DecodeStats", "Device",
+           "RuntimeChoice", "check_dtype", "decode_blocks", "find_device", "list_devices",
+           "select_from_config", "select_runtime"]
+
+__getattr__, __dir__ = lazy_face(__name__, _EXPORTS)

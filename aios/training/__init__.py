@@ -22,10 +22,13 @@ _EXPORTS = {
     ),
     "recipe_files": (
         "bind_run",
+    "init_distributed",
+    "is_main_process",
         "load_recipe_file",
         "read_recipe_data",
     ),
     "scoring": ("train_classifier",),
+    "distributed": ("init_distributed", "is_main_process"),
     "figures": ("write_grid_png",),
 }
 
@@ -36,6 +39,8 @@ __all__ = [
     "TrainResult",
     "TrainTask",
     "bind_run",
+    "init_distributed",
+    "is_main_process",
     "learning_rate",
     "load_recipe_file",
     "read_recipe_data",

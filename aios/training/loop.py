@@ -24,6 +24,12 @@ from tqdm.auto import tqdm
 from aios.errors import AiosError
 from aios.io import write_atomic
 from aios.quant import QuantizedLinear
+from aios.training.distributed import (
+    average_gradients,
+    barrier,
+    init_distributed,
+    is_main_process,
+)
 
 
 class TrainTask(Protocol):
@@ -99,8 +105,11 @@ def train(
     """Train `model` on a weighted mixture of `tasks`, checkpointing into `out_dir`.
 
     `trainable(name)` selects the parameters to train (e.g. only a new head on a frozen
-    backbone); the others keep their values exactly. With `resume`, an existing checkpoint in
-    `out_dir` is continued.
+    backbone); the others keep their values exactly, and checkpoints hold only the trained
+    ones (the caller rebuilds the frozen ones). With `resume`, an existing checkpoint in
+    `out_dir` is continued. Under `torchrun` (``WORLD_SIZE`` > 1) each process trains on its
+    shard of every batch (tasks with a ``shard`` attribute) and gradients are averaged
+    (`aios.training.distributed`).
     """
     if not tasks:
         raise ValueError("train() needs at least one task")
@@ -120,6 +129,10 @@ def train(
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("no parameter is trainable; check the `trainable` selection")
+    rank, world = init_distributed()
+    for task in tasks:
+        if hasattr(task, "shard"):
+            task.shard = (rank, world)
     optimizer = torch.optim.AdamW(params.values(), lr=config.lr, betas=config.betas,
                                   weight_decay=config.weight_decay)
     ema = EMA(params, config.ema_decay) if config.ema_decay is not None else None
@@ -144,6 +157,7 @@ def train(
                             "lower the learning rate or check the task's data")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(params.values(), world)
         if config.grad_clip is not None:
             nn.utils.clip_grad_norm_(params.values(), config.grad_clip)
         optimizer.step()
@@ -152,22 +166,29 @@ def train(
         losses.append((step, task.name, float(loss.detach())))
         bar.set_postfix({task.name: f"{losses[-1][2]:.4f}"}, refresh=False)
         done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            _save_checkpoint(checkpoint, model, optimizer, ema, config, done, losses)
+        if (done % config.checkpoint_every == 0 or done == config.steps) and is_main_process():
+            _save_checkpoint(checkpoint, model, optimizer, ema, config, done, losses, params)
     bar.close()
-    curve = write_loss_curve(losses, out / "loss.png")
-    _write_losses_csv(losses, out / "losses.csv")
+    barrier()
+    curve = out / "loss.png"
+    if is_main_process():
+        write_loss_curve(losses, curve)
+        _write_losses_csv(losses, out / "losses.csv")
     return TrainResult(config.steps, losses, checkpoint, curve,
                        ema.shadow if ema is not None else None)
 
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                      ema: EMA | None, config: TrainConfig, step: int,
-                     losses: list[tuple[int, str, float]]) -> None:
+                     losses: list[tuple[int, str, float]], params: dict[str, Tensor]) -> None:
+    frozen = {id(p) for n, p in model.named_parameters() if n not in params}
     state = {
         "step": step,
         "config": asdict(config),
-        "model": model.state_dict(),
+        # frozen parameters are rebuilt by the caller: a LoRA run of a 135M-parameter model
+        # checkpoints megabytes, not the whole network
+        "model": {n: t.detach() for n, t in model.state_dict(keep_vars=True).items()
+                  if id(t) not in frozen},  # (tied weights appear under two names)
         "optimizer": optimizer.state_dict(),
         "ema": ema.shadow if ema is not None else None,
         "losses": losses,
@@ -186,7 +207,13 @@ def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
     if state["config"]["seed"] != config.seed:
         raise AiosError(f"checkpoint {path} was trained with seed {state['config']['seed']} but "
                         f"this run uses seed {config.seed}; use the same seed or a new directory")
-    model.load_state_dict(state["model"])
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    frozen = {n for n, t in model.state_dict(keep_vars=True).items()
+              if isinstance(t, nn.Parameter) and not t.requires_grad}
+    if unexpected or set(missing) - frozen:
+        raise AiosError(f"checkpoint {path} does not fit this model (missing "
+                        f"{sorted(set(missing) - frozen)[:3]}, unexpected {unexpected[:3]}); "
+                        "resume with the recipe that wrote it or train into a new directory")
     optimizer.load_state_dict(state["optimizer"])
     if ema is not None and state["ema"] is not None:
         ema.shadow = state["ema"]

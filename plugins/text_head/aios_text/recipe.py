@@ -177,10 +177,18 @@ DEFAULT_RECIPE = Path(__file__).with_name("recipes") / "default.yaml"
 
 def train_command(recipe: str | None, out: str, progress: bool = True) -> dict[str, Any]:
     """What `aios train text` runs: the given recipe file, or the default one. A file with
-    `kind: memory` is the retrieval-augmented fine-tuning recipe (`aios_text.memory_recipe`)."""
+    `kind: memory` is the retrieval-augmented fine-tuning recipe (`aios_text.memory_recipe`);
+    `kind: adapt` adapts a pretrained AR model into block diffusion (`aios_text.adapt`)."""
     path = Path(recipe) if recipe else DEFAULT_RECIPE
-    if read_recipe_data(path, ()).get("kind") == "memory":
+    if not path.exists() and (DEFAULT_RECIPE.parent / path.name).exists():
+        path = DEFAULT_RECIPE.parent / path.name  # a shipped recipe by its file name
+    kind = read_recipe_data(path, ()).get("kind")
+    if kind == "memory":
         from aios_text.memory_recipe import load_memory_recipe, run_memory_recipe
 
         return run_memory_recipe(load_memory_recipe(path), out, progress=progress)
+    if kind == "adapt":
+        from aios_text.adapt.recipe import load_adapt_recipe, run_adapt_recipe
+
+        return run_adapt_recipe(load_adapt_recipe(path), out, progress=progress)
     return run_recipe(load_recipe(path), out, progress=progress).metrics

@@ -1,0 +1,82 @@
+"""Block decoding of an adapted model, checked against computations that share none of its
+code: `transformers`' own greedy `generate`, and a full forward without any cache."""
+
+import pytest
+import torch
+from adapt_fixtures import MASK, VOCAB, tiny_adapted
+from aios_text.adapt.decode import generate_blocks
+from aios_text.adapt.model import BlockDiffusionLM
+
+
+def test_blocks_of_one_are_greedy_autoregressive_decoding():
+    model = tiny_adapted(lora_rank=0)  # a plain Llama: blocks of 1 must be exactly AR
+    prompt = [7, 9, 11, 13]
+    out = generate_blocks(model, prompt, new_tokens=12, block_size=1, threshold=1.0,
+                          banned=tuple(range(6)))
+    network = model.network
+    ids = torch.tensor([prompt])
+    for _ in range(12):  # greedy AR by full forwards, the banned ids excluded
+        logits = network(input_ids=ids).logits[0, -1]
+        logits[:6] = -torch.inf
+        ids = torch.cat([ids, logits.argmax()[None, None]], dim=1)
+    assert out.ids == ids[0, 4:].tolist()
+    assert out.forward_calls == 1 + 12
+
+
+def _uncached_step_logits(model: BlockDiffusionLM, prefix: list[int], block: list[int]):
+    """The logits of a block's positions from one full forward with the training attention."""
+    x = torch.tensor(prefix + block)
+    n, s = len(x), len(prefix)
+    q = torch.arange(n)
+    allowed = (q[None, :] <= q[:, None]) | ((q[:, None] >= s) & (q[None, :] >= s))
+    h = model.hidden(x[None], allowed[None, None], q[None])[0]
+    return model.logits(h[s - 1:n - 1])
+
+
+@torch.inference_mode()
+def test_every_step_matches_an_uncached_forward():
+    model = tiny_adapted()
+    prompt = [8, 20, 30, 12, 40]
+    steps = []
+    generate_blocks(model, prompt, new_tokens=8, block_size=4, threshold=0.5,
+                    on_step=lambda ids: steps.append(list(ids)))
+    # replay: before each step the state was the previous step's ids
+    state = [MASK] * 4
+    done: list[int] = []
+    for ids in steps:
+        block_index = len(done) // 4
+        logits = _uncached_step_logits(model, prompt + done, state).float()
+        logits[:, MASK] = -torch.inf
+        conf, cand = torch.softmax(logits, -1).max(-1)
+        masked = torch.tensor(state) == MASK
+        conf = torch.where(masked, conf, -1.0)
+        reveal = masked & (conf >= 0.5)
+        reveal[int(conf.argmax())] = True
+        state = torch.where(reveal, cand, torch.tensor(state)).tolist()
+        assert ids[block_index * 4:] == state
+        if MASK not in state:
+            done += state
+            state = [MASK] * 4
+
+
+def test_end_of_text_stops_and_is_not_returned():
+    model = tiny_adapted()
+    free = generate_blocks(model, [9, 10], new_tokens=16, block_size=4)
+    end = free.ids[5]
+    out = generate_blocks(model, [9, 10], new_tokens=16, block_size=4, end_id=end)
+    assert out.stopped_at_end and end not in out.ids and len(out.ids) <= 5 + 3
+
+
+def test_infilling_keeps_the_suffix_and_fills_the_gap_only():
+    model = tiny_adapted()
+    out = generate_blocks(model, [9, 10, 11], new_tokens=6, suffix=[20, 21], threshold=0.7)
+    assert len(out.ids) == 6 and MASK not in out.ids
+
+
+def test_bad_arguments_are_refused():
+    model = tiny_adapted()
+    with pytest.raises(ValueError, match="at least one prompt token"):
+        generate_blocks(model, [], new_tokens=4)
+    with pytest.raises(ValueError, match="threshold"):
+        generate_blocks(model, [3], new_tokens=4, threshold=0.0)
+    assert VOCAB > MASK
