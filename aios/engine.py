@@ -80,7 +80,10 @@ class ArrowEngine:
             config = load_config(config, overrides, registry)
         origins: dict[int, str] = {}
         head = _build(registry, "head", config.head.name, config.head.options, origins)
-        sampler = _build(registry, "sampler", config.sampler.name, config.sampler.options,
+        sampler_name = config.sampler.name
+        if config.origins.get("sampler.name", "").startswith("auto"):
+            sampler_name = _preferred_sampler(registry, head) or sampler_name
+        sampler = _build(registry, "sampler", sampler_name, config.sampler.options,
                          origins)
         storage = None
         if config.memory.path is not None:
@@ -205,7 +208,8 @@ class ArrowEngine:
         best = registry.best("sampler", family=head.family)
         if best is None:
             raise PluginNotFoundError("sampler", "auto", (), INSTALL_HINTS["sampler"])
-        sampler = self._samplers[head.family] = _build(registry, "sampler", best.name, {},
+        name = _preferred_sampler(registry, head) or best.name
+        sampler = self._samplers[head.family] = _build(registry, "sampler", name, {},
                                                        self.origins)
         return sampler
 
@@ -264,6 +268,15 @@ class ArrowEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _preferred_sampler(registry: Registry, head: Any) -> str | None:
+    """The sampler a head asks for when the config leaves the sampler at `auto` (a model
+    decoded block by block needs a block-wise sampler), if it is installed and fits."""
+    wanted = getattr(head, "preferred_sampler", None)
+    if not wanted or wanted not in registry.names("sampler", family=head.family):
+        return None
+    return wanted
 
 
 def _build(registry: Registry, kind: str, name: str, options: Mapping[str, Any],

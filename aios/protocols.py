@@ -263,9 +263,18 @@ class BatchesRows(Protocol):
     row_times: bool
 
 
+@runtime_checkable
+class PrefersSampler(Protocol):
+    """Optional head extra: the sampler the engine uses for this head when the config leaves
+    ``sampler.name`` at ``auto`` (a model decoded block by block names a block-wise sampler)."""
+
+    #: a registered sampler name of the head's family
+    preferred_sampler: str
+
+
 #: The optional head extras, each checked with ``isinstance(head, Extra)``.
 HEAD_EXTRAS = (WritesFiles, DrawsGrids, CountsParameters, Explains, DeclaresOptions,
-               BatchesRows)
+               BatchesRows, PrefersSampler)
 
 
 @dataclass(frozen=True)

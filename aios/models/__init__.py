@@ -45,6 +45,7 @@ _EXPORTS = {
     # Pretrained checkpoint families (LLaDA, Dream, Llama/Qwen2 AR) through transformers.
     "families": (
         "FAMILIES",
+        "MARKER",
         "CheckpointError",
         "Family",
         "PretrainedModel",
@@ -68,6 +69,7 @@ _EXPORTS = {
 
 __all__ = [
     "FAMILIES",
+    "MARKER",
     "MODEL_FILE",
     "ArrayBackbone",
     "ArrayKVCache",

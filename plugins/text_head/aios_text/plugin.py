@@ -1,9 +1,8 @@
 """The aios registration of aios-text: the head, its training recipe, its evaluation, the
 text embedders of the memory and its adapter kinds (side networks, LoRA) for self-evolution.
 
-Registering imports nothing heavy: the head runs in NumPy, and training and evaluation (which
-need torch) are imported only when `aios train` / `aios eval` run them, so every other command
-starts without paying for torch.
+Registering imports nothing heavy: heads, training and evaluation are imported only when they
+run, so commands that do not generate start without paying for torch.
 """
 
 from collections.abc import Callable
@@ -16,10 +15,10 @@ AIOS_CONTRACT_VERSION = "1.3"
 
 @aios.hookimpl
 def aios_register_heads(register: Callable[..., None]) -> None:
-    from aios_text.head import TextDiffusionHead
+    from aios_text.heads import text_head
 
-    register("text", TextDiffusionHead, family="discrete",
-             summary="masked-diffusion language model (ships trained on offline English text)")
+    register("text", text_head, family="discrete",
+             summary="SmolLM2-135M adapted to block diffusion (default), or the tiny models")
 
 
 def train_text(recipe: str | None = None, out: str = "runs/text",

@@ -26,3 +26,30 @@ def tiny_adapted(seed: int = 0, lora_rank: int = 4) -> BlockDiffusionLM:
             if name.endswith("lora_b"):
                 p.normal_(0, 0.2)
     return model.eval()
+
+
+WORDS = [f"w{i}" for i in range(VOCAB)]
+
+
+def tiny_tokenizer():
+    """A word-level `tokenizers` tokenizer over `WORDS` (id i is the word `w{i}`)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="w1"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    return tokenizer
+
+
+def tiny_materialized(directory, seed: int = 0):
+    """A runnable adapted-model directory (as `shipping.materialize` writes) of the tiny model."""
+    from aios_text.adapt.shipping import merged_network
+
+    from aios.models import FAMILIES, PretrainedModel, convert_pretrained
+
+    model = tiny_adapted(seed)
+    network = merged_network(model)
+    pretrained = PretrainedModel(network, FAMILIES["llama"], tokenizer=tiny_tokenizer(),
+                                 mask_token_id=MASK)
+    convert_pretrained(pretrained, directory, bits=8)
+    return directory

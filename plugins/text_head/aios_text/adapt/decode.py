@@ -30,6 +30,9 @@ from torch import Tensor
 from aios.runtime import BlockKVCache
 from aios_text.adapt.model import BlockDiffusionLM
 
+#: What a step reveals when no position reaches the threshold.
+FALLBACKS = ("leftmost", "confident")
+
 
 @dataclass
 class DecodeResult:
@@ -53,6 +56,7 @@ def generate_blocks(
     end_id: int | None = None,
     suffix: list[int] | None = None,
     banned: tuple[int, ...] = (),
+    fallback: str = "leftmost",
     on_step: Callable[[list[int]], None] | None = None,
 ) -> DecodeResult:
     """Generate up to `new_tokens` after `prompt` (at least one token), stopping at `end_id`.
@@ -60,7 +64,13 @@ def generate_blocks(
     `on_step(ids)` sees the generated ids after every step, masked positions as the mask id
     (a streaming client draws blocks forming). With `suffix`, exactly `new_tokens` fill the gap
     before it (no early stop) and the result is the gap only.
+
+    `fallback`: which position a step reveals when none reaches the threshold: ``leftmost``
+    (the first masked one: its left context is then complete, as in left-to-right decoding)
+    or ``confident`` (the most confident one anywhere in the block).
     """
+    if fallback not in FALLBACKS:
+        raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
     if not prompt:
         raise ValueError("block decoding needs at least one prompt token (the first block is "
                          "predicted from the last one)")
@@ -103,7 +113,10 @@ def generate_blocks(
             masked = block == mask_id
             confidence = torch.where(masked, confidence, -1.0)
             reveal = masked & (confidence >= threshold)
-            reveal[int(confidence.argmax())] = True
+            if not bool(reveal.any()):
+                pick = int(masked.nonzero()[0]) if fallback == "leftmost" else int(
+                    confidence.argmax())
+                reveal[pick] = True
             block = torch.where(reveal, candidate, block)
             result.tokens_per_step.append(int(reveal.sum()))
             if on_step is not None:
@@ -154,4 +167,4 @@ def _forward(model: BlockDiffusionLM, cache: BlockKVCache, ids: Tensor, *, pendi
     return hidden[0]
 
 
-__all__ = ["DecodeResult", "generate_blocks"]
+__all__ = ["FALLBACKS", "DecodeResult", "generate_blocks"]

@@ -52,6 +52,16 @@ class BlockDiffusionLM(nn.Module):
         else:
             network.requires_grad_(True)
 
+    @classmethod
+    def from_merged(cls, network: nn.Module, mask_token_id: int) -> BlockDiffusionLM:
+        """A merged network (LoRA folded in, the mask embedding in its vocabulary row, as
+        `aios_text.adapt.shipping` writes it), for inference."""
+        model = cls(network, mask_token_id)
+        with torch.no_grad():
+            row = network.get_input_embeddings().weight[mask_token_id]
+            model.mask_embedding.copy_(row.float())
+        return model.requires_grad_(False).eval()
+
     @property
     def config(self) -> Any:
         return self.network.config
@@ -85,7 +95,8 @@ class BlockDiffusionLM(nn.Module):
     def adaptation_state(self) -> dict[str, Tensor]:
         """What adaptation changed: the mask embedding and the LoRA factors (with LoRA), or
         every tensor (full fine-tuning)."""
-        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+        return {n: p.detach() for n, p in self.named_parameters()
+                if not self.lora_rank or n == "mask_embedding" or ".lora_" in n}
 
 
 def add_llama_lora(network: nn.Module, rank: int, alpha: float) -> list[str]:

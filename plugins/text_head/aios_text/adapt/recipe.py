@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from aios.errors import AiosError
 from aios.io import write_atomic
 from aios.training import TrainConfig, bind_run, is_main_process, load_recipe_file
+from aios_text.adapt.base import base_path, load_base_model
 from aios_text.adapt.model import BlockDiffusionLM
 from aios_text.adapt.objective import BlockDiffusionTask, WindowSource
 
@@ -85,16 +87,12 @@ def load_adapt_recipe(path: str | os.PathLike[str]) -> AdaptRecipe:
 
 
 def base_source(recipe: AdaptRecipe) -> Path:
-    from aios_text.adapt.base import base_gguf
-
-    return base_gguf() if recipe.base == "smollm2" else Path(recipe.base).expanduser()
+    return base_path(recipe.base)
 
 
 def load_base(recipe: AdaptRecipe) -> Any:
-    """The base model in float32 (a GGUF is dequantized; converted copies are cached)."""
-    from aios.models import load_pretrained
-
-    return load_pretrained(base_source(recipe))
+    """The base model in float32 (a GGUF is dequantized by `transformers`)."""
+    return load_base_model(recipe.base)
 
 
 def build_adapted(recipe: AdaptRecipe, base: Any) -> BlockDiffusionLM:
@@ -195,6 +193,33 @@ def run_adapt_recipe(recipe: AdaptRecipe, out_dir: str | os.PathLike[str], *,
     return metrics
 
 
+def adapted_from_run(out_dir: str | os.PathLike[str]) -> tuple[BlockDiffusionLM, Any, int]:
+    """(model, base, step) of a run's latest checkpoint: for evaluating a run while it trains,
+    and for exporting the adapter of a run stopped before its last step."""
+    out = Path(out_dir)
+    recipe = load_recipe_file(AdaptRecipe, out / "recipe.yaml")
+    base = load_base(recipe)
+    model = build_adapted(recipe, base)
+    state = torch.load(out / "train" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    _, unexpected = model.load_state_dict(state["model"], strict=False)
+    if unexpected:
+        raise AiosError(f"{out}: the checkpoint does not fit its recipe ({unexpected[:3]})")
+    model.requires_grad_(False)
+    return model.eval(), base, int(state["step"])
+
+
+def export_adapter(out_dir: str | os.PathLike[str], target: Path | None = None) -> Path:
+    """Write the adapter of a run's latest checkpoint (`adapter.safetensors`)."""
+    from aios_text.adapt.shipping import ADAPTER_FILE, save_adapter
+
+    out = Path(out_dir)
+    model, _, step = adapted_from_run(out)
+    recipe = load_recipe_file(AdaptRecipe, out / "recipe.yaml")
+    data = recipe.to_dict()
+    data["steps_trained"] = step
+    return save_adapter(target or out / ADAPTER_FILE, model, data)
+
+
 def _trains(name: str, recipe: AdaptRecipe) -> bool:
     if recipe.lora_rank == 0:
         return True
@@ -209,5 +234,6 @@ class _nothing:
         return None
 
 
-__all__ = ["END_TOKEN_ID", "MASK_TOKEN_ID", "AdaptRecipe", "TeacherConfig", "build_adapted",
-           "load_adapt_recipe", "load_base", "make_task", "prepare_streams", "run_adapt_recipe"]
+__all__ = ["END_TOKEN_ID", "MASK_TOKEN_ID", "AdaptRecipe", "TeacherConfig", "adapted_from_run",
+           "build_adapted", "export_adapter", "load_adapt_recipe", "load_base", "make_task",
+           "prepare_streams", "run_adapt_recipe"]

@@ -86,5 +86,80 @@ def adapter_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-__all__ = ["ADAPTER_FILE", "adapter_digest", "apply_adapter", "merged_network", "read_adapter",
+#: The adapted models that ship with the pack (a directory holding `adapter.safetensors`).
+SHIPPED_DIR = Path(__file__).parent.parent / "models"
+DEFAULT_ADAPTED = "smollm2-dlm"
+
+
+def adapted_source(model: str = "") -> Path:
+    """The directory `model` names: "" the shipped default, a shipped name, or a path."""
+    if not model:
+        return SHIPPED_DIR / DEFAULT_ADAPTED
+    path = Path(model).expanduser()
+    if not path.exists() and "/" not in model and (SHIPPED_DIR / model).is_dir():
+        return SHIPPED_DIR / model
+    return path
+
+
+def materialize(directory: Path, *, bits: int = 8, progress: bool = False) -> Path:
+    """The runnable ArrowQuant directory of an adapter directory, made once in the user's
+    cache: base model + adapter, LoRA merged, the mask embedding in its vocabulary row."""
+    from aios.models import FAMILIES, MARKER, PretrainedModel, cache_dir, convert_pretrained
+    from aios_text.adapt.base import base_path, load_base_model
+
+    adapter = directory / ADAPTER_FILE
+    if not adapter.is_file():
+        raise AiosError(f"{directory} holds no {ADAPTER_FILE}; give an adapted model's "
+                        "directory (the output of `aios train text --recipe adapt-smollm2.yaml`)")
+    _, metadata = read_adapter(adapter)
+    recipe = json.loads(metadata["recipe"])
+    base_name = recipe.get("base", "smollm2")
+    base_file = base_path(base_name)
+    key = hashlib.sha256(f"{adapter_digest(adapter)}|{base_file.name}|"
+                         f"{base_file.stat().st_size}|{bits}".encode()).hexdigest()[:12]
+    target = cache_dir() / f"{directory.name}-int{bits}-{key}"
+    if (target / MARKER).exists():
+        return target
+    if progress:
+        print(f"preparing {directory.name} once (base model + adapter, int{bits}) into "
+              f"{target} ...", flush=True)
+    base = load_base_model(base_name)
+    model = apply_adapter(base, adapter)
+    network = merged_network(model)
+    merged = PretrainedModel(network, FAMILIES["llama"], tokenizer=base.tokenizer,
+                             mask_token_id=model.mask_token_id, source=base.source)
+    tmp = target.with_name(target.name + ".partial")
+    convert_pretrained(merged, tmp, bits=bits)
+    if target.exists():  # another process finished first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        return target
+    tmp.rename(target)
+    return target
+
+
+def open_adapted(model: str = "", *, dtype: str = "float32",
+                 device: str = "cpu") -> tuple[BlockDiffusionLM, Any, Path]:
+    """(model, tokenizer, source directory) of an adapted model, ready to decode."""
+    from aios.models import MARKER, load_pretrained
+
+    source = adapted_source(model)
+    if (source / MARKER).exists():
+        runnable = source
+    elif source.is_dir():
+        runnable = materialize(source, progress=True)
+    else:
+        raise AiosError(f"no adapted text model at {source}: give a directory holding "
+                        f"{ADAPTER_FILE}, or reinstall aios-text")
+    pretrained = load_pretrained(runnable, dtype=dtype, device=device)
+    if pretrained.mask_token_id is None:
+        raise AiosError(f"{runnable} is a pretrained model without a mask token, not an "
+                        "adapted diffusion model")
+    model_ = BlockDiffusionLM.from_merged(pretrained.network, pretrained.mask_token_id)
+    return model_, pretrained.tokenizer, source
+
+
+__all__ = ["ADAPTER_FILE", "DEFAULT_ADAPTED", "adapted_source", "adapter_digest",
+           "apply_adapter", "materialize", "merged_network", "open_adapted", "read_adapter",
            "save_adapter"]

