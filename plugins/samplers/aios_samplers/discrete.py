@@ -422,6 +422,12 @@ class SemiAutoregressive(LowConfidence):
         if state.on_prefix is not None and start > 0:
             state.on_prefix(_tokens_of(state), start)
 
+    def _candidate_positions(self, index, masked):
+        lo, hi, _, _ = self._blocks[index]
+        inside = np.zeros_like(masked)
+        inside[:, lo:hi] = masked[:, lo:hi]
+        return inside
+
     def _step_quota(self, index, masked):
         lo, hi, j, n = self._blocks[index]
         inside = np.zeros_like(masked)
