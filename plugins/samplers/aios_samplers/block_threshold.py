@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from aios.errors import UsageError
 from aios.protocols import MaskedState
 from aios_samplers.discrete import MaskedSampler, _tokens_of, _top_k_mask
 
@@ -48,12 +49,12 @@ class BlockThreshold(MaskedSampler):
                  top_p: float = 1.0, eos_guard: bool = True) -> None:
         super().__init__("linear", temperature, top_p, eos_guard)
         if not 0 < threshold <= 1:
-            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+            raise UsageError(f"sampler option threshold must be in (0, 1], got {threshold}")
         if not isinstance(block_length, int) or isinstance(block_length, bool) \
                 or block_length < 0:
-            raise ValueError(f"block_length must be a positive integer, or 0 to use the "
-                             f"head's block length (else {DEFAULT_BLOCK_LENGTH}), got "
-                             f"{block_length!r}")
+            raise UsageError(f"sampler option block_length must be a positive integer, or 0 "
+                             f"to use the head's block length (else {DEFAULT_BLOCK_LENGTH}), "
+                             f"got {block_length!r}")
         self.threshold = float(threshold)
         self.block_length = block_length
 
@@ -67,7 +68,7 @@ class BlockThreshold(MaskedSampler):
         #: (first column, end column) of each block, left to right.
         self.bounds = [(lo, min(lo + size, end)) for lo in range(start, end, size)]
         if len(self.bounds) > self.num_steps:
-            raise ValueError(f"{len(self.bounds)} blocks of {size} need at least "
+            raise UsageError(f"{len(self.bounds)} blocks of {size} need at least "
                              f"{len(self.bounds)} steps, got {self.num_steps}; raise steps or "
                              "block_length")
         self._block: int | None = None  # the block being decoded, its first step, its steps

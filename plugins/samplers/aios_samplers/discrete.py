@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from aios.errors import UsageError
 from aios.protocols import Denoiser, MaskedState, StepCallback
 from aios.schedules import masking_schedule
 from aios_samplers.arrays import like, namespace, to_host
@@ -70,9 +71,10 @@ class MaskedSampler:
                  top_p: float = 1.0, eos_guard: bool = False) -> None:
         self.schedule = masking_schedule(schedule)
         if not temperature >= 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+            raise UsageError(f"sampler option temperature must be >= 0 (0 = greedy), got "
+                             f"{temperature}")
         if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+            raise UsageError(f"sampler option top_p must be in (0, 1], got {top_p}")
         self.temperature = float(temperature)
         self.top_p = float(top_p)
         self.eos_guard = bool(eos_guard)
@@ -83,7 +85,7 @@ class MaskedSampler:
     def set_timesteps(self, num_steps: int) -> None:
         """Split [0, 1] into `num_steps` even steps of time, noisiest first."""
         if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-            raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+            raise UsageError(f"num_steps must be a positive integer, got {num_steps!r}")
         self.num_steps = num_steps
         self.times = np.linspace(1.0, 0.0, num_steps + 1)
         self.timesteps = self.times[:-1]
@@ -368,7 +370,7 @@ class Threshold(LowConfidence):
                  top_p: float = 1.0, eos_guard: bool = True, threshold: float = 0.9) -> None:
         super().__init__(schedule, temperature, top_p, eos_guard)
         if not 0 < threshold <= 1:
-            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+            raise UsageError(f"sampler option threshold must be in (0, 1], got {threshold}")
         self.threshold = float(threshold)
 
     def _has_work(self, index, state):
@@ -396,7 +398,8 @@ class SemiAutoregressive(LowConfidence):
                  top_p: float = 1.0, eos_guard: bool = True, block_length: int = 32) -> None:
         super().__init__(schedule, temperature, top_p, eos_guard)
         if not isinstance(block_length, int) or block_length < 1:
-            raise ValueError(f"block_length must be a positive integer, got {block_length!r}")
+            raise UsageError(f"sampler option block_length must be a positive integer, got "
+                             f"{block_length!r}")
         self.block_length = block_length
 
     def _begin(self, state):
@@ -411,7 +414,7 @@ class SemiAutoregressive(LowConfidence):
             self._blocks = [(length, length, j, self.num_steps) for j in range(self.num_steps)]
             return
         if blocks > self.num_steps:
-            raise ValueError(f"{blocks} blocks of {self.block_length} need at least {blocks} "
+            raise UsageError(f"{blocks} blocks of {self.block_length} need at least {blocks} "
                              f"steps, got {self.num_steps}; raise steps or block_length")
         share = [self.num_steps // blocks + (b < self.num_steps % blocks) for b in range(blocks)]
         # For each step: its block's (start, end), and its place among the block's steps.
@@ -466,7 +469,7 @@ class ReMDM(MaskedSampler):
                  top_p: float = 1.0, eos_guard: bool = False, eta: float = 0.04) -> None:
         super().__init__(schedule, temperature, top_p, eos_guard)
         if not 0 <= eta <= 1:
-            raise ValueError(f"eta must be in [0, 1], got {eta}")
+            raise UsageError(f"sampler option eta must be in [0, 1], got {eta}")
         self.eta = float(eta)
 
     def _remask_probability(self, index: int) -> float:

@@ -10,6 +10,7 @@ from aios_samplers.block_threshold import BlockThreshold
 from aios_samplers.exact import MarkovChain
 from test_discrete import TV_BOUND, N
 
+from aios.errors import UsageError
 from aios.protocols import MaskedState
 from aios.testing import check_sampler
 
@@ -218,7 +219,7 @@ def test_unsure_blocks_share_the_steps_and_always_finish(steps, counts):
 
 
 def test_fewer_steps_than_blocks_is_refused_with_the_fix():
-    with pytest.raises(ValueError, match="3 blocks of 3 need at least 3 steps, got 2"):
+    with pytest.raises(UsageError, match="3 blocks of 3 need at least 3 steps, got 2"):
         run(Scripted(np.zeros(8, dtype=int), 0.99), 2, block_length=3)
 
 
@@ -276,9 +277,10 @@ def test_the_conformance_kit_passes(options):
     ({"temperature": -1.0}, "temperature"),
     ({"top_p": 1.5}, "top_p"),
 ])
-def test_bad_options_are_refused_with_the_reason(options, problem):
-    with pytest.raises(ValueError, match=problem):
+def test_bad_options_are_refused_as_a_users_mistake_with_the_reason(options, problem):
+    with pytest.raises(UsageError, match=problem) as caught:
         BlockThreshold(**options)
+    assert caught.value.exit_code == 2
 
 
 def test_a_head_state_with_a_bad_block_length_is_refused_naming_the_fix():
