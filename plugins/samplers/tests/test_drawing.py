@@ -132,3 +132,28 @@ def test_scattered_positions_are_copied_in_order():
     where[0, 9] = where[1, 0] = where[1, 4] = True
     picked, _ = logits_at(output, where)
     np.testing.assert_array_equal(picked, output[where])
+
+
+# -- top-p -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_top_p_breaks_ties_at_the_boundary_towards_the_lower_token_id(as_torch):
+    # sorted stably: 0.3 (id 0), 0.2 (1), 0.2 (2), 0.2 (3), 0.1 (4); the mass before id 3 is
+    # 0.7 >= 0.6, so the nucleus is {0, 1, 2}
+    logits = np.log(np.tile([0.3, 0.2, 0.2, 0.2, 0.1, 1.0], (1000, 1)))
+    uniform = np.linspace(0, 1, 1000, endpoint=False)
+    value = torch.from_numpy(logits) if as_torch else logits
+    drawn, _ = draw_tokens(value, 5, uniform, 1.0, 0.6)
+    counts = np.bincount(np.asarray(drawn), minlength=6)
+    assert counts[3] == counts[4] == counts[5] == 0
+    np.testing.assert_allclose(counts[:3] / 1000, [3 / 7, 2 / 7, 2 / 7], atol=0.002)
+
+
+@pytest.mark.parametrize("top_p", [0.05, 0.5, 0.95, 0.999])
+def test_a_nucleus_larger_than_the_first_selection_is_found(top_p):
+    logits = random_logits(40, 5000, seed=8, scale=0.5)  # flat: the nucleus has thousands
+    uniform = np.random.default_rng(9).random(40)
+    expected, _ = reference(logits, 7, uniform, 1.0, top_p)
+    drawn, _ = draw_tokens(logits, 7, uniform, 1.0, top_p)
+    np.testing.assert_array_equal(drawn, expected)
