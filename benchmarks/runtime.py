@@ -17,7 +17,8 @@ asked in turn, so every configuration sees the same machine load (interleaved re
 Cells: median milliseconds, and the spread (max - min) / median in percent.
 
 Sampler: one low-confidence step (`aios_samplers`) with every position masked (the costliest
-step: normalise, draw and rank every position), batch 1, at vocabulary 49,152 (SmolLM2) and
+step: normalise, draw and rank every position; beside it one `block-threshold` step, which
+draws only in its current block of 32), batch 1, at vocabulary 49,152 (SmolLM2) and
 126,464 (LLaDA) and length 256 and 1,024, on float32 logits: host NumPy vs torch tensors (on
 the CPU here: the same code that runs on a GPU), as a share of the torch llama forward of the
 SmolLM2-sized network at batch 1 and that length (the smaller the forward, the larger the
@@ -227,7 +228,7 @@ def sampler_table(args: argparse.Namespace,
     from aios.protocols import MaskedState
 
     rows = [["vocab", "length", "host numpy ms", "torch ms", "forward ms",
-             "numpy share", "torch share"]]
+             "numpy share", "torch share", "block-threshold numpy / torch ms"]]
     for vocab in (49152, 126464):
         for length in SAMPLER_LENGTHS:
             rng = np.random.default_rng(0)
@@ -236,21 +237,26 @@ def sampler_table(args: argparse.Namespace,
             state = MaskedState(np.full((1, length), vocab - 1), mask_id=vocab - 1)
             results = {}
             for label, value in (("numpy", logits), ("torch", tensor)):
-                sampler = SAMPLERS["low-confidence"][0]()
-                sampler.set_timesteps(16)
-                times = []
-                for _ in range(args.repeats):
-                    began = time.perf_counter()
-                    sampler.step(value, 0, state, np.random.default_rng(1))
-                    times.append(time.perf_counter() - began)
-                results[label] = statistics.median(times)
+                for name in ("low-confidence", "block-threshold"):
+                    sampler = SAMPLERS[name][0]()
+                    sampler.set_timesteps(16 if name == "low-confidence" else length)
+                    times = []
+                    for _ in range(args.repeats):
+                        began = time.perf_counter()
+                        sampler.step(value, 0, state, np.random.default_rng(1))
+                        times.append(time.perf_counter() - began)
+                    results[label if name == "low-confidence" else f"{label} block"] = (
+                        statistics.median(times))
             key = ("torch-llama PASSIVE", 1, length)
             fwd = statistics.median(forward[key]) if key in forward else float("nan")
             rows.append([f"{vocab:,}", str(length), f"{results['numpy'] * 1000:.1f}",
                          f"{results['torch'] * 1000:.1f}", f"{fwd * 1000:.0f}",
-                         f"{results['numpy'] / fwd:.1%}", f"{results['torch'] / fwd:.1%}"])
+                         f"{results['numpy'] / fwd:.1%}", f"{results['torch'] / fwd:.1%}",
+                         f"{results['numpy block'] * 1000:.1f} / "
+                         f"{results['torch block'] * 1000:.1f}"])
     print("\nOne low-confidence step, every position masked, batch 1, float32 logits "
-          "(share = of the torch llama forward at batch 1 and that length)")
+          "(share = of the torch llama forward at batch 1 and that length); last column: "
+          "one block-threshold step (its current block of 32 positions) on the same logits")
     print(table(rows))
 
 

@@ -93,7 +93,8 @@ def discrete_variants() -> list[tuple[str, str, dict[str, Any]]]:
     for name, (_, family) in SAMPLERS.items():
         if family != "discrete":
             continue
-        options: dict[str, Any] = {"block_length": 2} if name == "semi-ar" else {}
+        options: dict[str, Any] = ({"block_length": 2} if name in ("semi-ar", "block-threshold")
+                                   else {})
         if name == "threshold":
             for threshold in (0.9, 0.99):
                 variants.append((f"threshold {threshold}", name,

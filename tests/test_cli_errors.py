@@ -59,12 +59,12 @@ def test_a_misspelt_command_is_answered_with_the_closest_one(capsys):
      "prompt + length + suffix is 5002 tokens, more than the model's 256; ask for at most 254 "
      "new tokens (--length 254)"),
     (["--sampler", "nosuch"],
-     "--sampler nosuch: no sampler of that name is installed; installed samplers: ddim, ddpm, "
-     "dpm-solver++, dpm-solver++-3m, dpm-solver++-sde, euler, euler-ancestral, heun, "
-     "low-confidence, mdlm, mdlm-cache, remdm, semi-ar, threshold, unipc"),
+     "--sampler nosuch: no sampler of that name is installed; installed samplers: "
+     "block-threshold, ddim, ddpm, dpm-solver++, dpm-solver++-3m, dpm-solver++-sde, euler, "
+     "euler-ancestral, heun, low-confidence, mdlm, mdlm-cache, remdm, semi-ar, threshold, unipc"),
     (["--sampler", "ddim"],
      "--sampler ddim: sampler 'ddim' is continuous but the head is discrete; choose a discrete "
-     "sampler: low-confidence, mdlm, mdlm-cache, remdm, semi-ar, threshold"),
+     "sampler: block-threshold, low-confidence, mdlm, mdlm-cache, remdm, semi-ar, threshold"),
     (["--modality", "video"],
      "--modality video: no installed pack generates 'video'; installed modalities: audio, "
      "image, text"),

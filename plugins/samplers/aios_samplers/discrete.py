@@ -35,18 +35,29 @@ model that is sure the text ends *somewhere* from ending it early).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from aios.errors import UsageError
 from aios.protocols import Denoiser, MaskedState, StepCallback
 from aios.schedules import masking_schedule
 from aios_samplers.arrays import like, namespace, to_host
+from aios_samplers.drawing import draw_tokens
 from aios_samplers.guidance import guided_log_probs_at, logits_at
 
 #: A masking schedule option: a name, ``module:function``, or a table of alpha values.
 MaskingSpec = str | list[float]
+
+
+@dataclass(frozen=True, eq=False)
+class RowSubset:
+    """The model's output for some rows of the batch only (`rows`: their indices), what a
+    sampler's `_evaluate` hands to `step` when the other rows need nothing this step."""
+
+    output: Any
+    rows: np.ndarray
 
 
 class MaskedSampler:
@@ -60,9 +71,10 @@ class MaskedSampler:
                  top_p: float = 1.0, eos_guard: bool = False) -> None:
         self.schedule = masking_schedule(schedule)
         if not temperature >= 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+            raise UsageError(f"sampler option temperature must be >= 0 (0 = greedy), got "
+                             f"{temperature}")
         if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+            raise UsageError(f"sampler option top_p must be in (0, 1], got {top_p}")
         self.temperature = float(temperature)
         self.top_p = float(top_p)
         self.eos_guard = bool(eos_guard)
@@ -73,7 +85,7 @@ class MaskedSampler:
     def set_timesteps(self, num_steps: int) -> None:
         """Split [0, 1] into `num_steps` even steps of time, noisiest first."""
         if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-            raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+            raise UsageError(f"num_steps must be a positive integer, got {num_steps!r}")
         self.num_steps = num_steps
         self.times = np.linspace(1.0, 0.0, num_steps + 1)
         self.timesteps = self.times[:-1]
@@ -91,7 +103,9 @@ class MaskedSampler:
                              "set_timesteps first")
         masked = tokens == state.mask_id
         uniforms = rng.random((2, *tokens.shape))  # token choice, then the step's own rule
-        candidates, confidence = self._candidates(logits, tokens, state.mask_id, uniforms[0])
+        wanted = self._candidate_positions(index, masked)
+        candidates, confidence = self._candidates(logits, tokens, wanted, state.mask_id,
+                                                  uniforms[0])
         commit = self._commit(index, tokens, masked, confidence, candidates, state, rng,
                               uniforms[1])
         new = np.where(commit, candidates, tokens)
@@ -158,6 +172,8 @@ class MaskedSampler:
             output = denoise(state, t)
         else:
             output = denoise(replace(state, tokens=tokens[rows], rows=rows), t)
+            if not self.caches_logits:  # only the rows asked about are ever read
+                return RowSubset(output, rows)
         # Only masked positions are ever read, so only they are normalised (the rest stay 0).
         masked = tokens[rows] == state.mask_id
         picked, shape = guided_log_probs_at(output, masked)
@@ -193,15 +209,25 @@ class MaskedSampler:
 
     # -- shared helpers ------------------------------------------------------------------------
 
-    def _candidates(self, logits: Any, tokens: np.ndarray, mask_id: int,
-                    uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A candidate token and its probability (the confidence) at every masked position.
+    def _candidate_positions(self, index: int, masked: np.ndarray) -> np.ndarray:
+        """Where step `index` may reveal, so where candidates are drawn: every masked position
+        (block-wise samplers: those of the current block only)."""
+        return masked
 
-        Only masked positions can be revealed, so only they are computed (elsewhere the
-        candidate is the token itself and the confidence 0): with a vocabulary of thousands,
-        the per-position softmax and draw cost as much as a small model's forward pass."""
-        where = tokens == mask_id
-        picked, shape = logits_at(logits, where)
+    def _candidates(self, logits: Any, tokens: np.ndarray, where: np.ndarray, mask_id: int,
+                    uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A candidate token and its probability (the confidence) at the positions `where`.
+
+        Only positions that can be revealed are computed (elsewhere the candidate is the token
+        itself and the confidence 0): with a vocabulary of thousands, the per-position softmax
+        and draw cost as much as a small model's forward pass."""
+        if isinstance(logits, RowSubset):
+            if where[np.setdiff1d(np.arange(len(where)), logits.rows)].any():
+                raise ValueError("candidates are wanted in rows the model was not asked about")
+            picked, shape = logits_at(logits.output, where[logits.rows])
+            shape = (len(where), *shape[1:])
+        else:
+            picked, shape = logits_at(logits, where)
         if not 0 <= mask_id < shape[-1]:
             raise ValueError(f"mask_id {mask_id} is outside the vocabulary of "
                              f"{shape[-1]} logits")
@@ -209,49 +235,20 @@ class MaskedSampler:
         if not where.any():
             return choice, confidence
         drawn, top = self._draw(picked, mask_id, uniform[where])
-        # the one transfer of a step: a token and a confidence per masked position
+        # the one transfer of a step: a token and a confidence per position drawn
         choice[where] = to_host(drawn)
         confidence[where] = to_host(top)
         return choice, confidence
 
     def _draw(self, logits: Any, mask_id: int, uniform: np.ndarray) -> tuple[Any, Any]:
-        """Draw one token per row of `logits` (positions, vocab; unnormalised, a copy this
-        method may change); also each row's top probability. Runs in the namespace and on the
-        device of `logits`, in as few passes over the vocabulary as it can: the top
-        probability of a softmax is ``1 / sum(exp(logits - max))``, and the draw is an inverse
-        CDF on the unnormalised cumulative sum."""
-        xp = namespace(logits)
-        logits[:, mask_id] = -np.inf
-        top = xp.max(logits, axis=-1, keepdims=True)
-        if bool(xp.any(xp.isnan(top))):
-            raise ValueError("the head returned NaN logits; check the model's numerics")
-        if bool(xp.any(xp.isinf(top) & (top < 0))):
-            raise ValueError("the head returned a position where every token but the mask has "
-                             "-inf logit; at least one token must be possible")
-        shifted = logits - top
-        weights = xp.exp(shifted)
+        """Draw one token per row of `logits` (positions, vocab; unnormalised, possibly a view
+        of the model's output, left unchanged); also each row's top probability. Runs in the
+        namespace and on the device of `logits` (`aios_samplers.drawing`)."""
         # Confidence is the position's top probability, not the drawn token's: choosing *where*
         # to reveal must not depend on *what* was drawn there, or the choice biases the draw
         # towards likely tokens. With it, revealing one position per step samples an exact
         # model exactly (the chain rule, in an order that depends only on revealed tokens).
-        if self.temperature == 0:
-            return xp.argmax(logits, axis=-1), 1.0 / xp.sum(weights, axis=-1)
-        plain = self.temperature == 1 and self.top_p == 1
-        confidence = None if plain else 1.0 / xp.sum(weights, axis=-1)
-        if self.temperature != 1:
-            weights = xp.exp(shifted / self.temperature)
-        if self.top_p < 1:
-            weights = _top_p(weights / xp.sum(weights, axis=-1, keepdims=True), self.top_p)
-        cumulative = xp.cumulative_sum(weights, axis=-1)
-        total = cumulative[:, -1]
-        if confidence is None:
-            confidence = 1.0 / total  # the plain case: the sum is the cumulative's last entry
-        targets = like(uniform, cumulative, dtype=cumulative.dtype) * total
-        choice = _inverse_cdf(cumulative, targets)
-        choice = xp.where(choice > logits.shape[-1] - 1, logits.shape[-1] - 1, choice)
-        # Floating error can land on a zero-probability token; take the likeliest instead.
-        bad = xp.take_along_axis(weights, choice[:, None], axis=-1)[:, 0] <= 0
-        return xp.where(bad, xp.argmax(weights, axis=-1), choice), confidence
+        return draw_tokens(logits, mask_id, uniform, self.temperature, self.top_p)
 
     def _quota(self, masked: np.ndarray, start: float, end: float) -> np.ndarray:
         """How many of each row's masked positions to reveal going from alpha `start` to `end`."""
@@ -280,33 +277,6 @@ def _tokens_of(state: MaskedState) -> np.ndarray:
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be (batch, length) or (length,), got shape {tokens.shape}")
     return tokens
-
-
-def _top_p(probs: Any, top_p: float) -> Any:
-    """Keep the smallest set of likeliest tokens whose probability reaches top_p."""
-    xp = namespace(probs)
-    order = xp.argsort(probs, axis=-1, descending=True, stable=True)
-    sorted_p = xp.take_along_axis(probs, order, axis=-1)
-    before = xp.cumulative_sum(sorted_p, axis=-1) - sorted_p
-    keep_sorted = before < top_p
-    # back to vocabulary order: the inverse permutation is the argsort of the order
-    keep = xp.take_along_axis(keep_sorted, xp.argsort(order, axis=-1), axis=-1)
-    kept = xp.where(keep, probs, 0.0)
-    return kept / xp.sum(kept, axis=-1, keepdims=True)
-
-
-def _inverse_cdf(cumulative: Any, targets: Any) -> Any:
-    """Per row, how many entries of the (non-decreasing) `cumulative` are below its target:
-    the drawn index. A binary search per row; the array API's `searchsorted` takes one sorted
-    row only, so torch's batched one is used for tensors and NumPy's row by row."""
-    from array_api_compat import is_numpy_array
-
-    if is_numpy_array(cumulative):
-        return np.array([np.searchsorted(row, t, side="left")
-                         for row, t in zip(cumulative, targets, strict=True)], dtype=np.int64)
-    import torch
-
-    return torch.searchsorted(cumulative, targets[:, None].contiguous(), side="left")[:, 0]
 
 
 def _device_of(array: Any) -> dict[str, Any]:
@@ -400,7 +370,7 @@ class Threshold(LowConfidence):
                  top_p: float = 1.0, eos_guard: bool = True, threshold: float = 0.9) -> None:
         super().__init__(schedule, temperature, top_p, eos_guard)
         if not 0 < threshold <= 1:
-            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+            raise UsageError(f"sampler option threshold must be in (0, 1], got {threshold}")
         self.threshold = float(threshold)
 
     def _has_work(self, index, state):
@@ -428,7 +398,8 @@ class SemiAutoregressive(LowConfidence):
                  top_p: float = 1.0, eos_guard: bool = True, block_length: int = 32) -> None:
         super().__init__(schedule, temperature, top_p, eos_guard)
         if not isinstance(block_length, int) or block_length < 1:
-            raise ValueError(f"block_length must be a positive integer, got {block_length!r}")
+            raise UsageError(f"sampler option block_length must be a positive integer, got "
+                             f"{block_length!r}")
         self.block_length = block_length
 
     def _begin(self, state):
@@ -443,7 +414,7 @@ class SemiAutoregressive(LowConfidence):
             self._blocks = [(length, length, j, self.num_steps) for j in range(self.num_steps)]
             return
         if blocks > self.num_steps:
-            raise ValueError(f"{blocks} blocks of {self.block_length} need at least {blocks} "
+            raise UsageError(f"{blocks} blocks of {self.block_length} need at least {blocks} "
                              f"steps, got {self.num_steps}; raise steps or block_length")
         share = [self.num_steps // blocks + (b < self.num_steps % blocks) for b in range(blocks)]
         # For each step: its block's (start, end), and its place among the block's steps.
@@ -453,6 +424,12 @@ class SemiAutoregressive(LowConfidence):
                 self._blocks.append((bounds[b], bounds[b + 1], j, share[b]))
         if state.on_prefix is not None and start > 0:
             state.on_prefix(_tokens_of(state), start)
+
+    def _candidate_positions(self, index, masked):
+        lo, hi, _, _ = self._blocks[index]
+        inside = np.zeros_like(masked)
+        inside[:, lo:hi] = masked[:, lo:hi]
+        return inside
 
     def _step_quota(self, index, masked):
         lo, hi, j, n = self._blocks[index]
@@ -492,7 +469,7 @@ class ReMDM(MaskedSampler):
                  top_p: float = 1.0, eos_guard: bool = False, eta: float = 0.04) -> None:
         super().__init__(schedule, temperature, top_p, eos_guard)
         if not 0 <= eta <= 1:
-            raise ValueError(f"eta must be in [0, 1], got {eta}")
+            raise UsageError(f"sampler option eta must be in [0, 1], got {eta}")
         self.eta = float(eta)
 
     def _remask_probability(self, index: int) -> float:

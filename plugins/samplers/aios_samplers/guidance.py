@@ -57,20 +57,31 @@ def guided_log_probs_at(output: Any, where: np.ndarray) -> tuple[Any, tuple[int,
 
 
 def logits_at(output: Any, where: np.ndarray) -> tuple[Any, tuple[int, ...]]:
-    """As `guided_log_probs_at`, but a plain output's logits are returned as they are (a float
-    copy of the positions `where`), not normalised: a sampler that normalises while drawing
-    saves a pass over the vocabulary. A `Guided` output is mixed (which needs normalising)."""
+    """As `guided_log_probs_at`, but a plain output's logits are returned as they are, not
+    normalised and in their own dtype (a sampler that normalises while drawing saves a pass
+    over the vocabulary; it widens bfloat16 a few positions at a time, `as_float`'s rule): a
+    view of the output where the positions `where` are one run of one row (a block, or every
+    position of one sequence), else a copy of them. A `Guided` output is mixed (which needs
+    normalising)."""
     if isinstance(output, Guided):
         return guided_log_probs_at(output, where)
-    logits = as_float(output, "the logits")
-    return _pick(logits, where), tuple(logits.shape)
+    logits = np.asarray(output) if isinstance(output, list | tuple) else output
+    as_float(logits[(0,) * (logits.ndim - 1)][:1], "the logits")  # refuses integer "logits"
+    return _pick(logits, where, view=True), tuple(logits.shape)
 
 
-def _pick(array: Any, where: np.ndarray) -> Any:
+def _pick(array: Any, where: np.ndarray, view: bool = False) -> Any:
     full = array if array.ndim == 3 else array[None]
     if full.ndim != 3 or tuple(full.shape[:2]) != where.shape:
         raise ValueError(f"the model returned logits of shape {tuple(array.shape)} for tokens "
                          f"of shape {where.shape}; return (batch, length, vocab)")
+    if view:
+        flat = np.flatnonzero(where)
+        if flat.size and flat[-1] - flat[0] + 1 == flat.size:
+            row, first = divmod(int(flat[0]), where.shape[1])
+            last = int(flat[-1]) - row * where.shape[1]
+            if last < where.shape[1]:  # one run inside one row: a view, no copy
+                return full[row, first:last + 1]
     return full[like(where, full)]
 
 

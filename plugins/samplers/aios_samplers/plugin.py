@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import aios
-from aios_samplers import continuous, discrete
+from aios_samplers import block_threshold, continuous, discrete
 
 AIOS_CONTRACT_VERSION = "1.3"
 
@@ -30,6 +30,13 @@ SAMPLERS: dict[str, tuple[Callable[..., object], str]] = {
     "threshold": (discrete.Threshold, "discrete"),
     "semi-ar": (discrete.SemiAutoregressive, "discrete"),
     "remdm": (discrete.ReMDM, "discrete"),
+    "block-threshold": (block_threshold.BlockThreshold, "discrete"),
+}
+
+#: One line for `aios plugins` where the factory's first docstring line is not enough.
+_SUMMARY = {
+    "block-threshold": "block diffusion: blocks left to right (prefix cached), inside a block "
+                       "every position above `threshold` revealed at once (Fast-dLLM)",
 }
 
 #: What `auto` picks per family: the few-step workhorses.
@@ -39,4 +46,5 @@ _PRIORITY = {"dpm-solver++": 10, "low-confidence": 10}
 @aios.hookimpl
 def aios_register_samplers(register: Callable[..., None]) -> None:
     for name, (factory, family) in SAMPLERS.items():
-        register(name, factory, family=family, priority=_PRIORITY.get(name, 0))
+        register(name, factory, family=family, priority=_PRIORITY.get(name, 0),
+                 summary=_SUMMARY.get(name, ""))

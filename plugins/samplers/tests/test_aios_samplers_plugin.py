@@ -16,7 +16,8 @@ from aios.testing import loaded_plugin
 
 CONTINUOUS = ["ddpm", "ddim", "euler", "euler-ancestral", "heun", "dpm-solver++",
               "dpm-solver++-sde", "dpm-solver++-3m", "unipc"]
-DISCRETE = ["mdlm", "mdlm-cache", "low-confidence", "threshold", "semi-ar", "remdm"]
+DISCRETE = ["mdlm", "mdlm-cache", "low-confidence", "threshold", "semi-ar", "remdm",
+            "block-threshold"]
 
 
 def samplers_only() -> Registry:

@@ -3,6 +3,7 @@ early end back during generation, but never on the step that reveals everything.
 
 import numpy as np
 import pytest
+from aios_samplers.block_threshold import BlockThreshold
 from aios_samplers.discrete import MDLM, LowConfidence, SemiAutoregressive, Threshold
 
 from aios.protocols import MaskedState
@@ -11,7 +12,8 @@ V, MASK, EOS = 10, 1, 3
 
 
 @pytest.mark.parametrize("sampler", [MDLM(), LowConfidence(), Threshold(),
-                                     SemiAutoregressive(block_length=4)],
+                                     SemiAutoregressive(block_length=4),
+                                     BlockThreshold(block_length=4)],
                          ids=lambda s: type(s).__name__)
 def test_no_mask_is_left_after_the_last_step_even_when_eos_is_likely(sampler):
     left = 0

@@ -44,10 +44,11 @@ def test_mdlm_draws_the_exact_distribution_from_float32_torch_logits():
     assert chain.total_variation(out) < TV_BOUND
 
 
-@pytest.mark.parametrize("name", ["low-confidence", "threshold", "semi-ar"])
+@pytest.mark.parametrize("name", ["low-confidence", "threshold", "semi-ar", "block-threshold"])
 def test_one_position_per_step_is_exact_on_torch(name):
-    options = {"eos_guard": False, **({"threshold": 1.0} if name == "threshold" else {}),
-               **({"block_length": 2} if name == "semi-ar" else {})}
+    options = {"eos_guard": False,
+               **({"threshold": 1.0} if name in ("threshold", "block-threshold") else {}),
+               **({"block_length": 2} if name in ("semi-ar", "block-threshold") else {})}
     chain = MarkovChain.small(batch=N)
     out = run_with(build(name, **options), chain, on_torch(chain.denoise), chain.length)
     assert chain.total_variation(out) < TV_BOUND
