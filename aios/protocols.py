@@ -197,7 +197,11 @@ class Sampler(Protocol):
         rng: np.random.Generator,
         callback: StepCallback | None = None,
     ) -> Any:
-        """Return the final state after `num_steps` steps, calling `callback` after each."""
+        """Return the final state after `num_steps` steps, calling `callback` after each.
+
+        A sampler with ``steps_per_block = True`` (block-wise decoding) reads `num_steps` as
+        the most model calls per block: its callback reports steps 0, 1, ... against the bound
+        for the whole generation, and it ends as soon as nothing is left to decode."""
 
 
 @runtime_checkable

@@ -6,7 +6,7 @@ causal across blocks of B positions and bidirectional inside the current one) is
 block at a time, left to right, with the finished prefix cached by the head. Inside the block,
 every position the model is sure of is revealed at once, so easy text costs one model call for
 several tokens; a hard block takes more calls. Unlike `semi-ar`, the number of calls per block
-is not fixed in advance: `num_steps` is only an upper bound.
+is not fixed in advance: `num_steps` is only an upper bound on each block's calls.
 """
 
 from __future__ import annotations
@@ -19,13 +19,18 @@ from aios_samplers.discrete import MaskedSampler, _tokens_of, _top_k_mask
 
 #: The block length when neither the option nor the head's state gives one.
 DEFAULT_BLOCK_LENGTH = 32
+#: Which position a step reveals when none reaches the threshold.
+FALLBACKS = ("leftmost", "confident")
 
 
 class BlockThreshold(MaskedSampler):
     """Block diffusion decoding: blocks left to right, confident positions revealed at once.
 
     Inside the current block a step reveals every masked position whose candidate has
-    probability >= `threshold`, and at least the most confident one.
+    probability >= `threshold`, and at least one: the leftmost masked position (`fallback:
+    leftmost`, the default: its left context is then complete, as in left-to-right decoding,
+    which measured far more fluent for an AR model adapted to blocks) or the most confident
+    one (`fallback: confident`, as in Fast-dLLM).
 
     - The span (positions masked at the start) is cut into blocks of `block_length` from its
       first column (heads left-pad rows, so every row's span starts there); a suffix after it
@@ -37,17 +42,27 @@ class BlockThreshold(MaskedSampler):
       the head the prefix is final (it caches its keys and values) and the next block starts.
       It is told once at the start for the prompt, and not after the last block (no model call
       follows, so a cache would be built for nothing).
-    - `num_steps` bounds the model calls. A block entered at step i with R blocks left may use
-      ceil((num_steps - i) / R) steps, and each of its steps reveals at least
-      ceil(masked left in the block / its steps left), so generation always finishes in time.
+    - `num_steps` bounds the model calls *per block* (the engine's `steps`: 20 by default,
+      more than the 8 positions of the default text model's blocks, so it does not bind);
+      each step reveals at least ceil(masked left in the block / the block's steps left), so
+      a block always finishes within `num_steps` calls. A smaller value forces more tokens
+      per call.
     - End of text: once a row's ``eos_id`` is committed, the rest of its span becomes
       ``eos_id`` and the row needs no more model calls; with `eos_guard` an EOS candidate is
       held back while a position to its left is masked (never on a block's last step).
     """
 
+    _stops_when_done = True
+    #: `num_steps` bounds each block's model calls (`aios.protocols.Sampler`)
+    steps_per_block = True
+
     def __init__(self, threshold: float = 0.9, block_length: int = 0, temperature: float = 1.0,
-                 top_p: float = 1.0, eos_guard: bool = True) -> None:
+                 top_p: float = 1.0, eos_guard: bool = True, fallback: str = "leftmost") -> None:
         super().__init__("linear", temperature, top_p, eos_guard)
+        if fallback not in FALLBACKS:
+            raise UsageError(f"sampler option fallback must be one of {', '.join(FALLBACKS)}, "
+                             f"got {fallback!r}")
+        self.fallback = fallback
         if not 0 < threshold <= 1:
             raise UsageError(f"sampler option threshold must be in (0, 1], got {threshold}")
         if not isinstance(block_length, int) or isinstance(block_length, bool) \
@@ -58,6 +73,20 @@ class BlockThreshold(MaskedSampler):
         self.threshold = float(threshold)
         self.block_length = block_length
 
+    def sample(self, denoise, state, *, num_steps, rng, callback=None):
+        """The shared loop over ``blocks x num_steps`` steps at most (`num_steps` per block)."""
+        if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+        if not isinstance(state, MaskedState):
+            return super().sample(denoise, state, num_steps=num_steps, rng=rng,
+                                  callback=callback)  # refused there, with the reason
+        columns = np.flatnonzero((_tokens_of(state) == state.mask_id).any(axis=0))
+        span = int(columns[-1]) + 1 - int(columns[0]) if columns.size else 0
+        blocks = -(-span // self._block_size(state))
+        self._per_block = num_steps
+        return super().sample(denoise, state, num_steps=max(1, blocks * num_steps), rng=rng,
+                              callback=callback)
+
     # -- blocks ----------------------------------------------------------------------------------
 
     def _begin(self, state: MaskedState) -> None:
@@ -67,10 +96,6 @@ class BlockThreshold(MaskedSampler):
         start, end = (int(columns[0]), int(columns[-1]) + 1) if columns.size else (0, 0)
         #: (first column, end column) of each block, left to right.
         self.bounds = [(lo, min(lo + size, end)) for lo in range(start, end, size)]
-        if len(self.bounds) > self.num_steps:
-            raise UsageError(f"{len(self.bounds)} blocks of {size} need at least "
-                             f"{len(self.bounds)} steps, got {self.num_steps}; raise steps or "
-                             "block_length")
         self._block: int | None = None  # the block being decoded, its first step, its steps
         self._entered = self._allotted = 0
         if state.on_prefix is not None and self.bounds and start > 0:
@@ -102,7 +127,8 @@ class BlockThreshold(MaskedSampler):
             return 0, 0, 1
         if b != self._block:  # a block starts: its share of the steps that are left
             self._block, self._entered = b, index
-            self._allotted = -(-(self.num_steps - index) // (len(self.bounds) - b))
+            per_block = getattr(self, "_per_block", None)  # None: stepped without `sample`
+            self._allotted = per_block or -(-(self.num_steps - index) // (len(self.bounds) - b))
         lo, hi = self.bounds[b]
         return lo, hi, max(1, self._allotted - (index - self._entered))
 
@@ -133,6 +159,9 @@ class BlockThreshold(MaskedSampler):
         eligible = np.where(everything[:, None], inside,
                             self._eligible(inside, candidates, state.eos_id))
         confident = eligible & (confidence >= self.threshold)
+        if self.fallback == "leftmost":
+            order = -np.arange(masked.shape[-1], dtype=np.float64)[None].repeat(len(masked), 0)
+            return _top_k_mask(order, eligible, at_least) | confident
         return _top_k_mask(confidence, eligible, at_least) | confident
 
     def _step_done(self, index, state):
@@ -145,4 +174,4 @@ class BlockThreshold(MaskedSampler):
             state.on_prefix(tokens, self.bounds[b][0])
 
 
-__all__ = ["DEFAULT_BLOCK_LENGTH", "BlockThreshold"]
+__all__ = ["DEFAULT_BLOCK_LENGTH", "FALLBACKS", "BlockThreshold"]

@@ -66,6 +66,8 @@ class MaskedSampler:
     family = "discrete"
     #: Whether the sampler reuses logits of rows it does not re-evaluate (`mdlm-cache`).
     caches_logits = False
+    #: Whether `num_steps` is only a bound, so the loop ends once nothing is masked.
+    _stops_when_done = False
 
     def __init__(self, schedule: MaskingSpec = "linear", temperature: float = 1.0,
                  top_p: float = 1.0, eos_guard: bool = False) -> None:
@@ -139,6 +141,8 @@ class MaskedSampler:
             self._step_done(index, state)
             if callback is not None:
                 callback(index, num_steps, state)
+            if self._stops_when_done and not self._has_work(index, state):
+                break  # an upper bound on steps, not a count: nothing is left to do
         return state
 
     # -- what the samplers vary ----------------------------------------------------------------

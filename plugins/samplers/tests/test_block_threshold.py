@@ -68,7 +68,7 @@ class BlockState(MaskedState):
 def run(model, steps, seed=0, as_torch=None, **options):
     """The sampler's run on `model`; returns the final tokens and each step's revealed
     positions (as sorted lists of generated-span offsets, per row)."""
-    options = {"temperature": 0.0, **options}
+    options = {"temperature": 0.0, "fallback": "confident", **options}
     reveals, before = [], model.initial_state().tokens
     denoise = model.denoise
     if as_torch is not None:
@@ -156,7 +156,7 @@ def test_block_length_zero_takes_the_heads_block_length():
 def test_without_any_block_length_blocks_are_32_long():
     model = Scripted(np.zeros(40, dtype=int), 0.99)
     _, reveals = run(model, 4)
-    assert [len(r[0]) for r in reveals] == [32, 8, 0, 0]
+    assert [len(r[0]) for r in reveals] == [32, 8]
 
 
 # -- end of text -------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ def test_eos_ends_a_row_at_once_and_the_model_is_not_asked_about_it_again():
 def test_when_every_row_has_ended_the_remaining_steps_are_idle():
     model = Scripted([[EOS, 0, 1, 2, 3, 0, 1, 2]] * 3, 0.99, eos=EOS)
     tokens, reveals = run(model, 16, block_length=2)
-    assert model.calls == 1 and len(reveals) == 16
+    assert model.calls == 1 and len(reveals) == 1  # nothing left to do: the loop ends
     assert np.all(tokens[:, model.span] == EOS)
     assert [n for n, _ in model.prefixes] == [2], "no cache is built when no call follows"
 
@@ -206,21 +206,27 @@ def test_the_eos_guard_never_leaves_a_mask_on_a_blocks_last_step(steps, expected
 
 
 @pytest.mark.parametrize(("steps", "counts"), [
-    (4, [2, 2, 2, 2]),  # two steps per block, at least ceil(4 / 2) positions each
-    (3, [2, 2, 4]),     # block 0 takes ceil(3 / 2) = 2 steps, block 1 the one left
-    (2, [4, 4]),
-    (5, [2, 1, 1, 2, 2]),  # ceil(5 / 2) = 3 steps for block 0, then 2 for block 1
+    (2, [2, 2, 2, 2]),        # two calls per block, ceil(4 / 2) positions each
+    (1, [4, 4]),              # one call per block: the whole block at once
+    (3, [2, 1, 1, 2, 1, 1]),  # ceil(4 / 3) = 2, then ceil(2 / 2) = 1, then 1
+    (20, [1] * 8),            # a loose bound does not bind: one position a call
 ])
-def test_unsure_blocks_share_the_steps_and_always_finish(steps, counts):
+def test_steps_bound_each_blocks_calls_and_blocks_always_finish(steps, counts):
     model = Scripted(np.arange(8) % 4, 0.3)
     tokens, reveals = run(model, steps, block_length=4)
-    assert [len(r[0]) for r in reveals] == counts
-    assert model.calls == steps and not (tokens == MASK).any()
+    assert [len(r[0]) for r in reveals if r[0]] == counts
+    assert model.calls == len(counts) and not (tokens == MASK).any()
 
 
-def test_fewer_steps_than_blocks_is_refused_with_the_fix():
-    with pytest.raises(UsageError, match="3 blocks of 3 need at least 3 steps, got 2"):
-        run(Scripted(np.zeros(8, dtype=int), 0.99), 2, block_length=3)
+def test_with_nothing_confident_the_leftmost_mask_is_revealed_by_default():
+    target = [0, 1, 2, 3]
+    model = Scripted(target, [0.3, 0.4, 0.8, 0.2])
+    _, reveals = run(model, 8, block_length=4, threshold=0.9, fallback="leftmost")
+    assert reveals[:4] == [[[0]], [[1]], [[2]], [[3]]]
+    model = Scripted(target, [0.3, 0.4, 0.8, 0.2])
+    _, reveals = run(model, 8, block_length=4, threshold=0.9)  # the run helper: confident
+    assert reveals[0] == [[2]]
+    assert BlockThreshold().fallback == "leftmost"
 
 
 # -- numpy and torch ---------------------------------------------------------------------------
