@@ -13,7 +13,20 @@ its attributes, its `state_dict` names and every caller holding it stay the same
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Any
+
+#: The C++ compilers torch's inductor backend looks for on a CPU (after ``$CXX``).
+CXX_COMPILERS = ("g++", "clang++", "c++")
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler `torch.compile` would use on a CPU, or None when there is none."""
+    configured = os.environ.get("CXX")
+    if configured and shutil.which(configured):
+        return configured
+    return next((c for c in CXX_COMPILERS if shutil.which(c)), None)
 
 
 def torch_available() -> bool:
@@ -33,4 +46,4 @@ def compile_network(network: Any, *, dynamic: bool = True) -> Any:
     return network
 
 
-__all__ = ["compile_network", "torch_available"]
+__all__ = ["CXX_COMPILERS", "compile_network", "cpp_compiler", "torch_available"]

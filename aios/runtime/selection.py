@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aios.errors import ConfigError
-from aios.runtime.compiling import compile_network, torch_available
+from aios.runtime.compiling import compile_network, cpp_compiler, torch_available
 from aios.runtime.devices import Device, check_dtype, find_device, list_devices
 
 #: Runtime names a config may give.
@@ -105,6 +105,11 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
         raise ConfigError(where("name"), "runtime.name",
                           "pretrained families need the torch runtime",
                           "set runtime.name: torch (or auto)")
+    if compile and chosen_device.name == "cpu" and cpp_compiler() is None:
+        raise ConfigError(where("compile"), "runtime.compile",
+                          "torch.compile on the CPU builds C++ code, and no C++ compiler (g++, "
+                          "clang++, $CXX) was found",
+                          "install one (apt-get install g++), or set runtime.compile: false")
     if dtype == "auto":
         dtype, why = _auto_dtype(chosen_device, name)
         reasons["dtype"] = f"auto -> {dtype}: {why}"

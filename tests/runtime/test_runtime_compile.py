@@ -10,7 +10,7 @@ import torch
 
 from aios.config import load_config
 from aios.errors import ConfigError
-from aios.runtime import select_from_config, select_runtime
+from aios.runtime import compiling, select_from_config, select_runtime
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "models" / "families"))
 from family_nets import MDLM_CONFIG, mdlm_weights, write_checkpoint
@@ -56,11 +56,20 @@ def test_without_torch_compile_is_refused_with_the_fix(monkeypatch):
         select_runtime(name="torch", device="cpu", dtype="float32", compile=True)
 
 
+def test_on_a_cpu_without_a_cpp_compiler_compile_is_refused_with_the_fix(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match=r"no C\+\+ compiler .* was found; install one "):
+        select_runtime(name="torch", device="cpu", compile=True)
+
+
 def test_the_numpy_runtime_has_nothing_to_compile():
     with pytest.raises(ConfigError, match="the numpy runtime has none; set runtime.name: torch"):
         select_runtime(name="numpy", compile=True)
 
 
+@pytest.mark.skipif(compiling.cpp_compiler() is None,
+                    reason="torch.compile on a CPU needs a C++ compiler (scripts/dev installs g++)")
 def test_a_compiled_network_gives_the_eager_logits(tmp_path):
     from aios.models.families import load_pretrained
 
