@@ -27,8 +27,11 @@ share: for LLaDA-8B the share is ~60x smaller). Goal: <= 5%.
 Compile (`runtime.compile`): small networks (dim 256, 6 layers, 4 heads; vocabulary 8,192)
 that the torch runtime runs (the aios backbone, the MDLM DiT, `transformers`' Llama with
 bidirectional attention), batch 1 at 32 and 128 positions, eager vs compiled in place by
-`aios.runtime.compiling.compile_network` (dynamic shapes), interleaved. The first call of each
-length (compiling, or a recompile) is reported apart, in seconds.
+`aios.runtime.compiling.compile_network` (dynamic shapes), interleaved; ratios of the medians
+and of the best rounds (on a loaded machine the best round is the steadier estimate). The
+first call of each length (compiling, or a recompile) is reported apart, in seconds; inductor
+caches compiled code on disk, so set ``TORCHINDUCTOR_FORCE_DISABLE_CACHES=1`` for a cold
+compile. ``--threads N`` sets torch's threads for this table.
 
 GPU (only when CUDA is available; at most a few minutes): the LLaDA-8B architecture (dim 4096,
 32 layers, 32 heads, SwiGLU 12288, vocabulary 126,464) with random weights in bfloat16, a
@@ -314,8 +317,10 @@ def compile_table(args: argparse.Namespace) -> None:
     from aios.runtime.compiling import compile_network
 
     positions = (32, 128)
-    rows = [["network", "positions", "eager ms", "compiled ms", "compiled / eager",
-             "first compiled call s"]]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [["network", "positions", "eager ms", "compiled ms", "compiled / eager (median)",
+             "(best)", "first compiled call s"]]
     for kind in COMPILE_CASES:
         net, run = compile_case(kind)
         compiled = compile_network(copy.deepcopy(net))
@@ -332,8 +337,9 @@ def compile_table(args: argparse.Namespace) -> None:
                                        "compiled": partial(run, compiled, ids)},
                                       rounds=args.repeats)
                 eager, fast = timings["eager"], timings["compiled"]
-                rows.append([kind, str(n), eager.cell(digits=2), fast.cell(digits=2),
-                             f"{fast.median / eager.median:.2f}", f"{first[n]:.1f}"])
+                rows.append([kind, str(n), eager.cell(digits=1), fast.cell(digits=1),
+                             f"{fast.median / eager.median:.2f}",
+                             f"{fast.best / eager.best:.2f}", f"{first[n]:.1f}"])
         print(f"  ({kind} done)", file=sys.stderr, flush=True)
     print(f"\ntorch.compile (runtime.compile: true) vs eager, batch 1, float32, "
           f"{torch.get_num_threads()} threads; ms = median [interquartile range] of "
@@ -396,6 +402,8 @@ def main() -> None:
     parser.add_argument("--compile-only", action="store_true",
                         help="only the eager vs torch.compile table")
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for the compile table (0: torch's default)")
     args = parser.parse_args()
     args.positions = [int(p) for p in args.positions.split(",")]
     args.batches = [int(b) for b in args.batches.split(",")]

@@ -68,11 +68,11 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
                           "write `compile: true` or `compile: false`")
     if compile and not torch_available():
         raise ConfigError(where("compile"), "runtime.compile",
-                          "compile: true runs torch.compile, but torch is not installed",
+                          "torch.compile needs torch, which is not installed",
                           "install torch (pip install torch), or set runtime.compile: false")
     if compile and name == "numpy":
         raise ConfigError(where("compile"), "runtime.compile",
-                          "compile: true compiles a torch network; the numpy runtime has none",
+                          "the numpy runtime has no torch network to compile",
                           "set runtime.name: torch (or auto), or runtime.compile: false")
     reasons: dict[str, str] = {}
     devices = list_devices()

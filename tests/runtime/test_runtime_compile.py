@@ -51,7 +51,7 @@ def test_a_non_boolean_given_in_code_is_refused():
 
 def test_without_torch_compile_is_refused_with_the_fix(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
-    with pytest.raises(ConfigError, match="torch is not installed; install torch .*or set "
+    with pytest.raises(ConfigError, match="needs torch, which is not installed; install torch .*or set "
                                           "runtime.compile: false"):
         select_runtime(name="torch", device="cpu", dtype="float32", compile=True)
 
@@ -64,7 +64,8 @@ def test_on_a_cpu_without_a_cpp_compiler_compile_is_refused_with_the_fix(monkeyp
 
 
 def test_the_numpy_runtime_has_nothing_to_compile():
-    with pytest.raises(ConfigError, match="the numpy runtime has none; set runtime.name: torch"):
+    with pytest.raises(ConfigError, match="the numpy runtime has no torch network to compile; set "
+                                          "runtime.name: torch"):
         select_runtime(name="numpy", compile=True)
 
 
