@@ -51,8 +51,8 @@ def test_a_non_boolean_given_in_code_is_refused():
 
 def test_without_torch_compile_is_refused_with_the_fix(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
-    with pytest.raises(ConfigError, match="needs torch, which is not installed; install torch .*or set "
-                                          "runtime.compile: false"):
+    with pytest.raises(ConfigError, match="needs torch, which is not installed; install "
+                                          "torch .*or set runtime.compile: false"):
         select_runtime(name="torch", device="cpu", dtype="float32", compile=True)
 
 
