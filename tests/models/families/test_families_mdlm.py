@@ -78,6 +78,27 @@ def test_without_time_conditioning_sigma_changes_nothing(mdlm):
         close(mdlm(TOKENS, sigma=torch.tensor([0.5, 3.0])), mdlm(TOKENS))
 
 
+def test_sigma_is_refused_for_a_family_without_noise_conditioning(tmp_path):
+    from family_nets import LLAMA_CONFIG, qwen_llama_weights
+
+    llama = load_pretrained(write_checkpoint(tmp_path, qwen_llama_weights(LLAMA_CONFIG,
+                                                                          bias=False),
+                                             LLAMA_CONFIG))
+    with pytest.raises(ValueError, match="sigma= is an MDLM input; the llama family"):
+        llama(TOKENS, sigma=torch.zeros(2))
+
+
+def test_bfloat16_weights_give_nearly_the_float32_distribution(tmp_path, mdlm):
+    directory = write_checkpoint(tmp_path, mdlm_weights(), MDLM_CONFIG)
+    half = load_pretrained(directory, dtype="bfloat16")
+    assert half.network.backbone.blocks[0].attn_qkv.weight.dtype == torch.bfloat16
+    tokens = TOKENS.clone()
+    tokens[:, ::3] = MASK
+    with torch.inference_mode():
+        ours, theirs = half(tokens).exp(), mdlm(tokens).exp()
+    assert ours.dtype == torch.float32 and float((ours - theirs).abs().max()) < 0.05
+
+
 def test_left_padding_gives_each_row_the_logits_it_has_alone(mdlm):
     tokens = TOKENS.clone()
     tokens[:, 1::2] = MASK
