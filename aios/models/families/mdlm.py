@@ -263,8 +263,10 @@ class MDLMNetwork(nn.Module):
         sigma: torch.Tensor | None = None,
     ) -> MDLMOutput:
         """`attention_mask` ``(B, 1, T, keys)`` bool (True = may attend; None = every
-        position sees every other); `sigma` ``(B,)`` the noise level, used only by a
-        time-conditioned checkpoint (when None, estimated from the masked fraction)."""
+        position sees every other); `past_key_values` a cache with ``update(k, v, layer)``
+        and ``get_seq_length()`` (`use_cache` only says whether to return it); `sigma`
+        ``(B,)`` the noise level, used only by a time-conditioned checkpoint (when None,
+        estimated from the masked fraction)."""
         b, t = input_ids.shape
         net = self.backbone
         cached = 0 if past_key_values is None else past_key_values.get_seq_length()
@@ -273,8 +275,8 @@ class MDLMNetwork(nn.Module):
         x = net.vocab_embed(input_ids)  # (B, T, D)
         c = F.silu(net.sigma_map(self.noise_level(input_ids, sigma)))  # (B, C)
         rotary = net.rotary_emb(position_ids)
-        for block in net.blocks:
-            x = block(x, c, rotary, attention_mask, past_key_values if use_cache else None)
+        for block in net.blocks:  # a given cache is always used, as in transformers
+            x = block(x, c, rotary, attention_mask, past_key_values)
         return MDLMOutput(net.output_layer(x, c), past_key_values if use_cache else None)
 
     def noise_level(self, input_ids: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
