@@ -81,11 +81,13 @@ class QuantizerConfig:
 class RuntimeConfig:
     """What runs the network: `name` (numpy, torch), `device` (cpu, cuda, cuda:N, mps) and
     `dtype` (float32, bfloat16, float16); `auto` is resolved by `aios.runtime`, which
-    `aios config show` reports."""
+    `aios config show` reports. `compile: true` runs the torch network through
+    `torch.compile` (opt-in: it did not pay on the CPU measured, docs/runtime.md)."""
 
     name: str = "auto"
     device: str = "auto"
     dtype: str = "auto"
+    compile: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ and, when CUDA is present, block decoding of the LLaDA-8B architecture with and 
 
     python benchmarks/runtime.py [--repeats N] [--positions 32,128,512] [--batches 1,8]
                                  [--skip-forward] [--skip-sampler] [--gpu-only]
+                                 [--compile-only] [--skip-compile]
 
 Forward (CPU): the same shapes as SmolLM2-135M (dim 576, 30 layers, 9 heads of 64, 3 key/value
 heads, SwiGLU 1536, vocabulary 49,152, logits included), random weights, float32 unless said:
@@ -24,6 +25,15 @@ the CPU here: the same code that runs on a GPU), as a share of the torch llama f
 SmolLM2-sized network at batch 1 and that length (the smaller the forward, the larger the
 share: for LLaDA-8B the share is ~60x smaller). Goal: <= 5%.
 
+Compile (`runtime.compile`): small networks (dim 256, 6 layers, 4 heads; vocabulary 8,192)
+that the torch runtime runs (the aios backbone, the MDLM DiT, `transformers`' Llama with
+bidirectional attention), batch 1 at 32 and 128 positions, eager vs compiled in place by
+`aios.runtime.compiling.compile_network` (dynamic shapes), interleaved; ratios of the medians
+and of the best rounds (on a loaded machine the best round is the steadier estimate). The
+first call of each length (compiling, or a recompile) is reported apart, in seconds; inductor
+caches compiled code on disk, so set ``TORCHINDUCTOR_FORCE_DISABLE_CACHES=1`` for a cold
+compile. ``--threads N`` sets torch's threads for this table.
+
 GPU (only when CUDA is available; at most a few minutes): the LLaDA-8B architecture (dim 4096,
 32 layers, 32 heads, SwiGLU 12288, vocabulary 126,464) with random weights in bfloat16, a
 64-token prompt, 256 new tokens in blocks of 32: tokens per second with no cache, the prefix
@@ -41,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +271,88 @@ def sampler_table(args: argparse.Namespace,
     print(table(rows))
 
 
+SMALL = {"dim": 256, "layers": 6, "heads": 4, "vocab": 8192}
+COMPILE_CASES = ("aios backbone", "mdlm dit", "llama (transformers)")
+
+
+def compile_case(kind: str) -> tuple[Any, Any]:
+    """A small network of `kind` and ``run(network, tokens)``, one forward under inference."""
+    import torch
+
+    torch.manual_seed(0)
+    d, layers, heads, vocab = SMALL["dim"], SMALL["layers"], SMALL["heads"], SMALL["vocab"]
+    if kind == "aios backbone":
+        from aios.models.backbone import Backbone, BackboneConfig
+
+        net = Backbone(BackboneConfig(dim=d, depth=layers, heads=heads)).eval()
+        embed = torch.nn.Embedding(vocab, d)
+
+        def run_backbone(network: Any, tokens: Any) -> Any:
+            return network(embed(tokens), torch.zeros(len(tokens)), 0)
+        return net, run_backbone
+    if kind == "mdlm dit":
+        from aios.models.families.mdlm import MDLMConfig, MDLMNetwork
+
+        net = MDLMNetwork(MDLMConfig(vocab_size=vocab, hidden_dim=d, cond_dim=128,
+                                     n_blocks=layers, n_heads=heads)).eval()
+        for name, parameter in net.named_parameters():  # LayerNorm weights stay 1
+            if not name.endswith(("norm1.weight", "norm2.weight", "norm_final.weight")):
+                torch.nn.init.normal_(parameter, std=0.02)
+        return net, lambda network, tokens: network(tokens).logits
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from aios.models.families.masks import attention_mask
+
+    config = AutoConfig.for_model("llama", hidden_size=d, intermediate_size=4 * d,
+                                  num_hidden_layers=layers, num_attention_heads=heads,
+                                  num_key_value_heads=heads, vocab_size=vocab)
+    net = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
+
+    def run_llama(network: Any, tokens: Any) -> Any:
+        mask = attention_mask("bidirectional", tokens.shape[1], batch=len(tokens))
+        return network(input_ids=tokens, attention_mask=mask).logits
+    return net, run_llama
+
+
+def compile_table(args: argparse.Namespace) -> None:
+    import copy
+
+    import torch
+    from measure import interleaved
+
+    from aios.runtime.compiling import compile_network
+
+    positions = (32, 128)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [["network", "positions", "eager ms", "compiled ms", "compiled / eager (median)",
+             "(best)", "first compiled call s"]]
+    for kind in COMPILE_CASES:
+        net, run = compile_case(kind)
+        compiled = compile_network(copy.deepcopy(net))
+        tokens = {n: torch.randint(0, SMALL["vocab"], (1, n)) for n in positions}
+        first = {}
+        with torch.inference_mode():
+            for n in positions:  # compiling (dynamic shapes: the second length should reuse it)
+                began = time.perf_counter()
+                run(compiled, tokens[n])
+                first[n] = time.perf_counter() - began
+            for n in positions:
+                ids = tokens[n]
+                timings = interleaved({"eager": partial(run, net, ids),
+                                       "compiled": partial(run, compiled, ids)},
+                                      rounds=args.repeats)
+                eager, fast = timings["eager"], timings["compiled"]
+                rows.append([kind, str(n), eager.cell(digits=1), fast.cell(digits=1),
+                             f"{fast.median / eager.median:.2f}",
+                             f"{fast.best / eager.best:.2f}", f"{first[n]:.1f}"])
+        print(f"  ({kind} done)", file=sys.stderr, flush=True)
+    print(f"\ntorch.compile (runtime.compile: true) vs eager, batch 1, float32, "
+          f"{torch.get_num_threads()} threads; ms = median [interquartile range] of "
+          f"{args.repeats} interleaved rounds")
+    print(table(rows))
+
+
 def gpu_table(args: argparse.Namespace) -> None:
     import torch
 
@@ -312,16 +405,27 @@ def main() -> None:
     parser.add_argument("--skip-forward", action="store_true")
     parser.add_argument("--skip-sampler", action="store_true")
     parser.add_argument("--gpu-only", action="store_true")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="only the eager vs torch.compile table")
+    parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for the compile table (0: torch's default)")
     args = parser.parse_args()
     args.positions = [int(p) for p in args.positions.split(",")]
     args.batches = [int(b) for b in args.batches.split(",")]
     print(load_line())
+    if args.compile_only:
+        compile_table(args)
+        print(load_line())
+        return
     forward: dict[tuple[str, int, int], list[float]] = {}
     if not args.gpu_only:
         if not args.skip_forward:
             forward = forward_table(args)
         if not args.skip_sampler:
             sampler_table(args, forward)
+        if not args.skip_compile:
+            compile_table(args)
     gpu_table(args)
     print(load_line())
 

@@ -334,7 +334,8 @@ def _config_show(args: argparse.Namespace) -> int:
     data = config.as_dict()
     origins = dict(config.origins)
     runtime = select_from_config(config)  # what each runtime `auto` took, and why
-    data["runtime"] = {"name": runtime.name, "device": runtime.device, "dtype": runtime.dtype}
+    data["runtime"] = {"name": runtime.name, "device": runtime.device, "dtype": runtime.dtype,
+                       "compile": runtime.compile}
     origins.update({f"runtime.{key}": why for key, why in runtime.reasons.items()})
     if args.json:
         print(json.dumps({"config": data, "origins": origins}, indent=2))

@@ -1,10 +1,12 @@
 """Runtimes: what runs the network (numpy or torch), on which device, in which dtype.
 
-The config section ``runtime: {name: auto, device: auto, dtype: auto}`` is resolved here;
-`aios config show` prints what each ``auto`` took and why, `aios doctor` lists the devices.
+The config section ``runtime: {name: auto, device: auto, dtype: auto, compile: false}`` is
+resolved here; `aios config show` prints what each ``auto`` took and why, `aios doctor` lists
+the devices.
 """
 
 from aios._lazy import lazy_face
+from aios.runtime.compiling import compile_network
 from aios.runtime.devices import DTYPES, Device, check_dtype, find_device, list_devices
 from aios.runtime.selection import RUNTIMES, RuntimeChoice, select_from_config, select_runtime
 
@@ -15,7 +17,7 @@ _EXPORTS = {
 }
 
 __all__ = ["CACHES", "DTYPES", "RUNTIMES", "BlockKVCache", "DecodeStats", "Device",
-           "RuntimeChoice", "check_dtype", "decode_blocks", "find_device", "list_devices",
-           "select_from_config", "select_runtime"]
+           "RuntimeChoice", "check_dtype", "compile_network", "decode_blocks", "find_device",
+           "list_devices", "select_from_config", "select_runtime"]
 
 __getattr__, __dir__ = lazy_face(__name__, _EXPORTS)

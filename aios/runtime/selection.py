@@ -8,6 +8,9 @@
 - device: the first GPU (``cuda:0``, else ``mps``), else ``cpu``.
 - dtype: ``bfloat16`` on a GPU that runs it (half the memory traffic), else ``float16`` on a GPU,
   and ``float32`` on a CPU, where bfloat16 matmuls were measured slower on CPUs without AMX.
+
+``compile: true`` (opt-in, `aios.runtime.compiling`) runs the torch network through
+`torch.compile`; it needs torch, and makes ``name: auto`` pick torch.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aios.errors import ConfigError
+from aios.runtime.compiling import compile_network, cpp_compiler, torch_available
 from aios.runtime.devices import Device, check_dtype, find_device, list_devices
 
 #: Runtime names a config may give.
@@ -31,19 +35,25 @@ class RuntimeChoice:
     device: str
     dtype: str
     reasons: dict[str, str] = field(default_factory=dict)
+    compile: bool = False
 
     def torch_dtype(self) -> Any:
         import torch
 
         return getattr(torch, self.dtype)
 
+    def prepare(self, network: Any) -> Any:
+        """The torch network as this runtime runs it: compiled in place when `compile` is
+        set (`aios.runtime.compiling`), else unchanged."""
+        return compile_network(network) if self.compile else network
+
 
 def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto", *,
-                   pretrained: bool = False,
+                   compile: bool = False, pretrained: bool = False,
                    origins: Mapping[str, str] | None = None) -> RuntimeChoice:
-    """Resolve the three settings; `pretrained` says the model is a pretrained family (which
-    only the torch runtime runs). Mistakes are `ConfigError`s naming where the setting came
-    from (`origins`: key path -> file:line or --set), the key and the fix."""
+    """Resolve the settings; `pretrained` says the model is a pretrained family (which only
+    the torch runtime runs). Mistakes are `ConfigError`s naming where the setting came from
+    (`origins`: key path -> file:line or --set), the key and the fix."""
     origins = origins or {}
 
     def where(key: str) -> str:
@@ -52,6 +62,18 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
     if name not in RUNTIMES:
         raise ConfigError(where("name"), "runtime.name", f"unknown runtime {name!r}",
                           f"choose one of: {', '.join(RUNTIMES)}")
+    if not isinstance(compile, bool):
+        raise ConfigError(where("compile"), "runtime.compile",
+                          f"expected true or false, got {compile!r}",
+                          "write `compile: true` or `compile: false`")
+    if compile and not torch_available():
+        raise ConfigError(where("compile"), "runtime.compile",
+                          "torch.compile needs torch, which is not installed",
+                          "install torch (pip install torch), or set runtime.compile: false")
+    if compile and name == "numpy":
+        raise ConfigError(where("compile"), "runtime.compile",
+                          "the numpy runtime has no torch network to compile",
+                          "set runtime.name: torch (or auto), or runtime.compile: false")
     reasons: dict[str, str] = {}
     devices = list_devices()
     gpus = [d for d in devices if d.name != "cpu"]
@@ -68,6 +90,8 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
             name, why = "torch", f"a GPU ({chosen_device.name}) is in use"
         elif pretrained:
             name, why = "torch", "pretrained families run through transformers (torch)"
+        elif compile:
+            name, why = "torch", "runtime.compile: true compiles a torch network"
         else:
             name, why = "numpy", ("CPU only: numpy has the fastest cold start for the shipped "
                                   "models (docs/runtime.md)")
@@ -81,6 +105,11 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
         raise ConfigError(where("name"), "runtime.name",
                           "pretrained families need the torch runtime",
                           "set runtime.name: torch (or auto)")
+    if compile and chosen_device.name == "cpu" and cpp_compiler() is None:
+        raise ConfigError(where("compile"), "runtime.compile",
+                          "torch.compile on the CPU builds C++ code, and no C++ compiler (g++, "
+                          "clang++, $CXX) was found",
+                          "install one (apt-get install g++), or set runtime.compile: false")
     if dtype == "auto":
         dtype, why = _auto_dtype(chosen_device, name)
         reasons["dtype"] = f"auto -> {dtype}: {why}"
@@ -90,7 +119,7 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
             raise ConfigError(where("dtype"), "runtime.dtype",
                               f"the numpy runtime computes in float32, not {dtype}",
                               "set runtime.dtype: float32 (or auto), or runtime.name: torch")
-    return RuntimeChoice(name, chosen_device.name, dtype, reasons)
+    return RuntimeChoice(name, chosen_device.name, dtype, reasons, compile)
 
 
 def _auto_dtype(device: Device, name: str) -> tuple[str, str]:
@@ -104,7 +133,8 @@ def _auto_dtype(device: Device, name: str) -> tuple[str, str]:
 def select_from_config(config: Any, *, pretrained: bool = False) -> RuntimeChoice:
     """`select_runtime` for a loaded `aios.config.Config`."""
     section = config.runtime
-    return select_runtime(section.name, section.device, section.dtype, pretrained=pretrained,
+    return select_runtime(section.name, section.device, section.dtype,
+                          compile=section.compile, pretrained=pretrained,
                           origins=config.origins)
 
 

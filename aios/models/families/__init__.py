@@ -1,6 +1,7 @@
 """Pretrained checkpoint families (LLaDA, Dream, Llama and Qwen2 AR models) run through the
-`transformers` modeling classes with causal, bidirectional or block-causal attention, loaded
-from a Hugging Face directory, a GGUF file or an ArrowQuant directory made once from either."""
+`transformers` modeling classes with causal, bidirectional or block-causal attention, and MDLM
+through its DiT written here (`mdlm`), loaded from a Hugging Face directory, a GGUF file or an
+ArrowQuant directory made once from either."""
 
 from aios.models.families.arrowquant import (
     MARKER,

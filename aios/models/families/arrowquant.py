@@ -99,7 +99,12 @@ def load_arrowquant(directory: str | Path, *, dtype: torch.dtype = torch.float32
                               "model again with `aios quantize`")
     settings = dict(marker["config"])
     model_type = settings.pop("model_type")
-    config = AutoConfig.for_model(model_type, **settings)
+    if model_type == "mdlm":  # aios's own network (transformers has no MDLM class)
+        from aios.models.families.mdlm import MDLMConfig
+
+        config = MDLMConfig(**settings)
+    else:
+        config = AutoConfig.for_model(model_type, **settings)
     weights = load_weights(directory / WEIGHTS)
     backend = best_quantizer()
     tied = bool(getattr(config, "tie_word_embeddings", False))
@@ -115,7 +120,12 @@ def load_arrowquant(directory: str | Path, *, dtype: torch.dtype = torch.float32
             state[name] = tensor if tensor.dtype == dtype else tensor.to(dtype)
     if tied:
         state.pop("lm_head.weight", None)
-    network = assemble_network(config, state)
+    if model_type == "mdlm":
+        from aios.models.families.mdlm import assemble_network as assemble_mdlm
+
+        network = assemble_mdlm(config, state)
+    else:
+        network = assemble_network(config, state)
     family = FAMILIES[marker["family"]]
     model = PretrainedModel(network.eval(), family, tokenizer=read_tokenizer(directory),
                             mask_token_id=marker.get("mask_token_id"),

@@ -41,7 +41,8 @@ class PretrainedModel(nn.Module):
 
     `logits[:, i]` is always the model's distribution for the token AT position i for a
     diffusion family (Dream's one-position shift is undone here) and for the NEXT token for an
-    autoregressive one, as each was trained.
+    autoregressive one, as each was trained. For MDLM they are SUBS log-probabilities: the
+    mask token at -inf, and an unmasked position certain of its own token.
     """
 
     def __init__(self, network: nn.Module, family: Family, *, tokenizer: Any = None,
@@ -70,20 +71,23 @@ class PretrainedModel(nn.Module):
         block_size: int | None = None,
         past_key_values: Any = None,
         use_cache: bool = False,
+        sigma: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits ``(batch, length, vocab)`` for `input_ids` ``(batch, length)``.
 
         `padding` (``batch x (cached + length)``, 1 = real token) masks padded keys and sets
         position ids; `attention` overrides the family's pattern; `past_key_values` (a
-        `transformers` cache) holds earlier positions' keys and values.
+        `transformers` cache) holds earlier positions' keys and values; `sigma` ``(batch,)``
+        is the noise level of a time-conditioned MDLM checkpoint.
         """
         out = self.run(input_ids, padding=padding, attention=attention, block_size=block_size,
-                       past_key_values=past_key_values, use_cache=use_cache)
+                       past_key_values=past_key_values, use_cache=use_cache, sigma=sigma)
         return out.logits
 
     def run(self, input_ids: torch.Tensor, *, padding: torch.Tensor | None = None,
             attention: str | None = None, block_size: int | None = None,
-            past_key_values: Any = None, use_cache: bool = False) -> Any:
+            past_key_values: Any = None, use_cache: bool = False,
+            sigma: torch.Tensor | None = None) -> Any:
         """As `forward`, returning the `transformers` output (logits and the cache)."""
         batch, length = input_ids.shape
         cached = 0 if past_key_values is None else past_key_values.get_seq_length()
@@ -96,12 +100,22 @@ class PretrainedModel(nn.Module):
         else:
             positions = torch.arange(cached, keys, device=input_ids.device).expand(batch, -1)
         extra = {} if past_key_values is None else {self.cache_keyword(): past_key_values}
+        if sigma is not None:
+            if self.family.build_network is None:
+                raise ValueError(f"sigma= is an MDLM input; the {self.family.name} family "
+                                 "is not conditioned on the noise level")
+            extra["sigma"] = sigma
         out = self.network(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                            use_cache=use_cache, **extra)
         if self.family.shift_logits:
             # Dream predicts token i at position i - 1 (it began as an AR model); the first
             # position has no predecessor and keeps its own logits, as Dream's sampler does.
             out.logits = torch.cat([out.logits[:, :1], out.logits[:, :-1]], dim=1)
+        if self.family.carry_over and self.mask_token_id is not None:
+            # MDLM's SUBS parameterization (see mdlm.subs_log_probs): log-probabilities
+            from aios.models.families.mdlm import subs_log_probs
+
+            out.logits = subs_log_probs(out.logits, input_ids, self.mask_token_id)
         return out
 
     def cache_keyword(self) -> str:
@@ -156,6 +170,11 @@ def load_directory(directory: Path, *, dtype: torch.dtype = torch.float32,
     published = read_config(directory)
     spec = _family(family, published, str(directory / "config.json"))
     tensors = TensorFiles(directory)
+    if spec.build_network is not None:  # an architecture transformers has no class for
+        network = spec.build_network(published, tensors, directory / "config.json", dtype)
+        return PretrainedModel(network, spec, tokenizer=read_tokenizer(directory),
+                               mask_token_id=spec.mask_token_id(published),
+                               source=LoadedFrom(directory, "directory"))
     config = build_config(spec, published, tensors, source=directory / "config.json")
     expected = expected_shapes(config)
     tied = bool(getattr(config, "tie_word_embeddings", False))

@@ -5,6 +5,7 @@ attends, and whether its logits are shifted.
 Why `transformers`' own classes: Llama and Qwen2 are written, tested and kept there; a second
 copy here would drift. A diffusion LM built on one of them differs only in its attention mask
 (bidirectional) and in where it reads its predictions, so a family is a small record, not code.
+MDLM's DiT has no `transformers` class; its record points at the network written in `mdlm`.
 """
 
 from __future__ import annotations
@@ -34,11 +35,21 @@ class Family:
     diffusion: bool  #: a masked-diffusion model (has a mask token) rather than an AR one
     settings: Callable[[dict[str, Any], Any], dict[str, Any]] = field(repr=False)
     published_name: Callable[[str], str | None] = field(repr=False, default=lambda n: n)
+    #: Builds the network itself, for an architecture `transformers` has no class for (MDLM):
+    #: ``(config.json as a dict, TensorFiles, config path, dtype) -> network``; None = the
+    #: `transformers` class of `model_type`.
+    build_network: Callable[..., Any] | None = field(repr=False, default=None)
+    #: MDLM's SUBS output: the mask token never predicted, unmasked positions carried over.
+    carry_over: bool = False
+    #: Without `mask_token_id` in config.json, the mask is the vocabulary's last token (MDLM).
+    mask_is_last: bool = False
 
     def mask_token_id(self, config: dict[str, Any]) -> int | None:
         if not self.diffusion:
             return None
         value = config.get("mask_token_id")
+        if value is None and self.mask_is_last and "vocab_size" in config:
+            return int(config["vocab_size"]) - 1
         return None if value is None else int(value)
 
 
@@ -101,6 +112,12 @@ def _llada_name(name: str) -> str | None:
     return None
 
 
+def _mdlm_network(published: dict[str, Any], tensors: Any, source: Any, dtype: Any) -> Any:
+    from aios.models.families.mdlm import load_network
+
+    return load_network(published, tensors, source, dtype)
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("llama", "Llama-architecture autoregressive LM (SmolLM2, Llama, TinyLlama)",
            "llama", "causal", False, False, _hf_settings),
@@ -111,6 +128,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("llada", "LLaDA masked-diffusion LM (Llama architecture, bidirectional, OLMo "
            "tensor names)", "llama", "bidirectional", False, True, _llada_settings,
            _llada_name),
+    Family("mdlm", "MDLM masked-diffusion LM (DiT with adaLN noise conditioning, GPT-2 "
+           "tokenizer; aios's own network)", "mdlm", "bidirectional", False, True,
+           _hf_settings, build_network=_mdlm_network, carry_over=True, mask_is_last=True),
 )}
 
 

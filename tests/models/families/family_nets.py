@@ -155,3 +155,103 @@ def llada_dims(c=LLADA_CONFIG):
 def hf_dims(c):
     return (c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"],
             c["num_hidden_layers"], c["rms_norm_eps"], c["rope_theta"])
+
+
+# -- MDLM (the published DiT layout of kuleshov-group/mdlm-owt, names under `backbone.`) -------
+
+MDLM_CONFIG = {"architectures": ["MDLM"], "model_type": "mdlm", "vocab_size": 70,
+               "hidden_dim": 48, "cond_dim": 24, "n_blocks": 2, "n_heads": 4,
+               "model_length": 64, "dropout": 0.1, "time_conditioning": False,
+               "return_dict": False, "torch_dtype": "float32"}
+
+
+def mdlm_weights(config=MDLM_CONFIG, seed=0, inv_freq=True):
+    """Every tensor of the published MDLM checkpoint, random (the adaLN layers too: the
+    published initialisation zeroes them, which would hide every mistake in them)."""
+    r = _rand(torch.Generator().manual_seed(seed))
+    d, c, v = config["hidden_dim"], config["cond_dim"], config["vocab_size"]
+    w = {"backbone.vocab_embed.embedding": r(v, d, scale=1.0),
+         "backbone.sigma_map.mlp.0.weight": r(c, 256), "backbone.sigma_map.mlp.0.bias": r(c),
+         "backbone.sigma_map.mlp.2.weight": r(c, c), "backbone.sigma_map.mlp.2.bias": r(c),
+         "backbone.output_layer.norm_final.weight": 1 + r(d),
+         "backbone.output_layer.linear.weight": r(v, d),
+         "backbone.output_layer.linear.bias": r(v),
+         "backbone.output_layer.adaLN_modulation.weight": r(2 * d, c),
+         "backbone.output_layer.adaLN_modulation.bias": r(2 * d)}
+    for i in range(config["n_blocks"]):
+        b = f"backbone.blocks.{i}."
+        w |= {b + "norm1.weight": 1 + r(d), b + "attn_qkv.weight": r(3 * d, d),
+              b + "attn_out.weight": r(d, d), b + "norm2.weight": 1 + r(d),
+              b + "mlp.0.weight": r(4 * d, d), b + "mlp.0.bias": r(4 * d),
+              b + "mlp.2.weight": r(d, 4 * d), b + "mlp.2.bias": r(d),
+              b + "adaLN_modulation.weight": r(6 * d, c), b + "adaLN_modulation.bias": r(6 * d)}
+    if inv_freq:
+        hd = d // config["n_heads"]
+        w["backbone.rotary_emb.inv_freq"] = 1.0 / 10000 ** (torch.arange(0, hd, 2).float() / hd)
+    return w
+
+
+def mdlm_reference_forward(w, tokens, config=MDLM_CONFIG, sigma=None):
+    """The MDLM DiT written out another way: the sinusoid table built per frequency, LayerNorm
+    from its mean and variance, rotary embeddings as complex multiplication, attention as an
+    explicit softmax per head, the tanh-GELU from its formula. Raw logits."""
+    d, h = config["hidden_dim"], config["n_heads"]
+    hd = d // h
+    b, n = tokens.shape
+    if sigma is None or not config["time_conditioning"]:
+        sigma = torch.zeros(b)
+
+    def lin(x, name, bias=True):
+        y = x @ w[name + ".weight"].T
+        return y + w[name + ".bias"] if bias else y
+
+    def layer_norm(x, weight):
+        mean = x.mean(-1, keepdim=True)
+        var = ((x - mean) ** 2).mean(-1, keepdim=True)
+        return (x - mean) / torch.sqrt(var + 1e-5) * weight
+
+    def gelu(x):
+        return 0.5 * x * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x + 0.044715 * x**3)))
+
+    def silu(x):
+        return x / (1 + torch.exp(-x))
+
+    # noise-level conditioning: 128 cosines then 128 sines of sigma * 10000^(-k/128)
+    k = torch.arange(128, dtype=torch.float64)
+    angle = sigma.double()[:, None] * torch.pow(10000.0, -k / 128)[None]
+    emb = torch.cat([torch.cos(angle), torch.sin(angle)], -1).float()
+    cond = silu(lin(silu(lin(emb, "backbone.sigma_map.mlp.0")), "backbone.sigma_map.mlp.2"))
+
+    # rotary: pair (j, j + hd/2) as the complex number x_j + i x_{j+hd/2}, turned by pos * f_j
+    freq = torch.pow(10000.0, -torch.arange(0, hd, 2).double() / hd)
+    turn = torch.polar(torch.ones(n, hd // 2, dtype=torch.float64),
+                       torch.arange(n).double()[:, None] * freq[None])
+
+    def rope(x):  # (b, n, h, hd)
+        z = torch.complex(x[..., : hd // 2].double(), x[..., hd // 2:].double())
+        z = z * turn[None, :, None, :]
+        return torch.cat([z.real, z.imag], -1).float()
+
+    x = w["backbone.vocab_embed.embedding"][tokens]
+    for i in range(config["n_blocks"]):
+        p = f"backbone.blocks.{i}."
+        mod = lin(cond, p + "adaLN_modulation")
+        s1, c1, g1, s2, c2, g2 = (mod[:, j * d:(j + 1) * d][:, None] for j in range(6))
+        y = layer_norm(x, w[p + "norm1.weight"]) * (1 + c1) + s1
+        qkv = lin(y, p + "attn_qkv", bias=False)
+        q = rope(qkv[..., :d].reshape(b, n, h, hd))
+        key = rope(qkv[..., d:2 * d].reshape(b, n, h, hd))
+        v = qkv[..., 2 * d:].reshape(b, n, h, hd)
+        heads = []
+        for head in range(h):
+            scores = q[:, :, head] @ key[:, :, head].transpose(1, 2) / hd**0.5
+            weights = torch.exp(scores - scores.max(-1, keepdim=True).values)
+            heads.append((weights / weights.sum(-1, keepdim=True)) @ v[:, :, head])
+        att = torch.cat(heads, -1)
+        x = x + g1 * lin(att, p + "attn_out", bias=False)
+        y = layer_norm(x, w[p + "norm2.weight"]) * (1 + c2) + s2
+        x = x + g2 * lin(gelu(lin(y, p + "mlp.0")), p + "mlp.2")
+    mod = lin(cond, "backbone.output_layer.adaLN_modulation")
+    shift, scale = mod[:, None, :d], mod[:, None, d:]
+    y = layer_norm(x, w["backbone.output_layer.norm_final.weight"]) * (1 + scale) + shift
+    return lin(y, "backbone.output_layer.linear")
