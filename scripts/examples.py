@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import sys
 import wave
 from dataclasses import dataclass
@@ -77,8 +78,13 @@ def generate(example: Example, directory: Path) -> list[Path]:
     from aios.cli import app as cli
 
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = cli.main(["generate", *example.argv, "--out", str(directory / example.out)])
+    pinned = os.environ.pop("AIOS_TEXT_MODEL", None)  # the default text model, as users get it
+    try:
+        with contextlib.redirect_stdout(printed):
+            code = cli.main(["generate", *example.argv, "--out", str(directory / example.out)])
+    finally:
+        if pinned is not None:
+            os.environ["AIOS_TEXT_MODEL"] = pinned
     if code != 0:
         raise SystemExit(f"examples: `{example.command()}` failed with exit code {code}")
     return [Path(line) for line in printed.getvalue().split()]
@@ -92,8 +98,8 @@ def block(directory: Path) -> str:
         "it. Do not edit by hand. -->",
         "### What the shipped models really make",
         "",
-        "Real outputs of the small models that ship with the packs, each from the command "
-        "shown (seed fixed, 20 steps, CPU):",
+        "Real outputs of the default models of the packs, each from the command shown (seed "
+        "fixed, default settings, CPU):",
         "",
     ]
     for example in EXAMPLES:
