@@ -85,6 +85,7 @@ class BlockDiffusionTextHead:
         self._rows: list[_Row] = []
         self._final = 0
         self._logits: torch.Tensor | None = None
+        self._written: tuple[int, int] | None = None
 
     def parameter_counts(self) -> dict[str, int]:
         return {"backbone": sum(p.numel() for p in self.model.network.parameters()), "head": 0}
@@ -114,7 +115,7 @@ class BlockDiffusionTextHead:
         tokens = np.array(rows, dtype=np.int64)
         self._rows = [_Row(width - len(ids)) for ids in encoded]
         self._final = width
-        self._logits = None
+        self._written = (0, self._logits.shape[1]) if self._logits is not None else None
         block = self.block_size if not suffix_ids else length + len(suffix_ids)
         ends = np.array([width - len(ids) + len(context) for ids in encoded])
         return BlockState(tokens, mask, None if suffix_ids else END_ID,
@@ -125,13 +126,25 @@ class BlockDiffusionTextHead:
         rows = range(len(tokens)) if state.rows is None else [int(r) for r in state.rows]
         block = getattr(state, "block_length", self.block_size)
         begin, end = self._final, min(self._final + block, tokens.shape[1])
-        vocab = self.model.network.get_input_embeddings().weight.shape[0]
-        out = torch.zeros(len(tokens), tokens.shape[1], vocab)
+        out = self._output(len(self._rows), tokens.shape[1])[:len(tokens)]
         with torch.inference_mode():
             for i, r in enumerate(rows):
                 out[i, begin:end] = self._step(self._rows[r], tokens[i], begin, end)
+        self._written = (begin, end)
         self.calls += 1
         return out
+
+    def _output(self, batch: int, width: int) -> torch.Tensor:
+        """The logits array of this generation: allocated once (batch x width x vocab, tens of
+        MB), zero except the block written last, which is zeroed again here (the sampler reads
+        only the current block, and zeros elsewhere keep any other reader harmless)."""
+        vocab = self.model.network.get_input_embeddings().weight.shape[0]
+        if self._logits is None or self._logits.shape != (batch, width, vocab):
+            self._logits = torch.zeros(batch, width, vocab)
+        elif self._written is not None:
+            self._logits[:, self._written[0]:self._written[1]] = 0
+        self._written = None
+        return self._logits
 
     def decode(self, state: MaskedState, request: GenerationRequest) -> str | list[str]:
         texts = []
