@@ -85,6 +85,7 @@ class ArrowEngine:
             sampler_name = _preferred_sampler(registry, head) or sampler_name
         sampler = _build(registry, "sampler", sampler_name, config.sampler.options,
                          origins)
+        _check_block_wise(config, head, sampler)
         storage = None
         if config.memory.path is not None:
             storage = _build(registry, "storage", config.memory.backend,
@@ -268,6 +269,19 @@ class ArrowEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_block_wise(config: Config, head: Any, sampler: Any) -> None:
+    """A head that names a block-wise sampler gives logits for the current block only: any
+    other sampler would reveal positions it has no logits for, so it is refused."""
+    wanted = getattr(head, "preferred_sampler", None)
+    if wanted and not getattr(sampler, "steps_per_block", False):
+        raise ConfigError(
+            config.origins.get("sampler.name", "(config)"), "sampler.name",
+            f"the head's model decodes block by block and needs a block-wise sampler, not "
+            f"{config.sampler.name!r}",
+            f"use `--sampler {wanted}` (or leave the sampler at auto), or choose another "
+            "model (e.g. --set head.model=tiny for the text head)")
 
 
 def _preferred_sampler(registry: Registry, head: Any) -> str | None:

@@ -48,13 +48,13 @@ class Example:
 
 
 EXAMPLES = (
-    Example("text", ("The LORD", "--seed", "0", "--length", "48"), "text-the-lord.txt",
-            good="the look of its training text (King James Bible, fortunes, Shakespeare): "
-                 "its words, punctuation and rhythm, continuing a prompt or filling a gap "
-                 "(`--infill`), in about a second on a CPU",
-            bad="meaning: a 5-million-parameter model trained for 96 minutes on one CPU core "
-                "(7.2 M tokens; validation perplexity bound 343) writes word salad with broken "
-                "words; it is a test bed for samplers, memory and adapters, not an assistant"),
+    Example("text", ("Once upon a time", "--seed", "0", "--length", "64"), "text-once.txt",
+            good="fluent English prose that follows the prompt, written a block of 8 tokens "
+                 "at a time (SmolLM2-135M, Apache-2.0, adapted here to block diffusion with "
+                 "348k tokens of LoRA training); it can also fill a gap (`--infill`)",
+            bad="facts and long-range sense: a 135M-parameter model invents names and "
+                "wanders; on 2 CPU cores it writes about as fast as the base model's own "
+                "autoregressive decoding, not faster (docs/benchmarks.md)"),
     Example("image", ("sneaker", "--modality", "image", "--seed", "0", "--guidance-scale", "3"),
             "image-sneaker.png",
             good="the outline of the Fashion-MNIST class asked for: the project's classifier "
@@ -107,7 +107,7 @@ def block(directory: Path) -> str:
         lines.append("")
         if example.modality == "text":
             text = (directory / example.out).read_text().strip()
-            lines += [f"> {text}", ""]
+            lines += [f"> {line}".rstrip() for line in text.splitlines()] + [""]
         elif example.modality == "image":
             lines += [f"![a generated sneaker, 224x224]({EXAMPLES_DIR}/{example.out})", ""]
         else:
