@@ -154,7 +154,8 @@ def speed_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 def cold_start() -> float:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "aios", "generate", "Once upon a time",
+    done = subprocess.run([str(Path(sys.executable).with_name("aios")), "generate",
+                           "Once upon a time",
                            "--length", "16"], capture_output=True, text=True,
                           env={k: v for k, v in os.environ.items() if k != "AIOS_TEXT_MODEL"})
     if done.returncode != 0:
