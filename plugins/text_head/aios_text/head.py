@@ -26,6 +26,7 @@ the prompt and what was generated, never the context.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,6 +47,25 @@ from aios_text.passages import context_ids
 
 #: How a still-masked position looks in a partial (streamed) decode.
 MASK_PLACEHOLDER = "\u2591"
+
+
+def decode_with_masks(decode: Callable[[list[int]], str], ids: list[int], mask_id: int) -> str:
+    """The text of `ids`, each still-masked position shown as `MASK_PLACEHOLDER` (a streamed,
+    partial state), the runs between masks decoded by `decode`."""
+    if mask_id not in ids:
+        return decode(ids)
+    parts, run = [], []
+    for i in ids:
+        if i == mask_id:
+            if run:
+                parts.append(decode(run))
+                run = []
+            parts.append(MASK_PLACEHOLDER)
+        else:
+            run.append(i)
+    if run:
+        parts.append(decode(run))
+    return "".join(parts)
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,18 +244,4 @@ class TextDiffusionHead:
         return texts[0] if isinstance(request.prompt, str) else texts
 
     def _decode_with_masks(self, ids: list[int]) -> str:
-        mask = self.tokenizer.mask_id
-        if mask not in ids:
-            return self.tokenizer.decode(ids)
-        parts, run = [], []
-        for i in ids:
-            if i == mask:
-                if run:
-                    parts.append(self.tokenizer.decode(run))
-                    run = []
-                parts.append(MASK_PLACEHOLDER)
-            else:
-                run.append(i)
-        if run:
-            parts.append(self.tokenizer.decode(run))
-        return "".join(parts)
+        return decode_with_masks(self.tokenizer.decode, ids, self.tokenizer.mask_id)

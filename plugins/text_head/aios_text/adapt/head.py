@@ -26,7 +26,7 @@ from aios.errors import UsageError
 from aios.protocols import GenerationRequest, MaskedState
 from aios.runtime import BlockKVCache
 from aios_text.adapt.model import BlockDiffusionLM
-from aios_text.head import MASK_PLACEHOLDER
+from aios_text.head import decode_with_masks
 
 #: SmolLM2's padding and end of text (`<|endoftext|>`, `<|im_end|>`).
 PAD_ID, END_ID = 0, 2
@@ -197,19 +197,7 @@ class BlockDiffusionTextHead:
         return ids
 
     def _text(self, ids: list[int]) -> str:
-        mask = self.model.mask_token_id
-        parts, run = [], []
-        for i in ids:
-            if i == mask:
-                if run:
-                    parts.append(self.tokenizer.decode(run))
-                    run = []
-                parts.append(MASK_PLACEHOLDER)
-            else:
-                run.append(i)
-        if run:
-            parts.append(self.tokenizer.decode(run))
-        return "".join(parts)
+        return decode_with_masks(self.tokenizer.decode, ids, self.model.mask_token_id)
 
 
 __all__ = ["BlockDiffusionTextHead", "BlockState"]
