@@ -87,8 +87,8 @@ def generate_blocks(
     # the prompt but its last token goes into the cache; the last token is "pending": it is
     # cached by the first step's forward, whose hidden state there predicts the first block
     if len(prompt) > 1:
-        _forward(model, cache, torch.tensor(prompt[:-1], device=device), pending=len(prompt) - 1,
-                 block=0, start=0)
+        step_hidden(model, cache, torch.tensor(prompt[:-1], device=device),
+                    pending=len(prompt) - 1, start=0)
         result.forward_calls += 1
     pending = torch.tensor(prompt[-1:], device=device)
     position = len(prompt) - 1
@@ -100,8 +100,8 @@ def generate_blocks(
             block[size - len(given):] = torch.tensor(given, device=device)
         first_logits: Tensor | None = None
         while bool((block == mask_id).any()):
-            hidden = _forward(model, cache, torch.cat([pending, block]), pending=len(pending),
-                              block=size, start=position)
+            hidden = step_hidden(model, cache, torch.cat([pending, block]),
+                                 pending=len(pending), start=position)
             result.forward_calls += 1
             if len(pending):
                 first_logits = model.logits(hidden[len(pending) - 1])
@@ -147,8 +147,8 @@ def _block_plan(new_tokens: int, block_size: int,
     return [(s, []) for s in sizes]
 
 
-def _forward(model: BlockDiffusionLM, cache: BlockKVCache, ids: Tensor, *, pending: int,
-             block: int, start: int) -> Tensor:
+def step_hidden(model: BlockDiffusionLM, cache: BlockKVCache, ids: Tensor, *, pending: int,
+                start: int) -> Tensor:
     """Hidden states of `ids` = `pending` finished tokens (causal; their keys join `cache`)
     followed by a `block` of masked-or-revealed positions (see the whole prefix and each
     other), at sequence positions `start`, `start + 1`, ..."""
@@ -167,4 +167,4 @@ def _forward(model: BlockDiffusionLM, cache: BlockKVCache, ids: Tensor, *, pendi
     return hidden[0]
 
 
-__all__ = ["FALLBACKS", "DecodeResult", "generate_blocks"]
+__all__ = ["FALLBACKS", "DecodeResult", "generate_blocks", "step_hidden"]

@@ -25,6 +25,7 @@ import torch
 from aios.errors import UsageError
 from aios.protocols import GenerationRequest, MaskedState
 from aios.runtime import BlockKVCache
+from aios_text.adapt.decode import step_hidden
 from aios_text.adapt.model import BlockDiffusionLM
 from aios_text.head import decode_with_masks
 
@@ -164,21 +165,9 @@ class BlockDiffusionTextHead:
     def _step(self, row: _Row, tokens: torch.Tensor, begin: int, end: int) -> torch.Tensor:
         """Logits of columns [begin, end) of one row; finished columns join its cache."""
         pending = begin - row.cached
-        ids = tokens[row.cached:end]
-        n = ids.shape[0]
-        q = torch.arange(n)
-        in_block = q >= pending
-        allowed = (q[None, :] <= q[:, None]) | (in_block[:, None] & in_block[None, :])
-        allowed = allowed | (in_block[:, None] & ~in_block[None, :])
-        cached = row.cache.get_seq_length()
-        mask = torch.cat([torch.ones(n, cached, dtype=torch.bool), allowed], dim=1)
-        positions = torch.arange(row.cached, end)[None] - row.start
-        row.cache.append = pending
-        try:
-            hidden = self.model.hidden(ids[None], mask[None, None], positions, cache=row.cache)[0]
-        finally:
-            row.cache.append = 0
-        self.positions += n
+        hidden = step_hidden(self.model, row.cache, tokens[row.cached:end], pending=pending,
+                             start=row.cached - row.start)
+        self.positions += end - row.cached
         if pending:
             row.first = self.model.logits(hidden[pending - 1])
             row.cached = begin
