@@ -268,6 +268,19 @@ class BatchesRows(Protocol):
 
 
 @runtime_checkable
+class BatchesGenerations(Protocol):
+    """Optional head extra: ``aios serve`` evaluates the steps of concurrent generations in one
+    call when the head keeps each generation's own state (a key/value cache, say) in the state
+    its ``initial_state`` made, rather than in the head. For heads whose rows cannot simply be
+    padded and stacked (`BatchesRows`)."""
+
+    def denoise_many(self, calls: Sequence[tuple[Any, Any, GenerationRequest]]) -> list[Any]:
+        """``[denoise(state, t, request) for state, t, request in calls]``, computed together;
+        each answer must be what ``denoise`` alone gives (up to float rounding)."""
+        ...
+
+
+@runtime_checkable
 class PrefersSampler(Protocol):
     """Optional head extra: the sampler the engine uses for this head when the config leaves
     ``sampler.name`` at ``auto`` (a model decoded block by block names a block-wise sampler)."""
@@ -278,7 +291,7 @@ class PrefersSampler(Protocol):
 
 #: The optional head extras, each checked with ``isinstance(head, Extra)``.
 HEAD_EXTRAS = (WritesFiles, DrawsGrids, CountsParameters, Explains, DeclaresOptions,
-               BatchesRows, PrefersSampler)
+               BatchesRows, BatchesGenerations, PrefersSampler)
 
 
 @dataclass(frozen=True)

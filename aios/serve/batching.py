@@ -59,8 +59,12 @@ class Overloaded(Exception):
 
 
 def can_batch_rows(head: Any) -> bool:
-    """Whether rows of different requests may share one `denoise` call of `head`: a discrete
-    head whose `denoise` takes one `t` per row (`row_times`) and pads with a known token."""
+    """Whether concurrent requests may share the model calls of `head`: a head that evaluates
+    several generations' states at once (`denoise_many`, `aios.protocols.BatchesGenerations`),
+    or a discrete head whose `denoise` takes one `t` per row (`row_times`) and pads with a
+    known token, so rows of different requests stack into one state."""
+    if callable(getattr(head, "denoise_many", None)):
+        return True
     return (getattr(head, "family", None) == "discrete" and getattr(head, "row_times", False)
             and _pad_id(head) is not None)
 
@@ -152,6 +156,7 @@ class StepBatcher:
         if not can_batch_rows(head):
             raise TypeError(f"{type(head).__name__} cannot batch rows of different requests")
         self.head = head
+        self.many = callable(getattr(head, "denoise_many", None))
         self.pad_id = _pad_id(head)
         self.max_rows = max_rows
         self.gather_s = gather_s
@@ -234,27 +239,40 @@ class StepBatcher:
 
     def _evaluate(self, batch: list[_Call]) -> None:
         try:
-            width = max(c.tokens.shape[1] for c in batch)
-            tokens = np.concatenate([
-                np.pad(c.tokens, ((0, 0), (width - c.tokens.shape[1], 0)),
-                       constant_values=self.pad_id) for c in batch])
-            times = np.concatenate([np.full(len(c.tokens), c.t, dtype=np.float32)
-                                    for c in batch])
-            state = replace(batch[0].state, tokens=tokens, rows=None, on_prefix=None)
-            logits = np.asarray(self.head.denoise(state, times, batch[0].request))
-            self.calls += 1
-            if self.on_batch is not None:
-                self.on_batch(len(tokens))
-            start = 0
-            for call in batch:
-                rows, own = len(call.tokens), call.tokens.shape[1]
-                call.result = logits[start:start + rows, width - own:]
-                start += rows
+            if self.many:
+                answers = self.head.denoise_many([(c.state, c.t, c.request) for c in batch])
+                self.calls += 1
+                if self.on_batch is not None:
+                    self.on_batch(sum(len(c.tokens) for c in batch))
+                for call, answer in zip(batch, answers, strict=True):
+                    call.result = answer
+            else:
+                self._stack_rows(batch)
         except Exception as exc:  # noqa: BLE001 - every waiting generation hears of it
             for call in batch:
                 call.error = exc
         for call in batch:
             call.done.set()
+
+    def _stack_rows(self, batch: list[_Call]) -> None:
+        """One `denoise` over the rows of every call, left-padded to one width, each row at
+        its own time."""
+        width = max(c.tokens.shape[1] for c in batch)
+        tokens = np.concatenate([
+            np.pad(c.tokens, ((0, 0), (width - c.tokens.shape[1], 0)),
+                   constant_values=self.pad_id) for c in batch])
+        times = np.concatenate([np.full(len(c.tokens), c.t, dtype=np.float32)
+                                for c in batch])
+        state = replace(batch[0].state, tokens=tokens, rows=None, on_prefix=None)
+        logits = np.asarray(self.head.denoise(state, times, batch[0].request))
+        self.calls += 1
+        if self.on_batch is not None:
+            self.on_batch(len(tokens))
+        start = 0
+        for call in batch:
+            rows, own = len(call.tokens), call.tokens.shape[1]
+            call.result = logits[start:start + rows, width - own:]
+            start += rows
 
 
 class Admission:
