@@ -281,6 +281,18 @@ class BatchesGenerations(Protocol):
 
 
 @runtime_checkable
+class FormatsChat(Protocol):
+    """Optional head extra of text heads: the prompt its model expects for a conversation
+    (an instruction-tuned model's chat template). ``aios serve``'s chat endpoint uses it; a
+    head without it gets the messages' texts, one per line."""
+
+    def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
+        """The prompt for `messages` ((role, text) pairs, oldest first), ending where the
+        assistant's answer begins."""
+        ...
+
+
+@runtime_checkable
 class PrefersSampler(Protocol):
     """Optional head extra: the sampler the engine uses for this head when the config leaves
     ``sampler.name`` at ``auto`` (a model decoded block by block names a block-wise sampler)."""
@@ -291,7 +303,7 @@ class PrefersSampler(Protocol):
 
 #: The optional head extras, each checked with ``isinstance(head, Extra)``.
 HEAD_EXTRAS = (WritesFiles, DrawsGrids, CountsParameters, Explains, DeclaresOptions,
-               BatchesRows, BatchesGenerations, PrefersSampler)
+               BatchesRows, BatchesGenerations, FormatsChat, PrefersSampler)
 
 
 @dataclass(frozen=True)

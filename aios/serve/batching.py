@@ -39,6 +39,7 @@ __all__ = [
     "Overloaded",
     "StepBatcher",
     "can_batch_rows",
+    "pad_id_of",
 ]
 
 
@@ -66,12 +67,14 @@ def can_batch_rows(head: Any) -> bool:
     if callable(getattr(head, "denoise_many", None)):
         return True
     return (getattr(head, "family", None) == "discrete" and getattr(head, "row_times", False)
-            and _pad_id(head) is not None)
+            and pad_id_of(head) is not None)
 
 
-def _pad_id(head: Any) -> int | None:
-    tokenizer = getattr(head, "tokenizer", None)
-    pad = getattr(tokenizer, "pad_id", None)
+def pad_id_of(head: Any) -> int | None:
+    """The token a text head pads rows with: its own `pad_id`, else its tokenizer's."""
+    pad = getattr(head, "pad_id", None)
+    if pad is None:
+        pad = getattr(getattr(head, "tokenizer", None), "pad_id", None)
     return None if pad is None else int(pad)
 
 
@@ -157,7 +160,7 @@ class StepBatcher:
             raise TypeError(f"{type(head).__name__} cannot batch rows of different requests")
         self.head = head
         self.many = callable(getattr(head, "denoise_many", None))
-        self.pad_id = _pad_id(head)
+        self.pad_id = pad_id_of(head)
         self.max_rows = max_rows
         self.gather_s = gather_s
         self.on_batch = on_batch

@@ -23,7 +23,7 @@ import numpy as np
 
 from aios.engine import ArrowEngine, sampler_name_for
 from aios.errors import AiosError
-from aios.serve.batching import Cancelled, DeadlineExceeded, Guard, Member
+from aios.serve.batching import Cancelled, DeadlineExceeded, Guard, Member, pad_id_of
 from aios.serve.errors import ApiError
 
 __all__ = ["RequestHead", "TextOutcome", "build_sampler", "run_generation"]
@@ -67,8 +67,7 @@ class RequestHead:
     # -- what responses report -----------------------------------------------------------------
 
     def pad_id(self) -> int | None:
-        pad = getattr(getattr(self.head, "tokenizer", None), "pad_id", None)
-        return None if pad is None else int(pad)
+        return pad_id_of(self.head)
 
     def completions(self, state: Any, request: Any, *, stable: bool = False) -> list[str]:
         """The generated part of each row, as text: masked positions shown as the head shows

@@ -65,3 +65,43 @@ def test_a_request_for_a_sampler_the_model_cannot_use_is_a_400(engine):
     with pytest.raises(ApiError, match="block by block") as caught:
         build_sampler(engine, "low-confidence", None, None)
     assert caught.value.status == 400
+
+
+def test_the_http_api_serves_the_adapted_model(tmp_path_factory):
+    """Through the app: a completion, a chat in the model's chat format (ChatML), and a
+    `max_tokens` beyond the model's context refused with the limit."""
+    from starlette.testclient import TestClient
+
+    from aios.serve.app import create_app
+    from aios.serve.settings import ServeSettings
+
+    directory = tiny_materialized(tmp_path_factory.mktemp("tiny-served"))
+    settings = ServeSettings(overrides=("head.name=text", f"head.model={directory}",
+                                        "head.block_size=4"), preload=("text",))
+    with TestClient(create_app(settings)) as client:
+        done = client.post("/v1/completions", json={"model": "text", "prompt": "w9 w10",
+                                                    "max_tokens": 8, "seed": 1})
+        assert done.status_code == 200, done.text
+        answer = done.json()
+        assert answer["usage"]["completion_tokens"] >= 1
+        assert answer["choices"][0]["text"].split()[0].startswith("w")
+        chat = client.post("/v1/chat/completions", json={
+            "model": "text", "max_tokens": 8,
+            "messages": [{"role": "user", "content": "w9 w10"}]})
+        assert chat.status_code == 200, chat.text
+        too_long = client.post("/v1/completions", json={"model": "text", "prompt": "w9",
+                                                        "max_tokens": 10**9})
+        assert too_long.status_code == 400
+        assert too_long.json()["error"]["param"] == "max_tokens"
+
+
+def test_the_chat_format_is_chatml_with_the_default_system_turn(tmp_path_factory):
+    from aios_text.adapt.head import DEFAULT_SYSTEM, BlockDiffusionTextHead
+
+    head = BlockDiffusionTextHead(str(tiny_materialized(tmp_path_factory.mktemp("chat"))))
+    assert head.chat_prompt([("user", "Hi"), ("assistant", "Hello"), ("user", "Bye")]) == (
+        f"<|im_start|>system\n{DEFAULT_SYSTEM}<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\nHello<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n"
+        "<|im_start|>assistant\n")
+    assert head.chat_prompt([("system", "Be brief."), ("user", "Hi")]).startswith(
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n")

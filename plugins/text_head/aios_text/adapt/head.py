@@ -37,6 +37,8 @@ from aios_text.head import decode_with_masks
 
 #: SmolLM2's padding and end of text (`<|endoftext|>`, `<|im_end|>`).
 PAD_ID, END_ID = 0, 2
+#: The system turn SmolLM2-Instruct's chat template adds when a conversation has none.
+DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +99,8 @@ class BlockDiffusionTextHead:
     family = "discrete"
     #: logits are given for the current block only, so the sampler must go block by block
     preferred_sampler = "block-threshold"
+    #: the token rows are left-padded with (`decode` drops it)
+    pad_id = PAD_ID
     generation_options: ClassVar[dict[str, str]] = {
         "length": "new tokens to generate (at most; end of text stops earlier)",
         "suffix": "text that must follow; the model fills the middle (infilling)",
@@ -213,6 +217,17 @@ class BlockDiffusionTextHead:
             inner = self.model.logits(states[p:p + (end - begin) - 1])
             logits.append(torch.cat([row.first[None], inner]).float())
         return logits
+
+    def chat_prompt(self, messages: Any) -> str:
+        """SmolLM2-Instruct's chat format (ChatML: each turn between ``<|im_start|>role`` and
+        ``<|im_end|>``, then the assistant's turn opened), with the base model's default
+        system turn when the conversation has none. The answer ends at ``<|im_end|>``, which
+        is the head's end of text."""
+        turns = list(messages)
+        if not turns or turns[0][0] != "system":
+            turns.insert(0, ("system", DEFAULT_SYSTEM))
+        return "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns) + \
+            "<|im_start|>assistant\n"
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text).ids
