@@ -201,22 +201,27 @@ class BlockDiffusionTextHead:
     # -- the work ---------------------------------------------------------------------------------
 
     def _step(self, work: list[tuple[_Row, torch.Tensor, int, int]]) -> list[torch.Tensor]:
-        """Logits of columns [begin, end) of each row, in one forward; each row's finished
+        """Logits of columns [begin, end) of each row, in one forward (and one output-layer
+        product for every row: it is a fifth of the network's work); each row's finished
         columns join its cache."""
         pending = [begin - row.cached for row, _, begin, _ in work]
         hidden = step_hidden_rows(self.model, [row.cache for row, *_ in work],
                                   [ids[row.cached:end] for row, ids, _, end in work],
                                   pending=pending,
                                   start=[row.cached - row.start for row, *_ in work])
-        logits = []
-        for (row, _, begin, end), states, p in zip(work, hidden, pending, strict=True):
+        # per row: the state predicting the block's first position (if it is new), then the
+        # block's states but the last (the logits shift)
+        wanted = [states[max(p - 1, 0):p + (end - begin) - 1]
+                  for (_, _, begin, end), states, p in zip(work, hidden, pending, strict=True)]
+        logits = self.model.logits(torch.cat(wanted)).float().split([len(w) for w in wanted])
+        answers = []
+        for (row, _, begin, end), own, p in zip(work, logits, pending, strict=True):
             self.positions += end - row.cached
             if p:
-                row.first = self.model.logits(states[p - 1])
+                row.first, own = own[0], own[1:]
                 row.cached = begin
-            inner = self.model.logits(states[p:p + (end - begin) - 1])
-            logits.append(torch.cat([row.first[None], inner]).float())
-        return logits
+            answers.append(torch.cat([row.first[None], own]))
+        return answers
 
     def chat_prompt(self, messages: Any) -> str:
         """SmolLM2-Instruct's chat format (ChatML: each turn between ``<|im_start|>role`` and
