@@ -9,8 +9,8 @@ the not-yet-cached final tokens (causally; they join the cache in the same forwa
 current block (bidirectionally, over the whole prefix). So a block of 8 costs about one forward
 of 8 positions per step, whatever the prompt's length.
 
-Logits are given only for the current block; other positions get all-zero logits (uniform),
-which the block-wise sampler never reads. Rows are independent (each has its own cache), so a
+Logits are given only for the current block's first position and its still-masked ones; other
+positions get all-zero logits (uniform), which the block-wise sampler never reads. Rows are independent (each has its own cache), so a
 sampler may evaluate a subset of them; the rows asked for go through the network in one padded
 forward (`aios_text.adapt.decode.step_hidden_rows`).
 
@@ -201,26 +201,33 @@ class BlockDiffusionTextHead:
     # -- the work ---------------------------------------------------------------------------------
 
     def _step(self, work: list[tuple[_Row, torch.Tensor, int, int]]) -> list[torch.Tensor]:
-        """Logits of columns [begin, end) of each row, in one forward (and one output-layer
-        product for every row: it is a fifth of the network's work); each row's finished
-        columns join its cache."""
+        """Logits of columns [begin, end) of each row, in one forward; each row's finished
+        columns join its cache. The output layer (a fifth of the network's work) runs once for
+        every row together, and only where logits are read: the block's first position and
+        its still-masked ones (revealed positions get zeros, which a block-wise sampler never
+        reads)."""
         pending = [begin - row.cached for row, _, begin, _ in work]
         hidden = step_hidden_rows(self.model, [row.cache for row, *_ in work],
                                   [ids[row.cached:end] for row, ids, _, end in work],
                                   pending=pending,
                                   start=[row.cached - row.start for row, *_ in work])
-        # per row: the state predicting the block's first position (if it is new), then the
-        # block's states but the last (the logits shift)
-        wanted = [states[max(p - 1, 0):p + (end - begin) - 1]
-                  for (_, _, begin, end), states, p in zip(work, hidden, pending, strict=True)]
+        # logits shift: block position j > 0 is predicted by the block's state j - 1, the first
+        # by the last pending state (kept in `row.first` while the block is decoded)
+        masked = [torch.nonzero(ids[begin + 1:end] == self.model.mask_token_id)[:, 0] + 1
+                  for _, ids, begin, end in work]
+        wanted = [torch.cat([states[p - 1:p], states[p - 1 + m]]) if p else states[m - 1]
+                  for states, p, m in zip(hidden, pending, masked, strict=True)]
         logits = self.model.logits(torch.cat(wanted)).float().split([len(w) for w in wanted])
         answers = []
-        for (row, _, begin, end), own, p in zip(work, logits, pending, strict=True):
+        for (row, _, begin, end), own, p, m in zip(work, logits, pending, masked, strict=True):
             self.positions += end - row.cached
             if p:
                 row.first, own = own[0], own[1:]
                 row.cached = begin
-            answers.append(torch.cat([row.first[None], own]))
+            block = own.new_zeros(end - begin, own.shape[-1])
+            block[0] = row.first
+            block[m] = own
+            answers.append(block)
         return answers
 
     def chat_prompt(self, messages: Any) -> str:
