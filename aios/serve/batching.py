@@ -3,10 +3,11 @@
 Each generation runs its own sampler in its own thread (samplers keep per-generation state, and
 running them unchanged is what keeps the server's output the engine's output). Where a sampler
 calls the model, its `denoise` goes through a `StepBatcher`: the call waits until every other
-active generation has asked too (or `gather_s` has passed), and one thread then evaluates all
-the waiting rows in a single call of the head, left-padded to one width, each row at its own
-time `t`. A row's logits depend only on that row (padding is hidden from attention), so
-batching changes no result beyond float rounding.
+active generation has asked too (or `gather_s`, or a quarter of the last model call, has
+passed), and one thread then evaluates all the waiting calls at once: through the head's
+`denoise_many` when it has one, else as one `denoise` over their rows, left-padded to one
+width, each row at its own time `t`. A row's logits depend only on that row (padding is hidden
+from attention), so batching changes no result beyond float rounding.
 
 A generation leaves the batch the moment it finishes, is cancelled (its client went away) or
 passes its deadline: its next `denoise` raises instead of waiting, so its rows are gone from
@@ -165,6 +166,7 @@ class StepBatcher:
         self.gather_s = gather_s
         self.on_batch = on_batch
         self.calls = 0  # model calls made, for tests and benchmarks
+        self._last_call_s = 0.0
         self._lock = threading.Condition()
         self._seated: set[Member] = set()
         self._pending: list[_Call] = []
@@ -225,7 +227,9 @@ class StepBatcher:
                 if self._closed:
                     return
                 # Wait (briefly) until every seated generation has asked: one call for all.
-                until = time.monotonic() + self.gather_s
+                # Briefly = `gather_s`, or a quarter of the last model call if that is longer:
+                # a straggler left out costs a whole call of its own later.
+                until = time.monotonic() + max(self.gather_s, 0.25 * self._last_call_s)
                 while (len(self._pending) < len(self._seated) and not self._closed
                        and (left := until - time.monotonic()) > 0):
                     self._lock.wait(left)
@@ -238,7 +242,9 @@ class StepBatcher:
                 for call in batch:
                     self._pending.remove(call)
             if batch:
+                began = time.monotonic()
                 self._evaluate(batch)
+                self._last_call_s = time.monotonic() - began
 
     def _evaluate(self, batch: list[_Call]) -> None:
         try:
