@@ -10,9 +10,10 @@ current block (bidirectionally, over the whole prefix). So a block of 8 costs ab
 of 8 positions per step, whatever the prompt's length.
 
 Logits are given only for the current block's first position and its still-masked ones; other
-positions get all-zero logits (uniform), which the block-wise sampler never reads. Rows are independent (each has its own cache), so a
-sampler may evaluate a subset of them; the rows asked for go through the network in one padded
-forward (`aios_text.adapt.decode.step_hidden_rows`).
+positions get all-zero logits (uniform), which the block-wise sampler never reads. Rows are
+independent (each has its own cache), so a sampler may evaluate a subset of them; the rows
+asked for go through the network in one padded forward
+(`aios_text.adapt.decode.step_hidden_rows`).
 
 Everything one generation owns (its rows' caches, where its finished prefix ends, its logits
 buffer) lives in a `_Generation` that its `BlockState` carries, not in the head: one head serves
