@@ -3,7 +3,7 @@
     python benchmarks/text.py [--adapted DIR] [--prompts 32] [--new-tokens 128]
                               [--thresholds 0.95 0.9 0.8 0.7 0.5] [--speed-prompts 4]
                               [--rounds 3] [--bound-windows 16] [--quick]
-                              [--skip fluency speed cold bound]
+                              [--skip fluency speed cold bound] [--dtype bfloat16]
 
 1. Fluency: `--prompts` everyday prompts x `--new-tokens` new tokens from the adapted model
    (block decoding, confidence threshold, greedy candidates) at each threshold, and from the
@@ -104,6 +104,8 @@ def fluency(args: argparse.Namespace) -> list[dict[str, Any]]:
     from aios_text.adapt.scores import dictionary_share, distinct_share, generative_perplexity
 
     model, base, tokenizer = load_models(args.adapted)
+    if args.dtype != "float32":  # the adapted model in that dtype; the base (AR and scorer)
+        model = load_models(args.adapted, args.dtype)[0]  # stays float32
     prompts = [tokenizer.encode(p).ids for p in PROMPTS[:args.prompts]]
     systems: dict[str, Any] = {
         "base AR, sampled (T 0.8, top-p 0.95)":
@@ -111,7 +113,8 @@ def fluency(args: argparse.Namespace) -> list[dict[str, Any]]:
         "base AR, greedy": lambda p, i: (ar_sample(base, p, args.new_tokens, sampled=False),
                                          1.0)}
     for th in args.thresholds:
-        systems[f"adapted, threshold {th}"] = (
+        label = "" if args.dtype == "float32" else f" ({args.dtype})"
+        systems[f"adapted, threshold {th}{label}"] = (
             lambda p, i, th=th: diffusion_sample(model, p, args.new_tokens, th))
     rows = []
     for name, generate in systems.items():
@@ -221,6 +224,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="4 prompts, 2 thresholds, 1 round")
     parser.add_argument("--bound-windows", type=int, default=16)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="the adapted model's dtype in the fluency table")
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["fluency", "speed", "cold", "bound"])
     parser.add_argument("--speed-worker", action="store_true", help=argparse.SUPPRESS)
