@@ -18,6 +18,20 @@ def tiny_dir(tmp_path_factory):
     return tiny_materialized(tmp_path_factory.mktemp("tiny-adapted"))
 
 
+def _reveal(tokens, logits, begin, end, threshold):
+    """In place: reveal in tokens[:, begin:end] every masked position at least `threshold`
+    likely, at least the most confident of each row."""
+    part = logits[:, begin:end].clone()
+    part[..., MASK] = -torch.inf
+    conf, cand = torch.softmax(part, -1).max(-1)
+    masked = torch.from_numpy(tokens[:, begin:end] == MASK)
+    conf = torch.where(masked, conf, -1.0)
+    reveal = masked & (conf >= threshold)
+    reveal[torch.arange(len(tokens)), conf.argmax(-1)] |= masked.any(-1)
+    tokens[:, begin:end] = torch.where(reveal, cand, torch.from_numpy(
+        tokens[:, begin:end])).numpy()
+
+
 def _drive(head, request, threshold):
     """The block-threshold rule: reveal in the current block every masked position at least
     `threshold` likely, at least the most confident; announce finished blocks."""
@@ -30,15 +44,7 @@ def _drive(head, request, threshold):
         while (tokens[:, begin:end] == MASK).any():
             logits = head.denoise(type(state)(**{**state.__dict__, "tokens": tokens}), 1.0,
                                   request)
-            part = logits[:, begin:end].clone()
-            part[..., MASK] = -torch.inf
-            conf, cand = torch.softmax(part, -1).max(-1)
-            masked = torch.from_numpy(tokens[:, begin:end] == MASK)
-            conf = torch.where(masked, conf, -1.0)
-            reveal = masked & (conf >= threshold)
-            reveal[torch.arange(len(tokens)), conf.argmax(-1)] |= masked.any(-1)
-            tokens[:, begin:end] = torch.where(reveal, cand, torch.from_numpy(
-                tokens[:, begin:end])).numpy()
+            _reveal(tokens, logits, begin, end, threshold)
         state.on_prefix(tokens, end)
     return tokens, state
 
@@ -76,18 +82,6 @@ def test_bad_requests_are_usage_errors(tiny_dir):
     with pytest.raises(UsageError, match="empty"):
         head.initial_state(GenerationRequest(prompt="", modality="text", num_steps=4),
                            np.random.default_rng(0))
-
-
-def _reveal(tokens, logits, begin, end, threshold):
-    part = logits[:, begin:end].clone()
-    part[..., MASK] = -torch.inf
-    conf, cand = torch.softmax(part, -1).max(-1)
-    masked = torch.from_numpy(tokens[:, begin:end] == MASK)
-    conf = torch.where(masked, conf, -1.0)
-    reveal = masked & (conf >= threshold)
-    reveal[torch.arange(len(tokens)), conf.argmax(-1)] |= masked.any(-1)
-    tokens[:, begin:end] = torch.where(reveal, cand, torch.from_numpy(
-        tokens[:, begin:end])).numpy()
 
 
 def test_concurrent_generations_in_one_forward_decode_as_they_would_alone(tiny_dir):
