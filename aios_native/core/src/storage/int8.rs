@@ -13,8 +13,8 @@
 //! (|Σ| ≤ 255 · 128 · dim, below 2^31 for any dim under 65 000); the dot products are exact as
 //! floats while below 2^24 (any dim up to 1040 at full scale).
 //!
-//! The rows being scored are four side-by-side streams, which the hardware prefetcher follows
-//! too late; the kernel prefetches the rows a fixed distance ahead (`super::prefetch_ahead`).
+//! Each row of a tile is read start to end before the next (memory in order), and the tile a
+//! fixed distance ahead is prefetched as the tile is scored (`super::prefetch_ahead`).
 
 /// `out[r * nq + q] = block_row_r · query_q` in exact integer arithmetic, as floats.
 /// Returns false (and writes nothing) when this CPU lacks AVX-512 VNNI.
@@ -50,37 +50,45 @@ pub fn vnni_available() -> bool {
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// Rows scored together (4 or 8; 8 measured a third slower on rows in DRAM).
-    const TILE: usize = 4;
-
-    /// The sums of `R` rows' shifted bytes times one signed query (`R` a multiple of 4), four
-    /// per 128-bit vector. `ahead` (or null) is where these rows lie a prefetch distance on.
+    /// The sums of four rows' shifted bytes times one signed query, as the lanes of a 128-bit
+    /// vector. `ahead` (or null) is where these rows lie a prefetch distance further on.
     #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
-    unsafe fn tile<const R: usize>(
-        rows: [*const i8; R],
+    unsafe fn four<const STEPS: usize>(
+        rows: [*const i8; 4],
         query: *const i8,
         dim: usize,
         ahead: *const u8,
-    ) -> [__m128i; 2] {
+    ) -> __m128i {
         let flip = _mm512_set1_epi8(-128);
-        let mut acc = [_mm512_setzero_si512(); R];
-        let whole = dim - dim % 64;
-        let mut c = 0;
-        while c < whole {
-            // The rows consume 64 R bytes per step: prefetch as many, `ahead`.
-            super::super::prefetch_lines::<R>(ahead.wrapping_add(R * c));
-            // SAFETY: c + 64 <= whole <= dim, inside every row and the query.
-            unsafe {
-                let q = _mm512_loadu_si512(query.add(c).cast());
-                for (a, row) in acc.iter_mut().zip(rows) {
+        let mut acc = [_mm512_setzero_si512(); 4];
+        // A known step count unrolls the row loops into straight-line code.
+        let whole = if STEPS > 0 {
+            64 * STEPS
+        } else {
+            dim - dim % 64
+        };
+        // This tile's bytes, `ahead`: the rows a prefetch distance further on.
+        super::super::prefetch_span(ahead, 4 * dim);
+        // Row after row, so the loads walk memory in order (a third faster from DRAM than the
+        // four rows side by side); the rows' chains are independent and overlap out of order.
+        // Two chains per row (even and odd steps) halve the wait on each product's latency.
+        for (a, row) in acc.iter_mut().zip(rows) {
+            let mut chains = [_mm512_setzero_si512(); 2];
+            let mut c = 0;
+            while c < whole {
+                // SAFETY: c + 64 <= whole <= dim, inside every row and the query.
+                unsafe {
+                    let q = _mm512_loadu_si512(query.add(c).cast());
                     let r = _mm512_loadu_si512(row.add(c).cast());
-                    *a = _mm512_dpbusd_epi32(*a, _mm512_xor_si512(r, flip), q);
+                    let chain = &mut chains[(c / 64) % 2];
+                    *chain = _mm512_dpbusd_epi32(*chain, _mm512_xor_si512(r, flip), q);
                 }
+                c += 64;
             }
-            c += 64;
+            *a = _mm512_add_epi32(chains[0], chains[1]);
         }
-        if c < dim {
-            super::super::prefetch_lines::<R>(ahead.wrapping_add(R * c));
+        if whole < dim {
+            let c = whole;
             let mask: __mmask64 = (1u64 << (dim - c)) - 1;
             // SAFETY: the mask covers bytes c .. dim only; masked loads touch nothing else.
             unsafe {
@@ -91,25 +99,33 @@ mod x86 {
                 }
             }
         }
-        // 512 -> 256 bits per accumulator, then three horizontal adds per four: [Σa .. Σd].
+        // 512 -> 256 bits per accumulator, then three horizontal adds: [Σa, Σb, Σc, Σd].
         let half = |v: __m512i| {
             _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v))
         };
-        let mut sums = [_mm_setzero_si128(); 2];
-        for (g, sum) in sums.iter_mut().enumerate().take(R / 4) {
-            let ab = _mm256_hadd_epi32(half(acc[4 * g]), half(acc[4 * g + 1]));
-            let cd = _mm256_hadd_epi32(half(acc[4 * g + 2]), half(acc[4 * g + 3]));
-            let abcd = _mm256_hadd_epi32(ab, cd);
-            *sum = _mm_add_epi32(
-                _mm256_castsi256_si128(abcd),
-                _mm256_extracti128_si256::<1>(abcd),
-            );
-        }
-        sums
+        let ab = _mm256_hadd_epi32(half(acc[0]), half(acc[1]));
+        let cd = _mm256_hadd_epi32(half(acc[2]), half(acc[3]));
+        let abcd = _mm256_hadd_epi32(ab, cd);
+        _mm_add_epi32(
+            _mm256_castsi256_si128(abcd),
+            _mm256_extracti128_si256::<1>(abcd),
+        )
     }
 
     #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
     pub unsafe fn block_dots(block: &[i8], dim: usize, queries: &[i8], out: &mut [f32]) {
+        // Common embedding widths get their own unrolled kernel.
+        match dim {
+            384 => scan::<6>(block, dim, queries, out),
+            512 => scan::<8>(block, dim, queries, out),
+            768 => scan::<12>(block, dim, queries, out),
+            _ => scan::<0>(block, dim, queries, out),
+        }
+    }
+
+    /// `block_dots` with `STEPS` 64-byte steps per row (0: as many as `dim` has).
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+    unsafe fn scan<const STEPS: usize>(block: &[i8], dim: usize, queries: &[i8], out: &mut [f32]) {
         let n = block.len() / dim;
         let nq = queries.len() / dim;
         assert!(out.len() >= n * nq && block.len() == n * dim && queries.len() == nq * dim);
@@ -121,14 +137,12 @@ mod x86 {
         let base = block.as_ptr();
         let mut r = 0;
         while r < n {
-            // The last rows of a block that are not a whole tile repeat its last row (scored,
-            // unused).
-            let live = (n - r).min(TILE);
+            // The last rows of a block that are not four repeat its last row (scored, unused).
+            let live = (n - r).min(4);
             // SAFETY: rows r .. r + live lie in the block.
-            let rows: [*const i8; TILE] =
-                std::array::from_fn(|i| unsafe { base.add((r + i.min(live - 1)) * dim) });
-            let ahead = if live == TILE {
-                super::super::prefetch_ahead(rows[0].cast(), TILE * dim)
+            let rows = [0, 1, 2, 3].map(|i| unsafe { base.add((r + i.min(live - 1)) * dim) });
+            let ahead = if live == 4 {
+                super::super::prefetch_ahead(rows[0].cast(), 4 * dim)
             } else {
                 std::ptr::null()
             };
@@ -136,18 +150,16 @@ mod x86 {
                 // The first query's pass prefetches; the others find the rows in L1.
                 let ahead = if q == 0 { ahead } else { std::ptr::null() };
                 // SAFETY: query q's `dim` bytes lie in `queries`.
-                let sums = unsafe { tile::<TILE>(rows, queries.as_ptr().add(q * dim), dim, ahead) };
-                let mut lanes = [0i32; 8];
-                // SAFETY: eight i32 lanes into an eight-i32 array.
-                unsafe {
-                    _mm_storeu_si128(lanes.as_mut_ptr().cast(), sums[0]);
-                    _mm_storeu_si128(lanes.as_mut_ptr().add(4).cast(), sums[1]);
-                }
+                let sums =
+                    unsafe { four::<STEPS>(rows, queries.as_ptr().add(q * dim), dim, ahead) };
+                let mut lanes = [0i32; 4];
+                // SAFETY: four i32 lanes into a four-i32 array.
+                unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), sums) };
                 for (i, sum) in lanes.iter().take(live).enumerate() {
                     out[(r + i) * nq + q] = (sum - offset) as f32;
                 }
             }
-            r += TILE;
+            r += 4;
         }
     }
 }

@@ -55,6 +55,16 @@ fn prefetch_lines<const LINES: usize>(at: *const u8) {
     let _ = at;
 }
 
+/// Prefetch every cache line of the `bytes` bytes from `at` (nothing for a null pointer).
+#[inline(always)]
+fn prefetch_span(at: *const u8, bytes: usize) {
+    if !at.is_null() {
+        for offset in (0..bytes).step_by(128) {
+            prefetch_lines::<2>(at.wrapping_add(offset));
+        }
+    }
+}
+
 /// How a row is scored against a query; every score is "higher is closer".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanMetric {

@@ -282,7 +282,7 @@ fn blocked_int8_dots_are_exact_for_every_row_count_and_dimension() {
     if !vnni_available() {
         return;
     }
-    for dim in [32usize, 40, 64, 384, 7] {
+    for dim in [32usize, 40, 64, 384, 512, 768, 7, 100] {
         for n in [1usize, 3, 4, 9, 64] {
             let codes = |len: usize, seed: u64| -> Vec<i8> {
                 pseudo_random(1, len, seed)
