@@ -27,10 +27,12 @@ const BLOCK_ROWS: usize = 64;
 /// rows side by side, a few dozen bytes of each per step: four streams the hardware prefetcher
 /// follows too late, so a single-query float32 scan of rows in DRAM ran at half the bus (8 KB
 /// measured best among 2-32 KB). Each step prefetches as many bytes as it consumes, this far on.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86 tiles only
 const PREFETCH_BYTES: usize = 8192;
 
 /// Where the prefetches of a tile of rows starting at `tile`, `tile_bytes` long, begin: the
 /// prefetch distance on, or just past the tile when the tile is longer than that.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86 tiles only
 #[inline]
 fn prefetch_ahead(tile: *const u8, tile_bytes: usize) -> *const u8 {
     tile.wrapping_add(PREFETCH_BYTES.max(tile_bytes))
@@ -38,6 +40,7 @@ fn prefetch_ahead(tile: *const u8, tile_bytes: usize) -> *const u8 {
 
 /// Prefetch the `LINES` cache lines from `at` into L1 (nothing for a null pointer). A prefetch
 /// never faults, so addresses past the end of the rows are harmless.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86 tiles only
 #[inline(always)]
 fn prefetch_lines<const LINES: usize>(at: *const u8) {
     #[cfg(target_arch = "x86_64")]
@@ -56,6 +59,7 @@ fn prefetch_lines<const LINES: usize>(at: *const u8) {
 }
 
 /// Prefetch every cache line of the `bytes` bytes from `at` (nothing for a null pointer).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86 tiles only
 #[inline(always)]
 fn prefetch_span(at: *const u8, bytes: usize) {
     if !at.is_null() {
