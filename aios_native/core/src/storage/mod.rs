@@ -23,10 +23,11 @@ const CHUNK_ROWS: usize = 4096;
 /// Rows scored together against all queries: a block of a 384-wide f32 matrix stays in L2.
 const BLOCK_ROWS: usize = 64;
 
-/// How far ahead of the rows being scored the kernels prefetch, in bytes. A tile reads four
-/// rows side by side, a few dozen bytes of each per step: four streams the hardware prefetcher
+/// How far ahead of the rows being scored the float32 tiles prefetch, in bytes. A tile reads
+/// four rows side by side, 32 bytes of each per step: four streams the hardware prefetcher
 /// follows too late, so a single-query float32 scan of rows in DRAM ran at half the bus (8 KB
 /// measured best among 2-32 KB). Each step prefetches as many bytes as it consumes, this far on.
+/// (The int8 tile reads its rows one after the other and needs none.)
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86 tiles only
 const PREFETCH_BYTES: usize = 8192;
 
@@ -56,17 +57,6 @@ fn prefetch_lines<const LINES: usize>(at: *const u8) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = at;
-}
-
-/// Prefetch every cache line of the `bytes` bytes from `at` (nothing for a null pointer).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86 tiles only
-#[inline(always)]
-fn prefetch_span(at: *const u8, bytes: usize) {
-    if !at.is_null() {
-        for offset in (0..bytes).step_by(128) {
-            prefetch_lines::<2>(at.wrapping_add(offset));
-        }
-    }
 }
 
 /// How a row is scored against a query; every score is "higher is closer".
