@@ -1,9 +1,11 @@
 //! Blocked float32 dot products: a small matrix product of a block of rows with all queries.
 //!
-//! simsimd's float32 dot keeps one accumulator, so each row waits on a chain of dependent FMAs;
-//! scoring four rows at once gives four independent chains, and each query chunk loaded from L1
-//! is reused for four rows. On AVX2+FMA CPUs (checked at run time) this is what scans float32
-//! segments; elsewhere the portable simsimd path does.
+//! simsimd's float32 dot keeps one accumulator, so each row waits on a chain of dependent FMAs.
+//! One query is scored row by row with four accumulators (memory read in order); a batch is
+//! scored four rows at a time, four or eight independent chains, each query chunk loaded from
+//! L1 reused for four rows, with the rows further on prefetched in software (four side-by-side
+//! row streams outrun the hardware prefetcher). On AVX2+FMA CPUs (checked at run time) this is
+//! what scans float32 segments; elsewhere the portable simsimd path does.
 
 /// `out[r * nq + q] = block_row_r · query_q` and, when `norms` is given, `norms[r] = |row_r|²`.
 /// Returns false (and writes nothing) when this CPU lacks AVX2/FMA.
@@ -59,6 +61,27 @@ mod x86 {
         for (r, row) in result.iter_mut().zip(rows) {
             for t in whole..dim {
                 *r += *row.add(t) * *v.add(t);
+            }
+        }
+        result
+    }
+
+    /// `four` without prefetching, each row read start to end before the next: the same sums
+    /// in the same order (one chain per row), the loads in memory order.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn four_in_order(rows: [*const f32; 4], v: *const f32, dim: usize) -> [f32; 4] {
+        let whole = dim - dim % 8;
+        let mut result = [0f32; 4];
+        for (value, row) in result.iter_mut().zip(rows) {
+            let mut acc = _mm256_setzero_ps();
+            let mut c = 0;
+            while c < whole {
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(c)), _mm256_loadu_ps(v.add(c)), acc);
+                c += 8;
+            }
+            *value = sum(acc);
+            for t in whole..dim {
+                *value += *row.add(t) * *v.add(t);
             }
         }
         result
@@ -134,6 +157,21 @@ mod x86 {
         assert!(norms.as_ref().is_none_or(|s| s.len() >= n));
         let base = block.as_ptr();
         let mut r = 0;
+        if nq == 1 {
+            // One query: the tile's rows each read start to end, memory in order, which the
+            // hardware prefetcher follows (no software prefetch). Same sums as `four`.
+            while r + 4 <= n {
+                let rows = [0, 1, 2, 3].map(|i| base.add((r + i) * dim));
+                let dots = four_in_order(rows, queries.as_ptr(), dim);
+                out[r..r + 4].copy_from_slice(&dots);
+                if let Some(norms) = norms.as_deref_mut() {
+                    for (i, row) in rows.iter().enumerate() {
+                        norms[r + i] = one(*row, *row, dim);
+                    }
+                }
+                r += 4;
+            }
+        }
         while r + 4 <= n {
             let rows = [0, 1, 2, 3].map(|i| base.add((r + i) * dim));
             // The first pass over these rows prefetches those further on; later passes find
