@@ -1,10 +1,11 @@
 //! Blocked float32 dot products: a small matrix product of a block of rows with all queries.
 //!
 //! simsimd's float32 dot keeps one accumulator, so each row waits on a chain of dependent FMAs.
-//! One query is scored row by row with four accumulators (memory read in order); a batch is
-//! scored four rows at a time, four or eight independent chains, each query chunk loaded from
-//! L1 reused for four rows, with the rows further on prefetched in software (four side-by-side
-//! row streams outrun the hardware prefetcher). On AVX2+FMA CPUs (checked at run time) this is
+//! Rows are scored four at a time, one independent chain per (row, query). One query reads the
+//! four rows one after the other (memory in order, which the hardware prefetcher follows); a
+//! batch reads them side by side so each query chunk loaded from L1 serves four rows, and
+//! prefetches the rows further on in software (four side-by-side streams outrun the hardware
+//! prefetcher). Both sum in the same order, so a batch equals its queries one at a time. On AVX2+FMA CPUs (checked at run time) this is
 //! what scans float32 segments; elsewhere the portable simsimd path does.
 
 /// `out[r * nq + q] = block_row_r · query_q` and, when `norms` is given, `norms[r] = |row_r|²`.

@@ -23,11 +23,12 @@ const CHUNK_ROWS: usize = 4096;
 /// Rows scored together against all queries: a block of a 384-wide f32 matrix stays in L2.
 const BLOCK_ROWS: usize = 64;
 
-/// How far ahead of the rows being scored the float32 tiles prefetch, in bytes. A tile reads
-/// four rows side by side, 32 bytes of each per step: four streams the hardware prefetcher
-/// follows too late, so a single-query float32 scan of rows in DRAM ran at half the bus (8 KB
-/// measured best among 2-32 KB). Each step prefetches as many bytes as it consumes, this far on.
-/// (The int8 tile reads its rows one after the other and needs none.)
+/// How far ahead of the rows being scored the float32 batch tiles prefetch, in bytes. A tile
+/// reads four rows side by side, 32 bytes of each per step: four streams the hardware
+/// prefetcher follows too late (a single-query scan in that order ran at half the bus; 8 KB
+/// measured best among 2-32 KB). Each step prefetches as many bytes as it consumes, this far
+/// on. Single-query float32 and all int8 tiles read their rows one after the other instead,
+/// which the hardware prefetcher follows, and prefetch nothing.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86 tiles only
 const PREFETCH_BYTES: usize = 8192;
 
