@@ -278,11 +278,30 @@ fn blocked_float32_dots_equal_pairwise_dots_for_every_tile_shape() {
 }
 
 #[test]
+fn one_query_float32_dots_equal_pairwise_dots_with_norms() {
+    // The single-query path (row by row), with a tail after the 32-wide stride.
+    let dim = 45;
+    let block = pseudo_random(6, dim, 23);
+    let query = pseudo_random(1, dim, 24);
+    let mut out = vec![0f32; 6];
+    let mut norms = vec![0f32; 6];
+    if !dense::block_dots(&block, dim, &query, &mut out, Some(&mut norms)) {
+        return; // no AVX2 on this CPU
+    }
+    let dot =
+        |a: &[f32], b: &[f32]| -> f64 { a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum() };
+    for (r, row) in block.chunks_exact(dim).enumerate() {
+        assert!((norms[r] as f64 - dot(row, row)).abs() < 1e-4, "norm {r}");
+        assert!((out[r] as f64 - dot(row, &query)).abs() < 1e-4, "row {r}");
+    }
+}
+
+#[test]
 fn blocked_int8_dots_are_exact_for_every_row_count_and_dimension() {
     if !vnni_available() {
         return;
     }
-    for dim in [32usize, 40, 64, 384, 7] {
+    for dim in [32usize, 40, 64, 384, 512, 768, 7, 100] {
         for n in [1usize, 3, 4, 9, 64] {
             let codes = |len: usize, seed: u64| -> Vec<i8> {
                 pseudo_random(1, len, seed)

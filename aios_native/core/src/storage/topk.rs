@@ -53,6 +53,13 @@ impl TopK {
         }
     }
 
+    /// The lowest kept score once `k` rows are kept, else -inf: a row scoring below it cannot
+    /// enter (one scoring equal may, if its row number is lower).
+    #[inline]
+    pub fn worst(&self) -> f32 {
+        self.worst
+    }
+
     /// Offer one row; a full heap takes it only if it beats the worst kept entry.
     #[inline]
     pub fn push(&mut self, row: usize, score: f32) {
