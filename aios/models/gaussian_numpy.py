@@ -106,6 +106,9 @@ class ClassConditionalHead:
     family = "continuous"
     modality = ""
     name = ""  # the head's name in the model directory
+    #: The network runs in NumPy on the CPU (`ArrayContinuousModel`): ``runtime: auto`` takes
+    #: numpy for it, and ``runtime.name: torch`` (or a GPU device, or another dtype) is refused.
+    runtimes = ("numpy",)
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.model, self.settings = load_array_continuous_model(directory, self.name)

@@ -33,9 +33,46 @@ def test_auto_on_a_cpu_takes_numpy_float32_and_says_why(devices):
     assert choice.reasons["device"] == "auto -> cpu: no GPU found"
 
 
-def test_auto_for_a_pretrained_family_on_a_cpu_takes_torch(devices):
+def test_auto_for_a_torch_only_model_on_a_cpu_takes_torch_and_says_why(devices):
     devices(CPU)
-    assert select_runtime(pretrained=True).name == "torch"
+    choice = select_runtime(runtimes=("torch",), model="head 'big'")
+    assert (choice.name, choice.device, choice.dtype) == ("torch", "cpu", "float32")
+    assert choice.reasons["name"] == "auto -> torch: head 'big' runs in torch only"
+
+
+def test_auto_for_a_numpy_only_model_stays_on_the_cpu_beside_a_gpu(devices):
+    devices(CPU, GPU)
+    choice = select_runtime(runtimes=("numpy",), model="head 'small'")
+    assert (choice.name, choice.device, choice.dtype) == ("numpy", "cpu", "float32")
+    assert choice.reasons["name"] == "auto -> numpy: head 'small' runs in numpy only"
+    assert choice.reasons["device"] == "auto -> cpu: head 'small' runs in numpy only, on the CPU"
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"name": "torch"}, "runtime.name: head 'small' runs in numpy only, not in torch; set "
+                        r"runtime.name: numpy \(or auto\)"),
+    ({"device": "cuda"}, "runtime.device: the numpy runtime runs on the CPU only, not on cuda:0 "
+                         r"\(head 'small' runs in numpy only\); set runtime.device: cpu"),
+    ({"dtype": "bfloat16"}, r"not bfloat16 \(head 'small' runs in numpy only\); set "
+                            "runtime.dtype: float32"),
+    ({"compile": True}, "runtime.compile: the numpy runtime has no torch network to compile"),
+])
+def test_settings_a_numpy_only_model_cannot_honour_are_refused(devices, settings, message):
+    devices(CPU, GPU)
+    with pytest.raises(ConfigError, match=message):
+        select_runtime(runtimes=("numpy",), model="head 'small'", **settings)
+
+
+def test_numpy_for_a_torch_only_model_is_refused_with_the_fix(devices):
+    devices(CPU)
+    with pytest.raises(ConfigError, match="runtime.name: head 'big' runs in torch only, not in "
+                                          r"numpy; set runtime.name: torch \(or auto\)"):
+        select_runtime(name="numpy", runtimes=("torch",), model="head 'big'")
+
+
+def test_a_model_declaring_no_runtime_is_a_programming_error():
+    with pytest.raises(ValueError, match="runtimes must name some of"):
+        select_runtime(runtimes=())
 
 
 def test_auto_with_a_gpu_takes_torch_on_it_in_bfloat16_or_float16(devices):
