@@ -123,7 +123,8 @@ class BlockDiffusionTextHead:
                           on_prefix=self._on_prefix, block_length=block, context_end=ends)
 
     def denoise(self, state: MaskedState, t: Any, request: GenerationRequest) -> torch.Tensor:
-        tokens = torch.as_tensor(np.atleast_2d(np.asarray(state.tokens)))
+        tokens = torch.as_tensor(np.atleast_2d(np.asarray(state.tokens)),
+                                 device=self.model.mask_embedding.device)  # the runtime's
         rows = range(len(tokens)) if state.rows is None else [int(r) for r in state.rows]
         block = getattr(state, "block_length", self.block_size)
         begin, end = self._final, min(self._final + block, tokens.shape[1])
