@@ -165,17 +165,12 @@ def test_head_runtime_resolves_without_building(registry, devices):
 
 def test_config_show_reports_the_runtime_of_the_configured_head(capsys, monkeypatch):
     monkeypatch.setenv("AIOS_TEXT_MODEL", "tiny")
-    assert cli.main(["--set", "head.name=image", "config", "show", "--json"]) == 0
+    assert cli.main(["--set", "head.model=tiny", "config", "show", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["config"]["runtime"]["name"] == "numpy"
-    assert shown["origins"]["runtime.name"] == "auto -> numpy: head 'image' runs in numpy only"
-    assert cli.main(["--set", "head.name=image", "--set", "runtime.name=torch", "config",
+    assert shown["origins"]["runtime.name"] == ("auto -> numpy: head 'text' with model 'tiny' "
+                                                "runs in numpy only")
+    assert cli.main(["--set", "head.model=tiny", "--set", "runtime.name=torch", "config",
                      "show"]) == 2
-    assert "runtime.name: head 'image' runs in numpy only, not in torch" in \
+    assert "runtime.name: head 'text' with model 'tiny' runs in numpy only, not in torch" in \
         capsys.readouterr().err
-
-
-def test_the_image_and_audio_heads_declare_numpy():
-    from aios.models import ClassConditionalHead
-
-    assert head_runtimes(ClassConditionalHead, {}) == ("numpy",)
