@@ -174,3 +174,12 @@ def test_config_show_reports_the_runtime_of_the_configured_head(capsys, monkeypa
                      "show"]) == 2
     assert "runtime.name: head 'text' with model 'tiny' runs in numpy only, not in torch" in \
         capsys.readouterr().err
+
+
+def test_a_half_precision_dtype_takes_every_head_that_can_to_torch(registry, devices):
+    e = engine(registry, "head.name=big", "runtime.dtype=bfloat16")
+    assert e.head.runtime.dtype == "bfloat16"
+    other = e.head_for("placed")  # runs numpy or torch: bfloat16 takes it to torch
+    assert (other.runtime.name, other.runtime.dtype) == ("torch", "bfloat16")
+    with pytest.raises(ConfigError, match="computes in float32, not bfloat16"):
+        e.head_for("small")  # numpy only: the explicit dtype is refused, not ignored

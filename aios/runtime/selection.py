@@ -16,7 +16,8 @@ refused, never silently ignored. Head factories declare it (`aios.engine.head_ru
   and ``float32`` on a CPU, where bfloat16 matmuls were measured slower on CPUs without AMX.
 
 ``compile: true`` (opt-in, `aios.runtime.compiling`) runs the torch network through
-`torch.compile`; it needs torch, and makes ``name: auto`` pick torch.
+`torch.compile`; it needs torch, and makes ``name: auto`` pick torch, as a dtype other than
+float32 does (numpy computes in float32).
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
             name, why = "torch", f"{model} runs in torch only"
         elif compile:
             name, why = "torch", "runtime.compile: true compiles a torch network"
+        elif dtype not in ("auto", "float32"):
+            name, why = "torch", f"runtime.dtype: {dtype} runs in torch (numpy is float32)"
         else:
             name, why = "numpy", ("CPU only: numpy has the fastest cold start for the shipped "
                                   "models (docs/runtime.md)")

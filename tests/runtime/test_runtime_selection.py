@@ -70,6 +70,17 @@ def test_numpy_for_a_torch_only_model_is_refused_with_the_fix(devices):
         select_runtime(name="numpy", runtimes=("torch",), model="head 'big'")
 
 
+def test_a_half_precision_dtype_makes_auto_take_torch_where_the_model_runs_it(devices):
+    devices(CPU)
+    choice = select_runtime(dtype="bfloat16")
+    assert (choice.name, choice.dtype) == ("torch", "bfloat16")
+    assert choice.reasons["name"] == ("auto -> torch: runtime.dtype: bfloat16 runs in torch "
+                                      "(numpy is float32)")
+    assert select_runtime(dtype="float32").name == "numpy"
+    with pytest.raises(ConfigError, match="the numpy runtime computes in float32, not float16"):
+        select_runtime(dtype="float16", runtimes=("numpy",))
+
+
 def test_a_model_declaring_no_runtime_is_a_programming_error():
     with pytest.raises(ValueError, match="runtimes must name some of"):
         select_runtime(runtimes=())
