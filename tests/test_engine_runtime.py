@@ -81,6 +81,7 @@ def registry():
 def devices(monkeypatch):
     def use(*found):
         monkeypatch.setattr(selection_module, "list_devices", lambda: list(found))
+        monkeypatch.setattr(selection_module, "gpu_may_be_present", lambda: len(found) > 1)
         import aios.runtime.devices as devices_module
         monkeypatch.setattr(devices_module, "list_devices", lambda: list(found))
     use(CPU)

@@ -28,7 +28,14 @@ from typing import Any
 
 from aios.errors import ConfigError
 from aios.runtime.compiling import compile_network, cpp_compiler, torch_available
-from aios.runtime.devices import Device, check_dtype, find_device, list_devices
+from aios.runtime.devices import (
+    Device,
+    check_dtype,
+    cpu_device,
+    find_device,
+    gpu_may_be_present,
+    list_devices,
+)
 
 #: Runtime names a config may give.
 RUNTIMES = ("auto", "numpy", "torch")
@@ -97,16 +104,20 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
                           "set runtime.compile: false" if only == "numpy" else
                           "set runtime.name: torch (or auto), or runtime.compile: false")
     reasons: dict[str, str] = {}
-    devices = list_devices()
-    gpus = [d for d in devices if d.name != "cpu"]
+    # torch is imported (to list devices) only when a GPU could be chosen: a NumPy model's
+    # generation never pays for it
     if device == "auto":
         numpy_only = name == "numpy" or only == "numpy"
-        chosen_device = gpus[0] if gpus and not numpy_only else devices[0]
+        gpus = ([d for d in list_devices() if d.name != "cpu"]
+                if not numpy_only and gpu_may_be_present() else [])
+        chosen_device = gpus[0] if gpus else cpu_device()
         reasons["device"] = (f"auto -> {chosen_device.name}: "
-                             + ("the first GPU" if chosen_device.name != "cpu" else
-                                "no GPU found" if not gpus else
+                             + ("the first GPU" if gpus else
                                 f"{model} runs in numpy only, on the CPU" if only == "numpy"
-                                else "the numpy runtime runs on the CPU"))
+                                else "the numpy runtime runs on the CPU" if numpy_only
+                                else "no GPU found"))
+    elif device == "cpu":
+        chosen_device = cpu_device()
     else:
         chosen_device = find_device(device, where=where("device"))
     if name == "auto":

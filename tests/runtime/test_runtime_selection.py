@@ -20,6 +20,7 @@ OLD_GPU = Device("cuda:0", "old GPU", ("float32", "float16"))
 def devices(monkeypatch):
     def use(*found):
         monkeypatch.setattr(selection_module, "list_devices", lambda: list(found))
+        monkeypatch.setattr(selection_module, "gpu_may_be_present", lambda: len(found) > 1)
         import aios.runtime.devices as devices_module
         monkeypatch.setattr(devices_module, "list_devices", lambda: list(found))
     return use
@@ -113,6 +114,31 @@ def test_a_dtype_the_device_cannot_run_is_refused(devices):
     with pytest.raises(ConfigError, match="cuda:0 cannot run bfloat16; choose one of: auto, "
                                           "float32, float16"):
         select_runtime(device="cuda", dtype="bfloat16")
+
+
+def test_a_numpy_model_is_placed_without_importing_torch(monkeypatch):
+    listed = []
+    monkeypatch.setattr(selection_module, "list_devices", lambda: listed.append(1) or [CPU, GPU])
+    monkeypatch.setattr(selection_module, "gpu_may_be_present", lambda: True)
+    assert select_runtime(runtimes=("numpy",)).device == "cpu"
+    assert select_runtime(name="numpy").device == "cpu"
+    assert select_runtime(device="cpu").name == "numpy"
+    assert not listed  # list_devices imports torch: seconds a NumPy model never pays
+    assert select_runtime().device == "cuda:0" and listed == [1]
+
+
+def test_without_a_gpu_driver_torch_is_not_asked(monkeypatch):
+    import os
+    import sys
+
+    import aios.runtime.devices as devices_module
+
+    monkeypatch.delitem(sys.modules, "torch")  # as in a process that has not imported it
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(os.path, "exists", lambda path: False)
+    assert devices_module.gpu_may_be_present() is False
+    monkeypatch.setattr(os.path, "exists", lambda path: path == "/dev/nvidiactl")
+    assert devices_module.gpu_may_be_present() is True
 
 
 def test_the_cpu_is_always_listed_first():

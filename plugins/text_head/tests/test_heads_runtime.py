@@ -128,3 +128,24 @@ def test_aios_generate_runs_on_the_configured_runtime(tiny_dir, capsys):
                          "generate", "w9"]) == 2
         assert "--set: runtime.device: device 'cuda' is not available here" in \
             capsys.readouterr().err
+
+
+def test_generating_with_a_tiny_model_never_imports_torch():
+    """Resolving the runtime for a NumPy model lists no devices (listing them imports torch:
+    seconds, more than the whole generation)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom aios.engine import ArrowEngine\n"
+            "engine = ArrowEngine.from_config(overrides=['head.name=text', 'head.model=tiny'])\n"
+            "engine.diffuse('Once upon', length=8, num_steps=4, seed=0)\n"
+            "engine.head_for('image')\n"
+            "print(engine.runtimes['text'].name, engine.runtimes['image'].name, "
+            "'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=os.environ, timeout=300)
+    assert done.returncode == 0, done.stderr
+    if any(os.path.exists(f) for f in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")):
+        pytest.skip("a GPU driver is here: the image head may take torch on the GPU")
+    assert done.stdout.split() == ["numpy", "numpy", "False"]
