@@ -96,9 +96,7 @@ class ArrowEngine:
         origins: dict[int, str] = {}
         head, runtime = _build_head(registry, config, config.head.name, config.head.options,
                                     origins)
-        sampler_name = config.sampler.name
-        if config.origins.get("sampler.name", "").startswith("auto"):
-            sampler_name = _preferred_sampler(registry, head) or sampler_name
+        sampler_name = sampler_name_for(config, registry, head)
         sampler = _build(registry, "sampler", sampler_name, config.sampler.options,
                          origins)
         _check_block_wise(config, head, sampler)
@@ -301,6 +299,14 @@ def _check_block_wise(config: Config, head: Any, sampler: Any) -> None:
             f"{config.sampler.name!r}",
             f"use `--sampler {wanted}` (or leave the sampler at auto), or choose another "
             "model (e.g. --set head.model=tiny for the text head)")
+
+
+def sampler_name_for(config: Config, registry: Registry, head: Any) -> str:
+    """The sampler `config` gives `head`: the configured name, or, where the config left it at
+    ``auto``, the sampler the head prefers (`aios.protocols.PrefersSampler`) if installed."""
+    if config.origins.get("sampler.name", "").startswith("auto"):
+        return _preferred_sampler(registry, head) or config.sampler.name
+    return config.sampler.name
 
 
 def _preferred_sampler(registry: Registry, head: Any) -> str | None:

@@ -275,6 +275,31 @@ class BatchesRows(Protocol):
 
 
 @runtime_checkable
+class BatchesGenerations(Protocol):
+    """Optional head extra: ``aios serve`` evaluates the steps of concurrent generations in one
+    call when the head keeps each generation's own state (a key/value cache, say) in the state
+    its ``initial_state`` made, rather than in the head. For heads whose rows cannot simply be
+    padded and stacked (`BatchesRows`)."""
+
+    def denoise_many(self, calls: Sequence[tuple[Any, Any, GenerationRequest]]) -> list[Any]:
+        """``[denoise(state, t, request) for state, t, request in calls]``, computed together;
+        each answer must be what ``denoise`` alone gives (up to float rounding)."""
+        ...
+
+
+@runtime_checkable
+class FormatsChat(Protocol):
+    """Optional head extra of text heads: the prompt its model expects for a conversation
+    (an instruction-tuned model's chat template). ``aios serve``'s chat endpoint uses it; a
+    head without it gets the messages' texts, one per line."""
+
+    def chat_prompt(self, messages: Sequence[tuple[str, str]]) -> str:
+        """The prompt for `messages` ((role, text) pairs, oldest first), ending where the
+        assistant's answer begins."""
+        ...
+
+
+@runtime_checkable
 class PrefersSampler(Protocol):
     """Optional head extra: the sampler the engine uses for this head when the config leaves
     ``sampler.name`` at ``auto`` (a model decoded block by block names a block-wise sampler)."""
@@ -285,7 +310,7 @@ class PrefersSampler(Protocol):
 
 #: The optional head extras, each checked with ``isinstance(head, Extra)``.
 HEAD_EXTRAS = (WritesFiles, DrawsGrids, CountsParameters, Explains, DeclaresOptions,
-               BatchesRows, PrefersSampler)
+               BatchesRows, BatchesGenerations, FormatsChat, PrefersSampler)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """`aios serve` under load: batching across requests against one request at a time.
 
     python benchmarks/serve.py [--requests N] [--sequential N] [--max-tokens N] [--steps N]
+                               [--clients N ...] [--set KEY=VALUE ...]
 
 Starts `aios serve` in its own process on 127.0.0.1 (model load excluded), then runs a bounded
 load: first N requests sent one at a time (the baseline), then 8 and 32 concurrent clients,
@@ -47,9 +48,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(port: int, max_batch: int) -> subprocess.Popen[bytes]:
+def start_server(port: int, max_batch: int, overrides: list[str]) -> subprocess.Popen[bytes]:
+    settings = [arg for item in overrides for arg in ("--set", item)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "aios.cli", "serve", "--port", str(port), "--log-level",
+        [sys.executable, "-m", "aios.cli", *settings, "serve", "--port", str(port), "--log-level",
          "warning", "--max-batch", str(max_batch), "--max-queue", "256"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -132,15 +134,17 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for the server, e.g. head.dtype=bfloat16")
     args = parser.parse_args()
 
     print(load_line())
     print(f"{os.cpu_count()} CPUs; each request: {args.max_tokens} tokens, {args.steps} steps, "
-          "streamed\n")
+          f"streamed; server settings: {' '.join(args.set) or 'the defaults'}\n")
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_server(port, max(args.clients))
+    server = start_server(port, max(args.clients), args.set)
     try:
         asyncio.run(run_load(url, 1, 1, args.max_tokens, args.steps))  # warm up
         rows = [["clients", "requests", "req/s", "tokens/s", "p50 s", "p99 s", "TTFT p50 s",

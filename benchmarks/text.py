@@ -2,7 +2,8 @@
 
     python benchmarks/text.py [--adapted DIR] [--prompts 32] [--new-tokens 128]
                               [--thresholds 0.95 0.9 0.8 0.7 0.5] [--speed-prompts 4]
-                              [--rounds 3] [--quick]
+                              [--rounds 3] [--bound-windows 16] [--quick]
+                              [--skip fluency speed cold bound] [--dtype bfloat16]
 
 1. Fluency: `--prompts` everyday prompts x `--new-tokens` new tokens from the adapted model
    (block decoding, confidence threshold, greedy candidates) at each threshold, and from the
@@ -19,6 +20,11 @@
    policies (torch reads OMP_WAIT_POLICY at start, so each runs in its own process).
    Goal: >= 2x the base model's AR tokens/s at the fluency goal.
 3. Cold start of `aios generate` (the converted model cached), until the text is printed.
+4. Validation perplexity: `--bound-windows` windows of 256 tokens of held-out text (the
+   validation split of Debian's fortunes, which the adaptation did not train on), after a first
+   block of context: the base model's exact perplexity against an upper bound on the adapted
+   model's (`aios_text.adapt.scores.perplexity_bound`: the first token of each block from the
+   AR head, the rest by the masked-diffusion ELBO, Monte Carlo).
 
 A PNG of quality against tokens per step goes to benchmarks/results/text-quality-speed.png.
 """
@@ -98,6 +104,8 @@ def fluency(args: argparse.Namespace) -> list[dict[str, Any]]:
     from aios_text.adapt.scores import dictionary_share, distinct_share, generative_perplexity
 
     model, base, tokenizer = load_models(args.adapted)
+    if args.dtype != "float32":  # the adapted model in that dtype; the base (AR and scorer)
+        model = load_models(args.adapted, args.dtype)[0]  # stays float32
     prompts = [tokenizer.encode(p).ids for p in PROMPTS[:args.prompts]]
     systems: dict[str, Any] = {
         "base AR, sampled (T 0.8, top-p 0.95)":
@@ -105,7 +113,8 @@ def fluency(args: argparse.Namespace) -> list[dict[str, Any]]:
         "base AR, greedy": lambda p, i: (ar_sample(base, p, args.new_tokens, sampled=False),
                                          1.0)}
     for th in args.thresholds:
-        systems[f"adapted, threshold {th}"] = (
+        label = "" if args.dtype == "float32" else f" ({args.dtype})"
+        systems[f"adapted, threshold {th}{label}"] = (
             lambda p, i, th=th: diffusion_sample(model, p, args.new_tokens, th))
     rows = []
     for name, generate in systems.items():
@@ -122,6 +131,24 @@ def fluency(args: argparse.Namespace) -> list[dict[str, Any]]:
                      "tokens_per_step": sum(rates) / len(rates), "example": texts[0][:160]})
         print(f"  {name}: gen ppl {rows[-1]['gen_ppl']:.1f}", file=sys.stderr, flush=True)
     return rows
+
+
+def perplexity_table(args: argparse.Namespace) -> tuple[float, float]:
+    """(base exact perplexity, adapted upper bound) on held-out fortunes."""
+    import numpy as np
+    from aios_text.adapt.scores import ar_perplexity, perplexity_bound
+    from aios_text.corpus import fortunes
+
+    model, base, tokenizer = load_models(args.adapted)
+    ids: list[int] = []
+    for document in fortunes():
+        if document.split == "validation":
+            ids += [*tokenizer.encode(document.text).ids, 2]
+    length = 256
+    starts = np.linspace(0, len(ids) - length, args.bound_windows).astype(int)
+    windows = torch.tensor([ids[s:s + length] for s in starts])
+    return (ar_perplexity(base, windows, context=8),
+            perplexity_bound(model, windows, 8, samples=4))
 
 
 def speed_worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -196,11 +223,16 @@ def main() -> None:
     parser.add_argument("--speed-prompts", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="4 prompts, 2 thresholds, 1 round")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["fluency", "speed", "cold"])
+    parser.add_argument("--bound-windows", type=int, default=16)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="the adapted model's dtype in the fluency table")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["fluency", "speed", "cold", "bound"])
     parser.add_argument("--speed-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.thresholds, args.rounds, args.speed_prompts = 4, [0.9, 0.7], 1, 1
+        args.bound_windows = 2
     if args.speed_worker:
         print(json.dumps(speed_worker(args)))
         return
@@ -249,6 +281,14 @@ def main() -> None:
         times = [cold_start() for _ in range(3)]
         print(f"\n3. Cold start of `aios generate` (16 tokens, converted model cached): "
               f"median {sorted(times)[1]:.2f} s of {', '.join(f'{t:.2f}' for t in times)}")
+    if "bound" not in args.skip:
+        base_ppl, bound = perplexity_table(args)
+        print(f"\n4. Validation perplexity, {args.bound_windows} windows x 256 tokens of "
+              "fortunes' validation split (first block = context):\n")
+        print(table([["model", "perplexity"],
+                     ["base AR (exact)", f"{base_ppl:.2f}"],
+                     ["adapted, blocks of 8 (upper bound)", f"{bound:.2f}"]]))
+        print(f"\nbound / base: {bound / base_ppl:.2f}x")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ from aios.runtime.selection import RUNTIMES, RuntimeChoice, select_from_config, 
 
 # torch-backed parts load on first use, so the face stays importable without torch
 _EXPORTS = {
-    "kv_cache": ("BlockKVCache",),
+    "kv_cache": ("BlockKVCache", "RowCaches"),
     "block_decoding": ("CACHES", "DecodeStats", "decode_blocks"),
 }
 
-__all__ = ["CACHES", "DTYPES", "RUNTIMES", "BlockKVCache", "DecodeStats", "Device",
+__all__ = ["CACHES", "DTYPES", "RUNTIMES", "BlockKVCache", "DecodeStats", "Device", "RowCaches",
            "RuntimeChoice", "check_dtype", "compile_network", "decode_blocks", "find_device",
            "list_devices", "select_from_config", "select_runtime"]
 

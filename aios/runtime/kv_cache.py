@@ -12,6 +12,7 @@ the next block).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,7 +25,6 @@ class BlockKVCache:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.recording = False
-        self.append = 0  #: in a reading forward, how many leading new positions to keep
         self.positions: torch.Tensor | None = None  #: which sequence positions are cached
 
     def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args: Any,
@@ -39,13 +39,8 @@ class BlockKVCache:
         if layer_idx == len(self.keys):  # nothing cached yet: an empty prefix
             self.keys.append(keys[..., :0, :])
             self.values.append(values[..., :0, :])
-        all_keys = torch.cat([self.keys[layer_idx], keys], dim=-2)
-        all_values = torch.cat([self.values[layer_idx], values], dim=-2)
-        if self.append:
-            kept = self.keys[layer_idx].shape[-2] + self.append
-            self.keys[layer_idx], self.values[layer_idx] = (all_keys[..., :kept, :],
-                                                            all_values[..., :kept, :])
-        return all_keys, all_values
+        return (torch.cat([self.keys[layer_idx], keys], dim=-2),
+                torch.cat([self.values[layer_idx], values], dim=-2))
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return int(self.keys[layer_idx].shape[-2]) if self.keys else 0
@@ -59,4 +54,67 @@ class BlockKVCache:
         return kept
 
 
-__all__ = ["BlockKVCache"]
+class RowCaches:
+    """The cache of one forward over rows that each have their own `BlockKVCache`.
+
+    The forward's ``width`` query slots hold, per row, that row's new positions right-aligned
+    (``new[r]`` of them; the slots before are padding the caller masks out). Cached keys are
+    right-aligned too, in ``self.width`` slots: row r's ``lengths[r]`` cached keys fill the last
+    ones. After the forward, each row's cache holds its old keys and its first ``keep[r]`` new
+    positions. Right-aligning keeps each row's real keys in one contiguous run, so the attention
+    mask (`key_mask`) is the only place padding is named.
+    """
+
+    def __init__(self, caches: Sequence[BlockKVCache], new: Sequence[int],
+                 keep: Sequence[int]) -> None:
+        if not len(caches) == len(new) == len(keep):
+            raise ValueError("caches, new and keep need one entry per row")
+        if any(k > n for k, n in zip(keep, new, strict=True)):
+            raise ValueError("a row cannot keep more new positions than it has")
+        self.caches, self.new, self.keep = list(caches), list(new), list(keep)
+        self.lengths = [c.get_seq_length() for c in self.caches]
+        self.width = max(self.lengths, default=0)
+
+    def key_mask(self, device: Any = None) -> torch.Tensor:
+        """``(rows, width)`` True where a cached key is real (not padding)."""
+        slot = torch.arange(self.width, device=device)
+        lengths = torch.tensor(self.lengths, device=device)
+        return slot[None, :] >= (self.width - lengths)[:, None]
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        slots = keys.shape[-2]
+        if len(self.caches) == 1:  # one row: nothing to pad, no copy beyond the concatenation
+            past_k, past_v = self._layer(0, layer_idx, keys)
+        else:
+            shape = (keys.shape[0], keys.shape[1], self.width, keys.shape[-1])
+            past_k, past_v = keys.new_zeros(shape), values.new_zeros(shape)
+            for r in range(len(self.caches)):
+                own_k, own_v = self._layer(r, layer_idx, keys)
+                if self.lengths[r]:
+                    past_k[r, :, self.width - self.lengths[r]:] = own_k[0]
+                    past_v[r, :, self.width - self.lengths[r]:] = own_v[0]
+        for r, cache in enumerate(self.caches):
+            first = slots - self.new[r]
+            kept = slice(first, first + self.keep[r])
+            own_k, own_v = self._layer(r, layer_idx, keys)
+            if self.keep[r]:
+                cache.keys[layer_idx] = torch.cat([own_k, keys[r:r + 1, :, kept]], dim=-2)
+                cache.values[layer_idx] = torch.cat([own_v, values[r:r + 1, :, kept]], dim=-2)
+        return torch.cat([past_k, keys], dim=-2), torch.cat([past_v, values], dim=-2)
+
+    def _layer(self, row: int, layer_idx: int,
+               like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row `row`'s cached keys and values at `layer_idx` (an empty entry is made for a
+        row with nothing cached yet, so every cache has one entry per layer)."""
+        cache = self.caches[row]
+        if layer_idx == len(cache.keys):
+            cache.keys.append(like[:1, :, :0])
+            cache.values.append(like[:1, :, :0])
+        return cache.keys[layer_idx], cache.values[layer_idx]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.width
+
+
+__all__ = ["BlockKVCache", "RowCaches"]

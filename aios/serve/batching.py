@@ -3,10 +3,11 @@
 Each generation runs its own sampler in its own thread (samplers keep per-generation state, and
 running them unchanged is what keeps the server's output the engine's output). Where a sampler
 calls the model, its `denoise` goes through a `StepBatcher`: the call waits until every other
-active generation has asked too (or `gather_s` has passed), and one thread then evaluates all
-the waiting rows in a single call of the head, left-padded to one width, each row at its own
-time `t`. A row's logits depend only on that row (padding is hidden from attention), so
-batching changes no result beyond float rounding.
+active generation has asked too (or `gather_s`, or a quarter of the last model call, has
+passed), and one thread then evaluates all the waiting calls at once: through the head's
+`denoise_many` when it has one, else as one `denoise` over their rows, left-padded to one
+width, each row at its own time `t`. A row's logits depend only on that row (padding is hidden
+from attention), so batching changes no result beyond float rounding.
 
 A generation leaves the batch the moment it finishes, is cancelled (its client went away) or
 passes its deadline: its next `denoise` raises instead of waiting, so its rows are gone from
@@ -39,6 +40,7 @@ __all__ = [
     "Overloaded",
     "StepBatcher",
     "can_batch_rows",
+    "pad_id_of",
 ]
 
 
@@ -59,15 +61,21 @@ class Overloaded(Exception):
 
 
 def can_batch_rows(head: Any) -> bool:
-    """Whether rows of different requests may share one `denoise` call of `head`: a discrete
-    head whose `denoise` takes one `t` per row (`row_times`) and pads with a known token."""
+    """Whether concurrent requests may share the model calls of `head`: a head that evaluates
+    several generations' states at once (`denoise_many`, `aios.protocols.BatchesGenerations`),
+    or a discrete head whose `denoise` takes one `t` per row (`row_times`) and pads with a
+    known token, so rows of different requests stack into one state."""
+    if callable(getattr(head, "denoise_many", None)):
+        return True
     return (getattr(head, "family", None) == "discrete" and getattr(head, "row_times", False)
-            and _pad_id(head) is not None)
+            and pad_id_of(head) is not None)
 
 
-def _pad_id(head: Any) -> int | None:
-    tokenizer = getattr(head, "tokenizer", None)
-    pad = getattr(tokenizer, "pad_id", None)
+def pad_id_of(head: Any) -> int | None:
+    """The token a text head pads rows with: its own `pad_id`, else its tokenizer's."""
+    pad = getattr(head, "pad_id", None)
+    if pad is None:
+        pad = getattr(getattr(head, "tokenizer", None), "pad_id", None)
     return None if pad is None else int(pad)
 
 
@@ -152,11 +160,13 @@ class StepBatcher:
         if not can_batch_rows(head):
             raise TypeError(f"{type(head).__name__} cannot batch rows of different requests")
         self.head = head
-        self.pad_id = _pad_id(head)
+        self.many = callable(getattr(head, "denoise_many", None))
+        self.pad_id = pad_id_of(head)
         self.max_rows = max_rows
         self.gather_s = gather_s
         self.on_batch = on_batch
         self.calls = 0  # model calls made, for tests and benchmarks
+        self._last_call_s = 0.0
         self._lock = threading.Condition()
         self._seated: set[Member] = set()
         self._pending: list[_Call] = []
@@ -217,7 +227,9 @@ class StepBatcher:
                 if self._closed:
                     return
                 # Wait (briefly) until every seated generation has asked: one call for all.
-                until = time.monotonic() + self.gather_s
+                # Briefly = `gather_s`, or a quarter of the last model call if that is longer:
+                # a straggler left out costs a whole call of its own later.
+                until = time.monotonic() + max(self.gather_s, 0.25 * self._last_call_s)
                 while (len(self._pending) < len(self._seated) and not self._closed
                        and (left := until - time.monotonic()) > 0):
                     self._lock.wait(left)
@@ -230,31 +242,46 @@ class StepBatcher:
                 for call in batch:
                     self._pending.remove(call)
             if batch:
+                began = time.monotonic()
                 self._evaluate(batch)
+                self._last_call_s = time.monotonic() - began
 
     def _evaluate(self, batch: list[_Call]) -> None:
         try:
-            width = max(c.tokens.shape[1] for c in batch)
-            tokens = np.concatenate([
-                np.pad(c.tokens, ((0, 0), (width - c.tokens.shape[1], 0)),
-                       constant_values=self.pad_id) for c in batch])
-            times = np.concatenate([np.full(len(c.tokens), c.t, dtype=np.float32)
-                                    for c in batch])
-            state = replace(batch[0].state, tokens=tokens, rows=None, on_prefix=None)
-            logits = np.asarray(self.head.denoise(state, times, batch[0].request))
-            self.calls += 1
-            if self.on_batch is not None:
-                self.on_batch(len(tokens))
-            start = 0
-            for call in batch:
-                rows, own = len(call.tokens), call.tokens.shape[1]
-                call.result = logits[start:start + rows, width - own:]
-                start += rows
+            if self.many:
+                answers = self.head.denoise_many([(c.state, c.t, c.request) for c in batch])
+                self.calls += 1
+                if self.on_batch is not None:
+                    self.on_batch(sum(len(c.tokens) for c in batch))
+                for call, answer in zip(batch, answers, strict=True):
+                    call.result = answer
+            else:
+                self._stack_rows(batch)
         except Exception as exc:  # noqa: BLE001 - every waiting generation hears of it
             for call in batch:
                 call.error = exc
         for call in batch:
             call.done.set()
+
+    def _stack_rows(self, batch: list[_Call]) -> None:
+        """One `denoise` over the rows of every call, left-padded to one width, each row at
+        its own time."""
+        width = max(c.tokens.shape[1] for c in batch)
+        tokens = np.concatenate([
+            np.pad(c.tokens, ((0, 0), (width - c.tokens.shape[1], 0)),
+                   constant_values=self.pad_id) for c in batch])
+        times = np.concatenate([np.full(len(c.tokens), c.t, dtype=np.float32)
+                                for c in batch])
+        state = replace(batch[0].state, tokens=tokens, rows=None, on_prefix=None)
+        logits = np.asarray(self.head.denoise(state, times, batch[0].request))
+        self.calls += 1
+        if self.on_batch is not None:
+            self.on_batch(len(tokens))
+        start = 0
+        for call in batch:
+            rows, own = len(call.tokens), call.tokens.shape[1]
+            call.result = logits[start:start + rows, width - own:]
+            start += rows
 
 
 class Admission:

@@ -120,8 +120,11 @@ class ServedModel:
 
     def max_tokens(self) -> int | None:
         """The most tokens a text request may ask for (the model's context), if known."""
-        backbone = getattr(getattr(self.engine.head, "model", None), "backbone", None)
+        model = getattr(self.engine.head, "model", None)
+        backbone = getattr(model, "backbone", None)
         limit = getattr(getattr(backbone, "config", None), "max_len", None)
+        if limit is None:  # a transformers network's context
+            limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         return None if limit is None else int(limit)
 
     def close(self) -> None:

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from aios.engine import ArrowEngine
+from aios.engine import ArrowEngine, sampler_name_for
 from aios.errors import AiosError
-from aios.serve.batching import Cancelled, DeadlineExceeded, Guard, Member
+from aios.serve.batching import Cancelled, DeadlineExceeded, Guard, Member, pad_id_of
 from aios.serve.errors import ApiError
 
 __all__ = ["RequestHead", "TextOutcome", "build_sampler", "run_generation"]
@@ -67,8 +67,7 @@ class RequestHead:
     # -- what responses report -----------------------------------------------------------------
 
     def pad_id(self) -> int | None:
-        pad = getattr(getattr(self.head, "tokenizer", None), "pad_id", None)
-        return None if pad is None else int(pad)
+        return pad_id_of(self.head)
 
     def completions(self, state: Any, request: Any, *, stable: bool = False) -> list[str]:
         """The generated part of each row, as text: masked positions shown as the head shows
@@ -118,7 +117,7 @@ def build_sampler(engine: ArrowEngine, name: str | None, temperature: float | No
     config = engine.config.sampler
     registry = engine.registry
     assert registry is not None
-    chosen = name or config.name
+    chosen = name or sampler_name_for(engine.config, registry, engine.head)
     if chosen not in registry.names("sampler"):
         raise ApiError(400, f"unknown sampler {chosen!r}; choose one of "
                             f"{', '.join(registry.names('sampler', family=engine.head.family))}",
@@ -133,12 +132,18 @@ def build_sampler(engine: ArrowEngine, name: str | None, temperature: float | No
     if top_p is not None:
         options["top_p"] = top_p
     try:
-        return entry.factory(**options)
+        sampler = entry.factory(**options)
     except TypeError as exc:
         raise ApiError(400, f"sampler {chosen!r} does not take these options: {exc}",
                        param="sampler") from None
     except ValueError as exc:
         raise ApiError(400, f"sampler {chosen!r}: {exc}", param="sampler") from None
+    wanted = getattr(engine.head, "preferred_sampler", None)
+    if wanted and not getattr(sampler, "steps_per_block", False):
+        raise ApiError(400, f"this model decodes block by block and sampler {chosen!r} is not "
+                            f"block-wise; use {wanted!r} or leave the sampler unset",
+                       param="sampler", code="unknown_sampler")
+    return sampler
 
 
 def run_generation(

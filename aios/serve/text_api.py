@@ -76,7 +76,10 @@ class TextApi:
                            code="no_memory")
         chat = isinstance(body, ChatRequest)
         if chat:
-            prompt = "\n".join(m.text() for m in body.messages if m.text())
+            messages = [(m.role, m.text()) for m in body.messages if m.text()]
+            template = getattr(served.engine.head, "chat_prompt", None)
+            prompt = (template(messages) if callable(template)
+                      else "\n".join(text for _, text in messages))
             max_tokens = body.max_completion_tokens or body.max_tokens
             param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
         else:

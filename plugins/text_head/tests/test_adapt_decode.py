@@ -4,8 +4,10 @@ code: `transformers`' own greedy `generate`, and a full forward without any cach
 import pytest
 import torch
 from adapt_fixtures import MASK, VOCAB, tiny_adapted
-from aios_text.adapt.decode import generate_blocks
+from aios_text.adapt.decode import generate_blocks, step_hidden, step_hidden_rows
 from aios_text.adapt.model import BlockDiffusionLM
+
+from aios.runtime import BlockKVCache
 
 
 def test_blocks_of_one_are_greedy_autoregressive_decoding():
@@ -91,3 +93,38 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="threshold"):
         generate_blocks(model, [3], new_tokens=4, threshold=0.0)
     assert VOCAB > MASK
+
+
+@torch.inference_mode()
+def test_rows_in_one_forward_match_each_row_alone():
+    """Rows with caches of different lengths, different pending counts and block sizes, in one
+    padded forward: each row's hidden states and resulting cache equal a forward of it alone."""
+    model = tiny_adapted()
+    prefixes = [[8, 20, 30, 12, 40, 9, 7], [11], [13, 14, 15]]
+    pending = [[21, 22, 23], [], [30]]
+    blocks = [[MASK, 25, MASK, MASK], [MASK, MASK], [MASK] * 6]
+
+    def cached(prefix):
+        cache = BlockKVCache()
+        step_hidden(model, cache, torch.tensor(prefix), pending=len(prefix), start=0)
+        return cache
+
+    alone, alone_caches = [], []
+    for prefix, p, b in zip(prefixes, pending, blocks, strict=True):
+        cache = cached(prefix)
+        alone.append(step_hidden(model, cache, torch.tensor(p + b), pending=len(p),
+                                 start=len(prefix)))
+        alone_caches.append(cache)
+    caches = [cached(prefix) for prefix in prefixes]
+    together = step_hidden_rows(model, caches, [torch.tensor(p + b) for p, b in
+                                                zip(pending, blocks, strict=True)],
+                                pending=[len(p) for p in pending],
+                                start=[len(prefix) for prefix in prefixes])
+    for a, t in zip(alone, together, strict=True):
+        assert t.shape == a.shape
+        torch.testing.assert_close(t, a, atol=1e-5, rtol=1e-5)
+    for a, c in zip(alone_caches, caches, strict=True):
+        assert c.get_seq_length() == a.get_seq_length()
+        for layer in range(len(a.keys)):
+            torch.testing.assert_close(c.keys[layer], a.keys[layer], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(c.values[layer], a.values[layer], atol=1e-5, rtol=1e-5)

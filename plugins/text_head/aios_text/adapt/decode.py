@@ -21,13 +21,13 @@ follows it; the model was trained with blocks of up to `max_block` positions.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from aios.runtime import BlockKVCache
+from aios.runtime import BlockKVCache, RowCaches
 from aios_text.adapt.model import BlockDiffusionLM
 
 #: What a step reveals when no position reaches the threshold.
@@ -150,21 +150,42 @@ def _block_plan(new_tokens: int, block_size: int,
 def step_hidden(model: BlockDiffusionLM, cache: BlockKVCache, ids: Tensor, *, pending: int,
                 start: int) -> Tensor:
     """Hidden states of `ids` = `pending` finished tokens (causal; their keys join `cache`)
-    followed by a `block` of masked-or-revealed positions (see the whole prefix and each
+    followed by a block of masked-or-revealed positions (they see the whole prefix and each
     other), at sequence positions `start`, `start + 1`, ..."""
-    n = ids.shape[0]
-    cached = cache.get_seq_length()
-    q = torch.arange(n, device=ids.device)
-    allowed = (q[None, :] <= q[:, None]) | (q[:, None] >= pending) & (q[None, :] >= pending)
-    allowed = allowed | (q[:, None] >= pending) & (q[None, :] < pending)
-    mask = torch.cat([torch.ones(n, cached, dtype=torch.bool, device=ids.device), allowed], 1)
-    positions = torch.arange(start, start + n, device=ids.device)[None]
-    cache.append = pending
-    try:
-        hidden = model.hidden(ids[None], mask[None, None], positions, cache=cache)
-    finally:
-        cache.append = 0
-    return hidden[0]
+    return step_hidden_rows(model, [cache], [ids], pending=[pending], start=[start])[0]
 
 
-__all__ = ["FALLBACKS", "DecodeResult", "generate_blocks", "step_hidden"]
+def step_hidden_rows(model: BlockDiffusionLM, caches: Sequence[BlockKVCache],
+                     ids: Sequence[Tensor], *, pending: Sequence[int],
+                     start: Sequence[int]) -> list[Tensor]:
+    """`step_hidden` for several rows in one forward, each with its own cache, pending count,
+    block and start (rows of one prompt batch, or of different requests). Rows are padded on
+    the left to one width; padding attends only to itself and nothing attends to it, so each
+    row's hidden states are what it alone would get (up to float rounding)."""
+    device = ids[0].device
+    new = [int(row.shape[0]) for row in ids]
+    width = max(new)
+    rows = RowCaches(caches, new, pending)
+    padded = torch.full((len(ids), width), model.mask_token_id, dtype=torch.long, device=device)
+    positions = torch.zeros(len(ids), width, dtype=torch.long, device=device)
+    q = torch.arange(width, device=device)
+    allowed = torch.zeros(len(ids), width, width, dtype=torch.bool, device=device)
+    for r, row in enumerate(ids):
+        first = width - new[r]
+        padded[r, first:] = row
+        positions[r, first:] = torch.arange(start[r], start[r] + new[r], device=device)
+        local = q - first
+        real = local >= 0
+        # a pending (finished) token sees the finished tokens up to itself; a block position
+        # sees every real new position (the pending ones and the whole block)
+        sees = (local[None, :] <= local[:, None]) | (local[:, None] >= pending[r])
+        allowed[r] = sees & real[:, None] & real[None, :]
+        allowed[r] |= torch.eye(width, dtype=torch.bool, device=device) & ~real[:, None]
+    past = rows.key_mask(device)[:, None, :].expand(-1, width, -1)
+    past = past & (q >= width - torch.tensor(new, device=device)[:, None])[:, :, None]
+    mask = torch.cat([past, allowed], dim=-1)[:, None]
+    hidden = model.hidden(padded, mask, positions, cache=rows)
+    return [hidden[r, width - new[r]:] for r in range(len(ids))]
+
+
+__all__ = ["FALLBACKS", "DecodeResult", "generate_blocks", "step_hidden", "step_hidden_rows"]

@@ -9,9 +9,16 @@ the not-yet-cached final tokens (causally; they join the cache in the same forwa
 current block (bidirectionally, over the whole prefix). So a block of 8 costs about one forward
 of 8 positions per step, whatever the prompt's length.
 
-Logits are given only for the current block; other positions get all-zero logits (uniform),
-which the block-wise sampler never reads. Rows are independent (each has its own cache), so a
-sampler may evaluate a subset of them.
+Logits are given only for the current block's first position and its still-masked ones; other
+positions get all-zero logits (uniform), which the block-wise sampler never reads. Rows are
+independent (each has its own cache), so a sampler may evaluate a subset of them; the rows
+asked for go through the network in one padded forward
+(`aios_text.adapt.decode.step_hidden_rows`).
+
+Everything one generation owns (its rows' caches, where its finished prefix ends, its logits
+buffer) lives in a `_Generation` that its `BlockState` carries, not in the head: one head serves
+concurrent generations, and `denoise_many` evaluates the current blocks of several of them in
+one forward (the server's step batcher joins concurrent requests this way).
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ import torch
 from aios.errors import UsageError
 from aios.protocols import GenerationRequest, MaskedState
 from aios.runtime import BlockKVCache
-from aios_text.adapt.decode import step_hidden
+from aios_text.adapt.decode import step_hidden_rows
 from aios_text.adapt.model import BlockDiffusionLM
 from aios_text.head import decode_with_masks
 
 #: SmolLM2's padding and end of text (`<|endoftext|>`, `<|im_end|>`).
 PAD_ID, END_ID = 0, 2
+#: The system turn SmolLM2-Instruct's chat template adds when a conversation has none.
+DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,6 +49,7 @@ class BlockState(MaskedState):
 
     block_length: int = 8
     context_end: np.ndarray | None = None
+    generation: _Generation | None = None
 
 
 class _Row:
@@ -51,6 +61,31 @@ class _Row:
         self.cached = start
         self.cache = BlockKVCache()
         self.first: torch.Tensor | None = None
+
+
+class _Generation:
+    """What one generation owns: its rows, where its finished prefix ends (told by the sampler
+    through `on_prefix`), and its logits buffer."""
+
+    def __init__(self, rows: list[_Row], final: int) -> None:
+        self.rows = rows
+        self.final = final
+        self.logits: torch.Tensor | None = None
+        self.written: tuple[int, int] | None = None
+
+    def on_prefix(self, tokens: Any, length: int) -> None:
+        self.final = max(self.final, int(length))
+
+    def output(self, batch: int, width: int, vocab: int) -> torch.Tensor:
+        """The logits array of this generation: allocated once (batch x width x vocab, tens of
+        MB), zero except the block written last, which is zeroed again here (the sampler reads
+        only the current block, and zeros elsewhere keep any other reader harmless)."""
+        if self.logits is None or self.logits.shape != (batch, width, vocab):
+            self.logits = torch.zeros(batch, width, vocab)
+        elif self.written is not None:
+            self.logits[:, self.written[0]:self.written[1]] = 0
+        self.written = None
+        return self.logits
 
 
 class BlockDiffusionTextHead:
@@ -65,6 +100,8 @@ class BlockDiffusionTextHead:
     family = "discrete"
     #: logits are given for the current block only, so the sampler must go block by block
     preferred_sampler = "block-threshold"
+    #: the token rows are left-padded with (`decode` drops it)
+    pad_id = PAD_ID
     generation_options: ClassVar[dict[str, str]] = {
         "length": "new tokens to generate (at most; end of text stops earlier)",
         "suffix": "text that must follow; the model fills the middle (infilling)",
@@ -81,12 +118,10 @@ class BlockDiffusionTextHead:
         self.model: BlockDiffusionLM
         self.model, self.tokenizer, self.source = open_adapted(model, dtype=dtype, device=device)
         self.length, self.block_size = length, block_size
+        #: most rows in one forward (more are evaluated in several)
+        self.max_rows = 64
         self.calls = 0
         self.positions = 0
-        self._rows: list[_Row] = []
-        self._final = 0
-        self._logits: torch.Tensor | None = None
-        self._written: tuple[int, int] | None = None
 
     def parameter_counts(self) -> dict[str, int]:
         return {"backbone": sum(p.numel() for p in self.model.network.parameters()), "head": 0}
@@ -114,39 +149,46 @@ class BlockDiffusionTextHead:
         rows = [[PAD_ID] * (width - len(ids)) + ids + [mask] * length + suffix_ids
                 for ids in encoded]
         tokens = np.array(rows, dtype=np.int64)
-        self._rows = [_Row(width - len(ids)) for ids in encoded]
-        self._final = width
-        self._written = (0, self._logits.shape[1]) if self._logits is not None else None
+        generation = _Generation([_Row(width - len(ids)) for ids in encoded], width)
         block = self.block_size if not suffix_ids else length + len(suffix_ids)
         ends = np.array([width - len(ids) + len(context) for ids in encoded])
         return BlockState(tokens, mask, None if suffix_ids else END_ID,
-                          on_prefix=self._on_prefix, block_length=block, context_end=ends)
+                          on_prefix=generation.on_prefix, block_length=block, context_end=ends,
+                          generation=generation)
 
     def denoise(self, state: MaskedState, t: Any, request: GenerationRequest) -> torch.Tensor:
-        tokens = torch.as_tensor(np.atleast_2d(np.asarray(state.tokens)),
-                                 device=self.model.mask_embedding.device)  # the runtime's
-        rows = range(len(tokens)) if state.rows is None else [int(r) for r in state.rows]
-        block = getattr(state, "block_length", self.block_size)
-        begin, end = self._final, min(self._final + block, tokens.shape[1])
-        out = self._output(len(self._rows), tokens.shape[1])[:len(tokens)]
-        with torch.inference_mode():
-            for i, r in enumerate(rows):
-                out[i, begin:end] = self._step(self._rows[r], tokens[i], begin, end)
-        self._written = (begin, end)
-        self.calls += 1
-        return out
+        return self.denoise_many([(state, t, request)])[0]
 
-    def _output(self, batch: int, width: int) -> torch.Tensor:
-        """The logits array of this generation: allocated once (batch x width x vocab, tens of
-        MB), zero except the block written last, which is zeroed again here (the sampler reads
-        only the current block, and zeros elsewhere keep any other reader harmless)."""
+    def denoise_many(self, calls: list[tuple[MaskedState, Any, GenerationRequest]]
+                     ) -> list[torch.Tensor]:
+        """`denoise` for several generations' states at once (each as `denoise` would answer
+        it): every asked-for row of every state goes through one forward."""
         vocab = self.model.network.get_input_embeddings().weight.shape[0]
-        if self._logits is None or self._logits.shape != (batch, width, vocab):
-            self._logits = torch.zeros(batch, width, vocab)
-        elif self._written is not None:
-            self._logits[:, self._written[0]:self._written[1]] = 0
-        self._written = None
-        return self._logits
+        work: list[tuple[torch.Tensor, int, _Row, torch.Tensor, int, int]] = []
+        outputs = []
+        for state, _t, _request in calls:
+            generation = getattr(state, "generation", None)
+            if generation is None:
+                raise ValueError("this state was not made by this head's initial_state")
+            tokens = torch.as_tensor(np.atleast_2d(np.asarray(state.tokens)),
+                                     device=self.model.mask_embedding.device)  # the runtime's
+            rows = range(len(tokens)) if state.rows is None else [int(r) for r in state.rows]
+            block = getattr(state, "block_length", self.block_size)
+            begin, end = generation.final, min(generation.final + block, tokens.shape[1])
+            out = generation.output(len(generation.rows), tokens.shape[1], vocab)[:len(tokens)]
+            generation.written = (begin, end)
+            outputs.append(out)
+            work += [(out, i, generation.rows[r], tokens[i], begin, end)
+                     for i, r in enumerate(rows)]
+        with torch.inference_mode():
+            for chunk in range(0, len(work), self.max_rows):
+                part = work[chunk:chunk + self.max_rows]
+                logits = self._step([(row, ids, begin, end) for _, _, row, ids, begin, end
+                                     in part])
+                for (out, i, _, _, begin, end), row_logits in zip(part, logits, strict=True):
+                    out[i, begin:end] = row_logits
+        self.calls += 1
+        return outputs
 
     def decode(self, state: MaskedState, request: GenerationRequest) -> str | list[str]:
         texts = []
@@ -160,20 +202,46 @@ class BlockDiffusionTextHead:
 
     # -- the work ---------------------------------------------------------------------------------
 
-    def _on_prefix(self, tokens: Any, length: int) -> None:
-        self._final = max(self._final, int(length))
+    def _step(self, work: list[tuple[_Row, torch.Tensor, int, int]]) -> list[torch.Tensor]:
+        """Logits of columns [begin, end) of each row, in one forward; each row's finished
+        columns join its cache. The output layer (a fifth of the network's work) runs once for
+        every row together, and only where logits are read: the block's first position and
+        its still-masked ones (revealed positions get zeros, which a block-wise sampler never
+        reads)."""
+        pending = [begin - row.cached for row, _, begin, _ in work]
+        hidden = step_hidden_rows(self.model, [row.cache for row, *_ in work],
+                                  [ids[row.cached:end] for row, ids, _, end in work],
+                                  pending=pending,
+                                  start=[row.cached - row.start for row, *_ in work])
+        # logits shift: block position j > 0 is predicted by the block's state j - 1, the first
+        # by the last pending state (kept in `row.first` while the block is decoded)
+        masked = [torch.nonzero(ids[begin + 1:end] == self.model.mask_token_id)[:, 0] + 1
+                  for _, ids, begin, end in work]
+        wanted = [torch.cat([states[p - 1:p], states[p - 1 + m]]) if p else states[m - 1]
+                  for states, p, m in zip(hidden, pending, masked, strict=True)]
+        logits = self.model.logits(torch.cat(wanted)).float().split([len(w) for w in wanted])
+        answers = []
+        for (row, _, begin, end), own, p, m in zip(work, logits, pending, masked, strict=True):
+            self.positions += end - row.cached
+            if p:
+                row.first, own = own[0], own[1:]
+                row.cached = begin
+            block = own.new_zeros(end - begin, own.shape[-1])
+            block[0] = row.first
+            block[m] = own
+            answers.append(block)
+        return answers
 
-    def _step(self, row: _Row, tokens: torch.Tensor, begin: int, end: int) -> torch.Tensor:
-        """Logits of columns [begin, end) of one row; finished columns join its cache."""
-        pending = begin - row.cached
-        hidden = step_hidden(self.model, row.cache, tokens[row.cached:end], pending=pending,
-                             start=row.cached - row.start)
-        self.positions += end - row.cached
-        if pending:
-            row.first = self.model.logits(hidden[pending - 1])
-            row.cached = begin
-        inner = self.model.logits(hidden[pending:pending + (end - begin) - 1])
-        return torch.cat([row.first[None], inner]).float()
+    def chat_prompt(self, messages: Any) -> str:
+        """SmolLM2-Instruct's chat format (ChatML: each turn between ``<|im_start|>role`` and
+        ``<|im_end|>``, then the assistant's turn opened), with the base model's default
+        system turn when the conversation has none. The answer ends at ``<|im_end|>``, which
+        is the head's end of text."""
+        turns = list(messages)
+        if not turns or turns[0][0] != "system":
+            turns.insert(0, ("system", DEFAULT_SYSTEM))
+        return "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns) + \
+            "<|im_start|>assistant\n"
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text).ids
