@@ -569,6 +569,14 @@ class _Builder:
                        own: set[str]) -> dict[str, Any]:
         params, takes_any, hints = _factory_params(registration.factory)
         params = {p: v for p, v in params.items() if p not in own}
+        if registration.kind == "head":
+            # the engine passes the `runtime:` section resolved (aios.engine.head_runtime)
+            params.pop("runtime", None)
+            if "runtime" in extra:
+                raise ConfigError(self.where(f"{prefix}.runtime"), f"{prefix}.runtime",
+                                  "the runtime is not a head option",
+                                  "set it in the `runtime:` section: --set runtime.name=..., "
+                                  "runtime.device=..., runtime.dtype=...")
         checked: dict[str, Any] = {}
         for key, value in extra.items():
             path = f"{prefix}.{key}"

@@ -6,10 +6,16 @@ that knows what a token, a pixel or a sample is lives in a head. The configured 
 at once; a head of another modality is built the first time `diffuse(..., modality=...)` asks
 for it (heads loading the same backbone file share one copy: `ArrayBackbone.load`), and every
 modality uses the engine's one memory store.
+
+The `runtime:` section (numpy or torch, device, dtype, compile) is resolved once per head, for
+what its factory declares it can run (`head_runtimes`), and handed to every head factory that
+takes a ``runtime`` keyword parameter (`head_runtime`); a factory without one is built as
+before, and an explicit setting its model cannot honour is refused, never ignored.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -27,6 +33,12 @@ from aios.protocols import (
     StepCallback,
 )
 from aios.registry import INSTALL_HINTS, Registry, default_registry
+from aios.runtime import RUNTIMES, RuntimeChoice, select_from_config
+
+#: The keyword parameter through which a head factory receives the resolved runtime.
+RUNTIME_PARAMETER = "runtime"
+#: The runtimes a head may declare its model runs in (`RUNTIMES` less ``auto``).
+RUNNABLE = tuple(r for r in RUNTIMES if r != "auto")
 
 _T = TypeVar("_T")
 
@@ -65,6 +77,9 @@ class ArrowEngine:
         self.last_request: GenerationRequest | None = None
         #: id(plugin object) -> "sampler 'x' from package y 1.0", for errors raised inside it.
         self.origins: dict[int, str] = {}
+        #: The runtime each built head runs in, by modality (`from_config` and `head_for`
+        #: resolve it; an engine assembled by hand from built heads has none).
+        self.runtimes: dict[str, RuntimeChoice] = {}
 
     @classmethod
     def from_config(
@@ -79,7 +94,8 @@ class ArrowEngine:
         if not isinstance(config, Config):
             config = load_config(config, overrides, registry)
         origins: dict[int, str] = {}
-        head = _build(registry, "head", config.head.name, config.head.options, origins)
+        head, runtime = _build_head(registry, config, config.head.name, config.head.options,
+                                    origins)
         sampler_name = sampler_name_for(config, registry, head)
         sampler = _build(registry, "sampler", sampler_name, config.sampler.options,
                          origins)
@@ -92,6 +108,7 @@ class ArrowEngine:
                         for c in config.conditioners]
         engine = cls(config, head, sampler, conditioners, storage, registry=registry)
         engine.origins.update(origins)
+        engine.runtimes[head.modality] = runtime
         return engine
 
     @property
@@ -194,7 +211,9 @@ class ArrowEngine:
                 f"for {modality!r} (no installed head generates it), e.g. `pip install "
                 f"aios-{modality}`"
             )
-        head = self._heads[modality] = _build(registry, "head", best.name, {}, self.origins)
+        head, self.runtimes[modality] = _build_head(registry, self.config, best.name, {},
+                                                    self.origins)
+        self._heads[modality] = head
         return head
 
     def sampler_for(self, head: Head) -> Sampler:
@@ -297,6 +316,62 @@ def _preferred_sampler(registry: Registry, head: Any) -> str | None:
     if not wanted or wanted not in registry.names("sampler", family=head.family):
         return None
     return wanted
+
+
+def head_runtimes(factory: Any, options: Mapping[str, Any]) -> tuple[str, ...]:
+    """The runtimes a head factory's model runs in, as the factory declares them: its
+    ``runtimes`` attribute, a tuple such as ``("numpy",)`` or ``("torch",)``, or a function of
+    the head options returning one (for a factory whose model depends on an option, like the
+    text head's ``model``). A factory that declares nothing may run in either, as before."""
+    declared = getattr(factory, "runtimes", None)
+    if declared is None:
+        return RUNNABLE
+    if callable(declared):
+        declared = declared(dict(options))
+    runtimes = tuple(declared) if isinstance(declared, (tuple, list)) else ()
+    if not runtimes or any(r not in RUNNABLE for r in runtimes):
+        raise TypeError(f"the head factory declares runtimes {declared!r}; declare a tuple of "
+                        f"{' and/or '.join(RUNNABLE)}")
+    return runtimes
+
+
+def head_runtime(registry: Registry, config: Config, name: str,
+                 options: Mapping[str, Any]) -> RuntimeChoice:
+    """The config's ``runtime:`` section resolved for head `name` built with `options`: what
+    the engine hands its factory, and what `aios config show` prints."""
+    registration = registry.get("head", name)
+    try:
+        runtimes = head_runtimes(registration.factory, options)
+    except (AiosError, KeyboardInterrupt):
+        raise
+    except (Exception, SystemExit) as exc:
+        raise PluginError(registry.origin(registration), exc) from exc
+    model = options.get("model")
+    label = f"head {name!r}" + (f" with model {model!r}" if model else "")
+    return select_from_config(config, runtimes=runtimes, model=label)
+
+
+def takes_runtime(factory: Any) -> bool:
+    """Whether `factory` declares the ``runtime`` keyword parameter (then the engine passes
+    the resolved `RuntimeChoice` through it)."""
+    try:
+        parameter = inspect.signature(factory).parameters.get(RUNTIME_PARAMETER)
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD,
+                                                        parameter.KEYWORD_ONLY)
+
+
+def _build_head(registry: Registry, config: Config, name: str, options: Mapping[str, Any],
+                origins: dict[int, str]) -> tuple[Any, RuntimeChoice]:
+    """Resolve the runtime for head `name`, then build it (with the runtime when its factory
+    takes one)."""
+    if name == "auto":
+        raise PluginNotFoundError("head", name, (), INSTALL_HINTS["head"])
+    runtime = head_runtime(registry, config, name, options)
+    factory = registry.get("head", name).factory
+    extra = {RUNTIME_PARAMETER: runtime} if takes_runtime(factory) else {}
+    return _build(registry, "head", name, {**options, **extra}, origins), runtime
 
 
 def _build(registry: Registry, kind: str, name: str, options: Mapping[str, Any],

@@ -12,7 +12,7 @@ hooks below with the `hookimpl` marker::
 
     import aios
 
-    AIOS_CONTRACT_VERSION = "1.3"
+    AIOS_CONTRACT_VERSION = "1.4"
 
     @aios.hookimpl
     def aios_register_samplers(register):
@@ -61,7 +61,7 @@ from typing import Any
 import pluggy
 
 #: The version of this contract. Bump MINOR for additions, MAJOR for changes that break plugins.
-CONTRACT_VERSION = "1.3"
+CONTRACT_VERSION = "1.4"
 
 #: The module attribute through which a plugin declares the contract version it implements.
 CONTRACT_ATTRIBUTE = "AIOS_CONTRACT_VERSION"
@@ -96,6 +96,7 @@ def aios_register_heads(register: Register) -> None:
     ``factory(**options)`` (the config's ``head`` section) returns an `aios.protocols.Head`,
     optionally with its extras (`aios.protocols.WritesFiles`, ``DrawsGrids``,
     ``CountsParameters``, ``Explains``). Declare ``modality`` on the class for ``head: auto``.
+    Contract 1.4: ``runtimes`` and a ``runtime`` parameter (see `aios.protocols.Head`).
     """
 
 

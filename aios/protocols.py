@@ -162,6 +162,13 @@ class Head(Protocol):
     declares ``length`` (``--length``), ``suffix`` (``--infill``), ``adapters`` and
     ``adapters_dir`` (``--adapters``) and ``explain`` (``--explain``). A head ignores keys it
     does not know. Same request and same ``rng`` seed: same output.
+
+    The runtime (contract 1.4): a factory declares ``runtimes``, the runtimes its model runs in
+    (a tuple of ``"numpy"``/``"torch"``, or a function of the options dict returning one), and
+    receives the config's ``runtime:`` section resolved for it (an `aios.runtime.RuntimeChoice`)
+    through a ``runtime`` keyword parameter if it has one; the model then runs on its device, in
+    its dtype, and through ``runtime.prepare(network)`` (``compile``). Head options for device
+    or dtype, where a head has them, override the runtime's. See `aios.engine.head_runtime`.
     """
 
     modality: str

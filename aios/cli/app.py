@@ -328,12 +328,16 @@ def _print_failures(registry: Registry) -> None:
 
 
 def _config_show(args: argparse.Namespace) -> int:
+    from aios.engine import head_runtime
     from aios.runtime import select_from_config
 
-    config = _load(args, default_registry())
+    registry = default_registry()
+    config = _load(args, registry)
     data = config.as_dict()
     origins = dict(config.origins)
-    runtime = select_from_config(config)  # what each runtime `auto` took, and why
+    # what each runtime `auto` took for the configured head (what its model can run), and why
+    runtime = (select_from_config(config) if config.head.name == "auto" else
+               head_runtime(registry, config, config.head.name, config.head.options))
     data["runtime"] = {"name": runtime.name, "device": runtime.device, "dtype": runtime.dtype,
                        "compile": runtime.compile}
     origins.update({f"runtime.{key}": why for key, why in runtime.reasons.items()})

@@ -194,7 +194,7 @@ class Backbone(nn.Module):
             mask = mask & attention_mask.to(torch.bool)[:, None]
         if isinstance(modality, int):
             modality = torch.full((b,), modality, dtype=torch.long, device=device)
-        c = self.time(timestep_embedding(t.to(device), d)) + self.modality(modality)
+        c = self.time(timestep_embedding(t.to(device), d).to(x.dtype)) + self.modality(modality)
         c = F.silu(c)
         keys, values = [], []
         for index, block in enumerate(self.blocks):

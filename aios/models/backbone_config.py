@@ -99,3 +99,13 @@ def free_slot(modality: str, taken: dict[str, int], capacity: int) -> int:
     holders = ", ".join(f"{name}: {slot}" for name, slot in sorted(taken.items()))
     raise AiosError(f"the backbone's {capacity} modality slots are all taken ({holders}); train "
                     "a backbone with more (backbone.modalities) for another modality")
+
+
+def head_settings(directory: str | os.PathLike[str], name: str) -> dict[str, Any]:
+    """The entry of continuous head `name` in a model directory's `model.yaml` (both the
+    NumPy and the torch loaders read it)."""
+    settings = read_model_config(directory)["heads"].get(name)
+    if settings is None or settings.get("kind") != "gaussian":
+        raise AiosError(f"{directory} holds no continuous head named {name!r}; train one with "
+                        f"`aios train {name}`")
+    return settings

@@ -85,6 +85,42 @@ class ContinuousDiffusionModel(nn.Module):
         return self.head.predict(hidden)
 
 
+class RuntimeContinuousModel:
+    """A `ContinuousDiffusionModel` on the torch runtime, called as `ArrayContinuousModel` is
+    (host arrays in, host float32 predictions out), so `ClassConditionalHead` runs either.
+
+    The network runs on the runtime's device and in its dtype, through `runtime.prepare`
+    (compiled with ``runtime.compile: true``). The sampler's state stays on the host: one
+    prediction is positions x features per row (a few thousand numbers), small beside a forward.
+    """
+
+    def __init__(self, model: ContinuousDiffusionModel, runtime: Any) -> None:
+        self.device, self.dtype = torch.device(runtime.device), runtime.torch_dtype()
+        self.network = runtime.prepare(model.to(device=self.device, dtype=self.dtype).eval())
+        self.positions = int(model.head.position.shape[0])
+        self.features = int(model.head.features)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], name: str,
+             runtime: Any) -> tuple[RuntimeContinuousModel, dict[str, Any]]:
+        """Head `name` of a model directory on `runtime`, and the head's settings."""
+        model, settings = load_continuous_model(directory, name)
+        return cls(model, runtime), settings
+
+    def __call__(self, frames: np.ndarray, t: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.as_tensor(np.asarray(frames, dtype=np.float32), device=self.device)
+            time = torch.as_tensor(np.asarray(t, dtype=np.float32), device=self.device)
+            label = torch.as_tensor(np.asarray(labels, dtype=np.int64), device=self.device)
+            out = self.network(x.to(self.dtype), time, label)
+        return out.float().cpu().numpy()
+
+    def parameter_counts(self) -> dict[str, int]:
+        model = self.network
+        return {"backbone": sum(p.numel() for p in model.backbone.parameters()),
+                "head": sum(p.numel() for p in model.head.parameters())}
+
+
 class GaussianDiffusionTask:
     """A `aios.training.loop.TrainTask`: denoise frames noised by a `NoiseSchedule`.
 
@@ -151,7 +187,7 @@ def load_continuous_model(directory: str | os.PathLike[str],
                           name: str) -> tuple[ContinuousDiffusionModel, dict[str, Any]]:
     """The torch model of a model directory (float weights, int8 ones dequantized) and the
     head's settings: what evaluation and further training start from."""
-    from aios.models.gaussian_numpy import head_settings
+    from aios.models.backbone_config import head_settings
     from aios.models.model_dir import load_float_backbone, load_float_module
 
     settings = head_settings(directory, name)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from aios.errors import AiosError, UsageError
-from aios.models.backbone_config import read_model_config
+from aios.models.backbone_config import head_settings
 from aios.models.backbone_numpy import ArrayBackbone, load_arrays, silu
 from aios.protocols import GaussianState, GenerationRequest, Guided
 from aios.schedules import schedule_from_config
@@ -64,15 +64,6 @@ class ArrayContinuousModel:
         return self._linear("project.2", silu(self._linear("project.0", hidden[:, 1:])))
 
 
-def head_settings(directory: str | os.PathLike[str], name: str) -> dict[str, Any]:
-    """The entry of head `name` in a model directory's `model.yaml`."""
-    settings = read_model_config(directory)["heads"].get(name)
-    if settings is None or settings.get("kind") != "gaussian":
-        raise AiosError(f"{directory} holds no continuous head named {name!r}; train one with "
-                        f"`aios train {name}`")
-    return settings
-
-
 def load_array_continuous_model(directory: str | os.PathLike[str], name: str
                                 ) -> tuple[ArrayContinuousModel, dict[str, Any]]:
     """The NumPy model of head `name` and its settings from a model directory."""
@@ -106,9 +97,21 @@ class ClassConditionalHead:
     family = "continuous"
     modality = ""
     name = ""  # the head's name in the model directory
+    #: The network runs in NumPy on the CPU (`ArrayContinuousModel`, no torch import: what
+    #: ``runtime: auto`` takes on a CPU) or in torch on the runtime's device and dtype
+    #: (`aios.models.gaussian.RuntimeContinuousModel`: what ``auto`` takes beside a GPU).
+    runtimes = ("numpy", "torch")
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.model, self.settings = load_array_continuous_model(directory, self.name)
+    def __init__(self, directory: str | os.PathLike[str], runtime: Any = None) -> None:
+        """`runtime`: the resolved `aios.runtime.RuntimeChoice` (None: numpy)."""
+        self.model: Any
+        if runtime is not None and runtime.name == "torch":
+            from aios.models.gaussian import RuntimeContinuousModel
+
+            self.model, self.settings = RuntimeContinuousModel.load(directory, self.name,
+                                                                    runtime)
+        else:
+            self.model, self.settings = load_array_continuous_model(directory, self.name)
         self.classes: list[str] = list(self.settings["classes"])
         if len(self.classes) != int(self.settings["num_classes"]):
             raise AiosError(f"{directory}: {len(self.classes)} class names for "
@@ -141,6 +144,8 @@ class ClassConditionalHead:
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters of the shared backbone and of this head (for `aios plugins --verbose`)."""
+        if not isinstance(self.model, ArrayContinuousModel):
+            return self.model.parameter_counts()
         return {"backbone": sum(w.size for w in self.model.backbone.w.values()),
                 "head": sum(w.size for w in self.model.w.values())}
 

@@ -26,6 +26,32 @@ class Device:
     memory_bytes: int | None = None
 
 
+#: Device files a GPU driver creates (NVIDIA; AMD ROCm; WSL's GPU paravirtualization).
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_may_be_present() -> bool:
+    """Whether torch could find a GPU here, told without importing torch (seconds: more than a
+    tiny NumPy model's whole generation). False means `list_devices` lists the CPU alone; True
+    (a GPU driver's device file, an Apple-silicon Mac, or torch already imported) means ask
+    torch."""
+    import os
+    import platform
+    import sys
+
+    if "torch" in sys.modules or any(os.path.exists(f) for f in GPU_DEVICE_FILES):
+        return True
+    return sys.platform == "darwin" and platform.machine() == "arm64"
+
+
+def cpu_device() -> Device:
+    """The CPU, described without importing torch (the torch runtime runs every dtype on it;
+    the numpy runtime float32)."""
+    import os
+
+    return Device("cpu", f"{os.cpu_count()} CPU cores", DTYPES)
+
+
 def list_devices() -> list[Device]:
     """Every device torch can use here, the CPU first."""
     import os
@@ -73,4 +99,5 @@ def check_dtype(device: Device, dtype: str, *, where: str = "config",
     return dtype
 
 
-__all__ = ["DTYPES", "Device", "check_dtype", "find_device", "list_devices"]
+__all__ = ["DTYPES", "GPU_DEVICE_FILES", "Device", "check_dtype", "cpu_device", "find_device",
+           "gpu_may_be_present", "list_devices"]

@@ -6,25 +6,41 @@
   the shipped models (a few million parameters: the smallest cold start, and as fast as torch
   at their size) and ``torch`` for pretrained families, which only torch runs.
 - device: the first GPU (``cuda:0``, else ``mps``), else ``cpu``.
+
+What the model can run narrows ``auto`` (`runtimes`): a head whose model runs in torch only (a
+pretrained family, the default text model) gets torch on a CPU too, and one whose model runs in
+NumPy only (the tiny text models, the image and audio heads) gets numpy on the CPU even when a
+GPU is present. A setting the model cannot honour (``name: torch`` for a NumPy-only head) is
+refused, never silently ignored. Head factories declare it (`aios.engine.head_runtimes`).
 - dtype: ``bfloat16`` on a GPU that runs it (half the memory traffic), else ``float16`` on a GPU,
   and ``float32`` on a CPU, where bfloat16 matmuls were measured slower on CPUs without AMX.
 
 ``compile: true`` (opt-in, `aios.runtime.compiling`) runs the torch network through
-`torch.compile`; it needs torch, and makes ``name: auto`` pick torch.
+`torch.compile`; it needs torch, and makes ``name: auto`` pick torch, as a dtype other than
+float32 does (numpy computes in float32).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aios.errors import ConfigError
 from aios.runtime.compiling import compile_network, cpp_compiler, torch_available
-from aios.runtime.devices import Device, check_dtype, find_device, list_devices
+from aios.runtime.devices import (
+    Device,
+    check_dtype,
+    cpu_device,
+    find_device,
+    gpu_may_be_present,
+    list_devices,
+)
 
 #: Runtime names a config may give.
 RUNTIMES = ("auto", "numpy", "torch")
+#: The runtimes that run networks (what a model may declare it runs in).
+RUNNABLE = ("numpy", "torch")
 
 
 @dataclass(frozen=True)
@@ -49,12 +65,18 @@ class RuntimeChoice:
 
 
 def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto", *,
-                   compile: bool = False, pretrained: bool = False,
-                   origins: Mapping[str, str] | None = None) -> RuntimeChoice:
-    """Resolve the settings; `pretrained` says the model is a pretrained family (which only
-    the torch runtime runs). Mistakes are `ConfigError`s naming where the setting came from
+                   compile: bool = False, runtimes: Sequence[str] = RUNNABLE,
+                   model: str = "the model", origins: Mapping[str, str] | None = None
+                   ) -> RuntimeChoice:
+    """Resolve the settings for a model that runs in `runtimes` (``("torch",)`` for a
+    pretrained family, ``("numpy",)`` for a NumPy-only model; `model` names it in messages,
+    e.g. "head 'image'"). Mistakes are `ConfigError`s naming where the setting came from
     (`origins`: key path -> file:line or --set), the key and the fix."""
     origins = origins or {}
+    runtimes = tuple(runtimes)
+    if not runtimes or any(r not in RUNNABLE for r in runtimes):
+        raise ValueError(f"runtimes must name some of {RUNNABLE}, got {runtimes!r}")
+    only = runtimes[0] if len(runtimes) == 1 else None
 
     def where(key: str) -> str:
         return origins.get(f"runtime.{key}", origins.get("runtime", "config"))
@@ -62,6 +84,11 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
     if name not in RUNTIMES:
         raise ConfigError(where("name"), "runtime.name", f"unknown runtime {name!r}",
                           f"choose one of: {', '.join(RUNTIMES)}")
+    if name != "auto" and name not in runtimes:
+        raise ConfigError(where("name"), "runtime.name",
+                          f"{model} runs in {only} only, not in {name}",
+                          f"set runtime.name: {only} (or auto), or choose a head or model "
+                          f"that runs in {name} (head.name, head.model)")
     if not isinstance(compile, bool):
         raise ConfigError(where("compile"), "runtime.compile",
                           f"expected true or false, got {compile!r}",
@@ -70,28 +97,40 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
         raise ConfigError(where("compile"), "runtime.compile",
                           "torch.compile needs torch, which is not installed",
                           "install torch (pip install torch), or set runtime.compile: false")
-    if compile and name == "numpy":
+    if compile and (name == "numpy" or only == "numpy"):
         raise ConfigError(where("compile"), "runtime.compile",
-                          "the numpy runtime has no torch network to compile",
+                          "the numpy runtime has no torch network to compile"
+                          + (f" ({model} runs in numpy only)" if only == "numpy" else ""),
+                          "set runtime.compile: false" if only == "numpy" else
                           "set runtime.name: torch (or auto), or runtime.compile: false")
     reasons: dict[str, str] = {}
-    devices = list_devices()
-    gpus = [d for d in devices if d.name != "cpu"]
+    # torch is imported (to list devices) only when a GPU could be chosen: a NumPy model's
+    # generation never pays for it
     if device == "auto":
-        chosen_device = gpus[0] if gpus and name != "numpy" else devices[0]
+        numpy_only = name == "numpy" or only == "numpy"
+        gpus = ([d for d in list_devices() if d.name != "cpu"]
+                if not numpy_only and gpu_may_be_present() else [])
+        chosen_device = gpus[0] if gpus else cpu_device()
         reasons["device"] = (f"auto -> {chosen_device.name}: "
-                             + ("the first GPU" if chosen_device.name != "cpu" else
-                                "no GPU found" if not gpus else "the numpy runtime runs on "
-                                "the CPU"))
+                             + ("the first GPU" if gpus else
+                                f"{model} runs in numpy only, on the CPU" if only == "numpy"
+                                else "the numpy runtime runs on the CPU" if numpy_only
+                                else "no GPU found"))
+    elif device == "cpu":
+        chosen_device = cpu_device()
     else:
         chosen_device = find_device(device, where=where("device"))
     if name == "auto":
-        if chosen_device.name != "cpu":
+        if only == "numpy":
+            name, why = "numpy", f"{model} runs in numpy only"
+        elif chosen_device.name != "cpu":
             name, why = "torch", f"a GPU ({chosen_device.name}) is in use"
-        elif pretrained:
-            name, why = "torch", "pretrained families run through transformers (torch)"
+        elif only == "torch":
+            name, why = "torch", f"{model} runs in torch only"
         elif compile:
             name, why = "torch", "runtime.compile: true compiles a torch network"
+        elif dtype not in ("auto", "float32"):
+            name, why = "torch", f"runtime.dtype: {dtype} runs in torch (numpy is float32)"
         else:
             name, why = "numpy", ("CPU only: numpy has the fastest cold start for the shipped "
                                   "models (docs/runtime.md)")
@@ -99,12 +138,10 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
     if name == "numpy" and chosen_device.name != "cpu":
         raise ConfigError(where("device"), "runtime.device",
                           f"the numpy runtime runs on the CPU only, not on "
-                          f"{chosen_device.name}", "set runtime.name: torch, or "
-                          "runtime.device: cpu")
-    if name == "numpy" and pretrained:
-        raise ConfigError(where("name"), "runtime.name",
-                          "pretrained families need the torch runtime",
-                          "set runtime.name: torch (or auto)")
+                          f"{chosen_device.name}"
+                          + (f" ({model} runs in numpy only)" if only == "numpy" else ""),
+                          "set runtime.device: cpu (or auto)" if only == "numpy" else
+                          "set runtime.name: torch, or runtime.device: cpu")
     if compile and chosen_device.name == "cpu" and cpp_compiler() is None:
         raise ConfigError(where("compile"), "runtime.compile",
                           "torch.compile on the CPU builds C++ code, and no C++ compiler (g++, "
@@ -117,7 +154,9 @@ def select_runtime(name: str = "auto", device: str = "auto", dtype: str = "auto"
         check_dtype(chosen_device, dtype, where=where("dtype"))
         if name == "numpy" and dtype != "float32":
             raise ConfigError(where("dtype"), "runtime.dtype",
-                              f"the numpy runtime computes in float32, not {dtype}",
+                              f"the numpy runtime computes in float32, not {dtype}"
+                              + (f" ({model} runs in numpy only)" if only == "numpy" else ""),
+                              "set runtime.dtype: float32 (or auto)" if only == "numpy" else
                               "set runtime.dtype: float32 (or auto), or runtime.name: torch")
     return RuntimeChoice(name, chosen_device.name, dtype, reasons, compile)
 
@@ -130,12 +169,13 @@ def _auto_dtype(device: Device, name: str) -> tuple[str, str]:
     return "float16", f"{device.name} has no bfloat16"
 
 
-def select_from_config(config: Any, *, pretrained: bool = False) -> RuntimeChoice:
+def select_from_config(config: Any, *, runtimes: Sequence[str] = RUNNABLE,
+                       model: str = "the model") -> RuntimeChoice:
     """`select_runtime` for a loaded `aios.config.Config`."""
     section = config.runtime
     return select_runtime(section.name, section.device, section.dtype,
-                          compile=section.compile, pretrained=pretrained,
+                          compile=section.compile, runtimes=runtimes, model=model,
                           origins=config.origins)
 
 
-__all__ = ["RUNTIMES", "RuntimeChoice", "select_from_config", "select_runtime"]
+__all__ = ["RUNNABLE", "RUNTIMES", "RuntimeChoice", "select_from_config", "select_runtime"]

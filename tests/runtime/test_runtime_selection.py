@@ -20,6 +20,7 @@ OLD_GPU = Device("cuda:0", "old GPU", ("float32", "float16"))
 def devices(monkeypatch):
     def use(*found):
         monkeypatch.setattr(selection_module, "list_devices", lambda: list(found))
+        monkeypatch.setattr(selection_module, "gpu_may_be_present", lambda: len(found) > 1)
         import aios.runtime.devices as devices_module
         monkeypatch.setattr(devices_module, "list_devices", lambda: list(found))
     return use
@@ -33,9 +34,57 @@ def test_auto_on_a_cpu_takes_numpy_float32_and_says_why(devices):
     assert choice.reasons["device"] == "auto -> cpu: no GPU found"
 
 
-def test_auto_for_a_pretrained_family_on_a_cpu_takes_torch(devices):
+def test_auto_for_a_torch_only_model_on_a_cpu_takes_torch_and_says_why(devices):
     devices(CPU)
-    assert select_runtime(pretrained=True).name == "torch"
+    choice = select_runtime(runtimes=("torch",), model="head 'big'")
+    assert (choice.name, choice.device, choice.dtype) == ("torch", "cpu", "float32")
+    assert choice.reasons["name"] == "auto -> torch: head 'big' runs in torch only"
+
+
+def test_auto_for_a_numpy_only_model_stays_on_the_cpu_beside_a_gpu(devices):
+    devices(CPU, GPU)
+    choice = select_runtime(runtimes=("numpy",), model="head 'small'")
+    assert (choice.name, choice.device, choice.dtype) == ("numpy", "cpu", "float32")
+    assert choice.reasons["name"] == "auto -> numpy: head 'small' runs in numpy only"
+    assert choice.reasons["device"] == "auto -> cpu: head 'small' runs in numpy only, on the CPU"
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"name": "torch"}, "runtime.name: head 'small' runs in numpy only, not in torch; set "
+                        r"runtime.name: numpy \(or auto\)"),
+    ({"device": "cuda"}, "runtime.device: the numpy runtime runs on the CPU only, not on cuda:0 "
+                         r"\(head 'small' runs in numpy only\); set runtime.device: cpu"),
+    ({"dtype": "bfloat16"}, r"not bfloat16 \(head 'small' runs in numpy only\); set "
+                            "runtime.dtype: float32"),
+    ({"compile": True}, "runtime.compile: the numpy runtime has no torch network to compile"),
+])
+def test_settings_a_numpy_only_model_cannot_honour_are_refused(devices, settings, message):
+    devices(CPU, GPU)
+    with pytest.raises(ConfigError, match=message):
+        select_runtime(runtimes=("numpy",), model="head 'small'", **settings)
+
+
+def test_numpy_for_a_torch_only_model_is_refused_with_the_fix(devices):
+    devices(CPU)
+    with pytest.raises(ConfigError, match="runtime.name: head 'big' runs in torch only, not in "
+                                          r"numpy; set runtime.name: torch \(or auto\)"):
+        select_runtime(name="numpy", runtimes=("torch",), model="head 'big'")
+
+
+def test_a_half_precision_dtype_makes_auto_take_torch_where_the_model_runs_it(devices):
+    devices(CPU)
+    choice = select_runtime(dtype="bfloat16")
+    assert (choice.name, choice.dtype) == ("torch", "bfloat16")
+    assert choice.reasons["name"] == ("auto -> torch: runtime.dtype: bfloat16 runs in torch "
+                                      "(numpy is float32)")
+    assert select_runtime(dtype="float32").name == "numpy"
+    with pytest.raises(ConfigError, match="the numpy runtime computes in float32, not float16"):
+        select_runtime(dtype="float16", runtimes=("numpy",))
+
+
+def test_a_model_declaring_no_runtime_is_a_programming_error():
+    with pytest.raises(ValueError, match="runtimes must name some of"):
+        select_runtime(runtimes=())
 
 
 def test_auto_with_a_gpu_takes_torch_on_it_in_bfloat16_or_float16(devices):
@@ -65,6 +114,31 @@ def test_a_dtype_the_device_cannot_run_is_refused(devices):
     with pytest.raises(ConfigError, match="cuda:0 cannot run bfloat16; choose one of: auto, "
                                           "float32, float16"):
         select_runtime(device="cuda", dtype="bfloat16")
+
+
+def test_a_numpy_model_is_placed_without_importing_torch(monkeypatch):
+    listed = []
+    monkeypatch.setattr(selection_module, "list_devices", lambda: listed.append(1) or [CPU, GPU])
+    monkeypatch.setattr(selection_module, "gpu_may_be_present", lambda: True)
+    assert select_runtime(runtimes=("numpy",)).device == "cpu"
+    assert select_runtime(name="numpy").device == "cpu"
+    assert select_runtime(device="cpu").name == "numpy"
+    assert not listed  # list_devices imports torch: seconds a NumPy model never pays
+    assert select_runtime().device == "cuda:0" and listed == [1]
+
+
+def test_without_a_gpu_driver_torch_is_not_asked(monkeypatch):
+    import os
+    import sys
+
+    import aios.runtime.devices as devices_module
+
+    monkeypatch.delitem(sys.modules, "torch")  # as in a process that has not imported it
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(os.path, "exists", lambda path: False)
+    assert devices_module.gpu_may_be_present() is False
+    monkeypatch.setattr(os.path, "exists", lambda path: path == "/dev/nvidiactl")
+    assert devices_module.gpu_may_be_present() is True
 
 
 def test_the_cpu_is_always_listed_first():

@@ -1,7 +1,9 @@
 """The audio head as the engine sees it: a word in, one second of 16 kHz mono audio out.
 
-Generation runs in NumPy on `aios.models` (no torch); the pack adds its codec (spectra
-<-> samples) and the files the command line writes: a WAV and a spectrogram picture.
+Generation runs on `aios.models.ClassConditionalHead`: in NumPy (no torch; ``runtime: auto``
+on a CPU), or in torch on the configured runtime's device and dtype (``runtime.name: torch``;
+``auto`` beside a GPU). The pack adds its codec (spectra <-> samples) and the files the command
+line writes: a WAV and a spectrogram picture.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aios.errors import AiosError
 from aios.io import write_atomic
 from aios.models import ClassConditionalHead
 from aios.protocols import GaussianState, GenerationRequest
+from aios.runtime import RuntimeChoice
 from aios.training import write_grid_png
 from aios_audio.codec import SpectralCodec, log_mel
 from aios_audio.spectrogram import write_spectrogram
@@ -50,12 +53,12 @@ class AudioHead(ClassConditionalHead):
     #: The shipped model (a recipe's `backbone_slot` reads the slots of installed heads).
     default_model = DEFAULT_MODEL
 
-    def __init__(self, model: str = "") -> None:
+    def __init__(self, model: str = "", runtime: RuntimeChoice | None = None) -> None:
         path = Path(os.path.expanduser(model)) if model else DEFAULT_MODEL
         if not model and not (path / "model.yaml").exists():
             raise AiosError(f"the default audio model is missing from {path}; reinstall "
                             "aios-audio or give a model directory: --set head.model=DIR")
-        super().__init__(path)
+        super().__init__(path, runtime)
         try:
             self.codec = SpectralCodec.from_settings(self.settings)
         except (TypeError, ValueError) as error:

@@ -12,7 +12,7 @@ from typing import Any
 
 import aios
 
-AIOS_CONTRACT_VERSION = "1.3"
+AIOS_CONTRACT_VERSION = "1.4"
 
 
 @aios.hookimpl

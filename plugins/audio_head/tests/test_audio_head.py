@@ -61,3 +61,20 @@ def test_the_wav_holds_the_generated_samples(model_dir, tmp_path):
     built.head.write(audio, tmp_path / "no.wav")
     samples = read_wav(tmp_path / "no.wav").samples[:16000]
     np.testing.assert_allclose(samples, audio.samples, atol=0.5 / 32767 + 1e-7)
+
+
+def test_the_torch_runtime_renders_the_numpy_runtimes_samples(model_dir):
+    """`runtime.name: torch` runs the network in torch (CPU, float32): the same seed gives
+    the same samples, to float rounding."""
+    from aios.models.gaussian import RuntimeContinuousModel
+
+    def on(*settings):
+        return ArrowEngine.from_config(overrides=[f"head.model={model_dir}", "head.name=audio",
+                                                  "sampler.name=ddim", *settings])
+
+    numpy_engine, torch_engine = on(), on("runtime.name=torch")
+    assert isinstance(torch_engine.head.model, RuntimeContinuousModel)
+    want = numpy_engine.diffuse("yes", num_steps=3, seed=0).samples
+    got = torch_engine.diffuse("yes", num_steps=3, seed=0).samples
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.abs(want).max() > 1e-3

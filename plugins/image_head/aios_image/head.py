@@ -1,7 +1,9 @@
 """The image head as the engine sees it: a class name in, a uint8 grey image out.
 
-Generation runs in NumPy on `aios.models` (no torch); the pack adds only its codec
-(patches <-> pixels) and the PNG files the command line writes.
+Generation runs on `aios.models.ClassConditionalHead`: in NumPy (no torch; ``runtime: auto``
+on a CPU), or in torch on the configured runtime's device and dtype (``runtime.name: torch``;
+``auto`` beside a GPU). The pack adds only its codec (patches <-> pixels) and the PNG files the
+command line writes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aios.errors import AiosError
 from aios.io import write_atomic
 from aios.models import ClassConditionalHead
 from aios.protocols import GaussianState, GenerationRequest
+from aios.runtime import RuntimeChoice
 from aios.training import write_grid_png
 from aios_image.codec import unpatchify
 
@@ -41,7 +44,8 @@ class ImageHead(ClassConditionalHead):
     #: The shipped model (a recipe's `backbone_slot` reads the slots of installed heads).
     default_model = DEFAULT_MODEL
 
-    def __init__(self, model: str = "", view_scale: int = 8) -> None:
+    def __init__(self, model: str = "", view_scale: int = 8,
+                 runtime: RuntimeChoice | None = None) -> None:
         if not isinstance(view_scale, int) or view_scale < 1:
             raise AiosError(f"view_scale must be a whole number of at least 1, got "
                             f"{view_scale!r}; 1 saves images at their raw size")
@@ -50,7 +54,7 @@ class ImageHead(ClassConditionalHead):
         if not model and not (path / "model.yaml").exists():
             raise AiosError(f"the default image model is missing from {path}; reinstall "
                             "aios-image or give a model directory: --set head.model=DIR")
-        super().__init__(path)
+        super().__init__(path, runtime)
         self.height, self.width = (int(v) for v in self.settings["image_size"])
         self.patch = int(self.settings["patch"])
 

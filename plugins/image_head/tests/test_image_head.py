@@ -107,3 +107,24 @@ def test_generate_with_an_unknown_class_exits_1(model_dir, tmp_path, capsys):
     code = cli.main(["--set", f"head.model={model_dir}", "generate", "--modality", "image",
                      "sneaker", "--steps", "2", "--out", str(tmp_path / "x.png")])
     assert code == 2 and "prompt one of" in capsys.readouterr().err
+
+
+def test_the_torch_runtime_draws_the_numpy_runtimes_image(model_dir):
+    """`runtime.name: torch` runs the network in torch (here on the CPU, float32): the same
+    seed gives the same image; `runtime.dtype: bfloat16` puts the weights in bfloat16."""
+    import torch
+
+    from aios.models.gaussian import RuntimeContinuousModel
+
+    def on(*settings):
+        return ArrowEngine.from_config(overrides=[f"head.model={model_dir}", "head.name=image",
+                                                  "sampler.name=ddim", *settings])
+
+    numpy_engine, torch_engine = on(), on("runtime.name=torch", "runtime.device=cpu")
+    assert numpy_engine.runtimes["image"].name == "numpy"
+    assert isinstance(torch_engine.head.model, RuntimeContinuousModel)
+    want = numpy_engine.diffuse("seven", num_steps=4, seed=0).astype(int)
+    got = torch_engine.diffuse("seven", num_steps=4, seed=0).astype(int)
+    assert np.abs(got - want).max() <= 1  # float rounding may move a pixel by one level
+    half = on("runtime.name=torch", "runtime.dtype=bfloat16").head.model.network
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}

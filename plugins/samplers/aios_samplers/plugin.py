@@ -11,7 +11,7 @@ from collections.abc import Callable
 import aios
 from aios_samplers import block_threshold, continuous, discrete
 
-AIOS_CONTRACT_VERSION = "1.3"
+AIOS_CONTRACT_VERSION = "1.4"
 
 #: name -> (factory, family); the order is the order `aios plugins` shows.
 SAMPLERS: dict[str, tuple[Callable[..., object], str]] = {

@@ -9,15 +9,24 @@
 ``AIOS_TEXT_MODEL`` names the model used when `model` is unset (the test suite pins `tiny`
 with it; a user may pin any model the same way). Options that only one kind of model has are
 refused for the other, naming the option.
+
+The runtime (the config's ``runtime:`` section, resolved by the engine and passed as
+`runtime`): the adapted models run in torch, on the runtime's device and in its dtype unless
+the head options `device` / `dtype` say otherwise (head options win), and through
+`torch.compile` with ``runtime.compile: true``. The tiny models run in NumPy on the CPU only
+(the factory's `runtimes` says which, so ``runtime: auto`` picks right and an explicit
+setting the model cannot honour is refused).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from aios.errors import UsageError
+from aios.runtime import RuntimeChoice, check_dtype, find_device
 
 #: Options of the tiny NumPy models only / of the adapted models only.
 TINY_OPTIONS = ("prefix_cache", "adapters", "adapters_dir")
@@ -33,11 +42,19 @@ def is_tiny(model: str) -> bool:
     return (model_path(name) / "model.yaml").exists()
 
 
+def text_runtimes(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """The runtimes the model named by the head `options` runs in: numpy for a tiny model,
+    torch for an adapted one (read by the engine before the head is built)."""
+    model = options.get("model") or os.environ.get("AIOS_TEXT_MODEL", "")
+    return ("numpy",) if model and is_tiny(model) else ("torch",)
+
+
 def text_head(model: str = "", length: int | None = None, prefix_cache: bool | None = None,
               adapters: str | None = None, adapters_dir: str | None = None,
               block_size: int | None = None, dtype: str | None = None,
-              device: str | None = None) -> Any:
-    """Build the head for `model` (see the module docstring for the names)."""
+              device: str | None = None, runtime: RuntimeChoice | None = None) -> Any:
+    """Build the head for `model` (see the module docstring for the names) on `runtime`
+    (None: the adapted model's own defaults, float32 on the CPU)."""
     model = model or os.environ.get("AIOS_TEXT_MODEL", "")
     given = {k: v for k, v in {"prefix_cache": prefix_cache, "adapters": adapters,
                                "adapters_dir": adapters_dir, "block_size": block_size,
@@ -47,6 +64,10 @@ def text_head(model: str = "", length: int | None = None, prefix_cache: bool | N
         if wrong:
             raise UsageError(f"option {wrong[0]} is for the adapted models; {model!r} is a "
                              "tiny NumPy model: remove the option or choose another model")
+        if runtime is not None and runtime.name != "numpy":
+            raise UsageError(f"the tiny text model {model!r} runs in numpy on the CPU only, not "
+                             f"in {runtime.name} on {runtime.device}: set runtime.name: numpy "
+                             "(or auto), or use the default text model (unset head.model)")
         from aios_text.head import TextDiffusionHead
 
         return TextDiffusionHead(TINY_NAMES.get(model, model),
@@ -56,10 +77,33 @@ def text_head(model: str = "", length: int | None = None, prefix_cache: bool | N
         raise UsageError(f"option {wrong[0]} is for the tiny models; the adapted model "
                          f"{model or 'smollm2-dlm'!r} has none: remove it, or choose "
                          "--set head.model=tiny")
+    if runtime is not None:
+        if runtime.name != "torch":
+            raise UsageError(f"the adapted text model {model or 'smollm2-dlm'!r} runs in torch "
+                             f"only, not in {runtime.name}: set runtime.name: torch (or auto), "
+                             "or choose a NumPy model: --set head.model=tiny")
+        given.update(_placement(given, runtime))
     from aios_text.adapt.head import BlockDiffusionTextHead
 
-    return BlockDiffusionTextHead(model, **({} if length is None else {"length": length}),
+    head = BlockDiffusionTextHead(model, **({} if length is None else {"length": length}),
                                   **given)
+    if runtime is not None:
+        # `hidden` runs the transformer body (`network.model`); the output layer is one matmul
+        runtime.prepare(head.model.network.model)
+    return head
+
+
+def _placement(given: Mapping[str, Any], runtime: RuntimeChoice) -> dict[str, str]:
+    """Device and dtype of the adapted model: the head options where given (they win; `auto`
+    means the runtime's), else the runtime's; checked like the runtime section's."""
+    device = given.get("device", "auto")
+    device = runtime.device if device == "auto" else find_device(
+        device, where="head options", key="head.device").name
+    dtype = given.get("dtype", "auto")
+    dtype = runtime.dtype if dtype == "auto" else dtype
+    check_dtype(find_device(device), dtype, where="head options",
+                key="head.dtype")
+    return {"device": device, "dtype": dtype}
 
 
 # What the registry reads from a head's factory without building it: the modality, the
@@ -68,6 +112,8 @@ def text_head(model: str = "", length: int | None = None, prefix_cache: bool | N
 text_head.modality = "text"  # type: ignore[attr-defined]
 text_head.family = "discrete"  # type: ignore[attr-defined]
 text_head.default_model = Path(__file__).with_name("models") / "default"  # type: ignore[attr-defined]
+# Which runtimes the model runs in depends on the `model` option: the engine asks before building.
+text_head.runtimes = text_runtimes  # type: ignore[attr-defined]
 
 
-__all__ = ["ADAPTED_OPTIONS", "TINY_OPTIONS", "is_tiny", "text_head"]
+__all__ = ["ADAPTED_OPTIONS", "TINY_OPTIONS", "is_tiny", "text_head", "text_runtimes"]

@@ -3,6 +3,7 @@ adapter, prepared once into the user's cache (`scripts/dev setup` does it), thro
 and the command line as a user runs them."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -49,3 +50,23 @@ def test_aios_generate_prints_the_default_models_text(default_text_model):
                           env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Once upon a time") and len(done.stdout.split()) > 8
+
+
+def test_runtime_dtype_bfloat16_runs_the_default_model_in_bfloat16(default_text_model, capsys):
+    import torch
+    from aios_text.adapt.scores import WORDS_FILE, dictionary_share
+
+    from aios import cli
+    from aios.engine import ArrowEngine
+
+    # what `aios --set runtime.dtype=bfloat16 generate ...` builds
+    assert cli.main(["--set", "runtime.dtype=bfloat16", "config", "show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["config"]["runtime"]
+    assert (shown["name"], shown["device"], shown["dtype"]) == ("torch", "cpu", "bfloat16")
+    engine = ArrowEngine.from_config(overrides=["runtime.dtype=bfloat16", "runtime.device=cpu"])
+    assert {p.dtype for p in engine.head.model.network.parameters()} == {torch.bfloat16}
+    text = engine.diffuse("The best way to learn a new language is", length=24, seed=0)
+    continuation = text.removeprefix("The best way to learn a new language is")
+    assert len(continuation.split()) >= 4
+    if WORDS_FILE.exists():
+        assert dictionary_share([continuation]) >= 0.8, continuation

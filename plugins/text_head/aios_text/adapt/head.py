@@ -170,7 +170,8 @@ class BlockDiffusionTextHead:
             generation = getattr(state, "generation", None)
             if generation is None:
                 raise ValueError("this state was not made by this head's initial_state")
-            tokens = torch.as_tensor(np.atleast_2d(np.asarray(state.tokens)))
+            tokens = torch.as_tensor(np.atleast_2d(np.asarray(state.tokens)),
+                                     device=self.model.mask_embedding.device)  # the runtime's
             rows = range(len(tokens)) if state.rows is None else [int(r) for r in state.rows]
             block = getattr(state, "block_length", self.block_size)
             begin, end = generation.final, min(generation.final + block, tokens.shape[1])

@@ -1,0 +1,151 @@
+"""The text head factory on the config's runtime: the adapted models run on the runtime's
+device and dtype (head options win) and compiled with `compile: true`; the tiny NumPy models
+take numpy and refuse what they cannot honour. A tiny random adapted model stands in for the
+shipped one (the real one: test_adapt_default.py)."""
+
+import json
+
+import pytest
+import torch
+from adapt_fixtures import tiny_materialized
+from aios_text.adapt.head import BlockDiffusionTextHead
+from aios_text.head import TextDiffusionHead
+from aios_text.heads import text_head, text_runtimes
+
+from aios import cli
+from aios.engine import ArrowEngine
+from aios.errors import ConfigError, UsageError
+from aios.runtime import RuntimeChoice, list_devices
+
+HAS_GPU = any(d.name != "cpu" for d in list_devices())
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return str(tiny_materialized(tmp_path_factory.mktemp("tiny-adapted")))
+
+
+def adapted(tiny_dir, *overrides):
+    return ArrowEngine.from_config(overrides=["head.name=text", f"head.model={tiny_dir}",
+                                              *overrides])
+
+
+def dtypes(head):
+    return {p.dtype for p in head.model.network.parameters()}
+
+
+def test_the_runtimes_follow_the_model_option(tiny_dir, monkeypatch):
+    assert text_runtimes({"model": "tiny"}) == ("numpy",)
+    assert text_runtimes({"model": "memory"}) == ("numpy",)
+    assert text_runtimes({"model": tiny_dir}) == ("torch",)
+    monkeypatch.delenv("AIOS_TEXT_MODEL", raising=False)
+    assert text_runtimes({}) == ("torch",)  # the default: the adapted SmolLM2
+    monkeypatch.setenv("AIOS_TEXT_MODEL", "tiny")
+    assert text_runtimes({}) == ("numpy",)
+
+
+def test_auto_runs_the_adapted_model_in_torch_float32_on_the_cpu(tiny_dir):
+    engine = adapted(tiny_dir, "runtime.device=cpu")
+    assert isinstance(engine.head, BlockDiffusionTextHead)
+    runtime = engine.runtimes["text"]
+    assert (runtime.name, runtime.device, runtime.dtype) == ("torch", "cpu", "float32")
+    assert runtime.reasons["name"].endswith("runs in torch only")
+    assert dtypes(engine.head) == {torch.float32}
+    assert {p.device.type for p in engine.head.model.parameters()} == {"cpu"}
+
+
+def test_runtime_dtype_bfloat16_runs_the_network_in_bfloat16(tiny_dir):
+    engine = adapted(tiny_dir, "runtime.dtype=bfloat16")
+    assert dtypes(engine.head) == {torch.bfloat16}
+    text = engine.diffuse("w9 w10 w11", length=8, seed=0)
+    assert text.startswith("w9 w10 w11 ") and len(text.split()) > 3
+
+
+def test_head_options_win_over_the_runtime(tiny_dir):
+    engine = adapted(tiny_dir, "runtime.dtype=bfloat16", "head.dtype=float32")
+    assert engine.runtimes["text"].dtype == "bfloat16"
+    assert dtypes(engine.head) == {torch.float32}
+    engine = adapted(tiny_dir, "runtime.dtype=float32", "head.dtype=auto")
+    assert dtypes(engine.head) == {torch.float32}
+
+
+@pytest.mark.skipif(HAS_GPU, reason="this machine has a GPU")
+def test_a_head_device_that_is_not_here_names_the_option_and_the_fix(tiny_dir):
+    with pytest.raises(ConfigError, match="head.device: device 'cuda' is not available here; "
+                                          "choose one of: auto, cpu"):
+        adapted(tiny_dir, "head.device=cuda")
+
+
+def test_numpy_with_the_adapted_model_is_refused_naming_the_setting(tiny_dir):
+    with pytest.raises(ConfigError, match=r"--set: runtime.name: head 'text' with model .* runs "
+                                          r"in torch only, not in numpy; set runtime.name: "
+                                          r"torch \(or auto\)"):
+        adapted(tiny_dir, "runtime.name=numpy")
+    with pytest.raises(UsageError, match="runs in torch only, not in numpy: set runtime.name: "
+                                         "torch .*--set head.model=tiny"):
+        text_head(tiny_dir, runtime=RuntimeChoice("numpy", "cpu", "float32"))
+
+
+def test_the_tiny_model_takes_numpy_and_refuses_torch():
+    engine = ArrowEngine.from_config(overrides=["head.name=text", "head.model=tiny"])
+    assert isinstance(engine.head, TextDiffusionHead)
+    assert engine.runtimes["text"].name == "numpy"
+    for setting, message in [("runtime.name=torch", "runs in numpy only, not in torch"),
+                             ("runtime.dtype=bfloat16", "computes in float32, not bfloat16"),
+                             ("runtime.compile=true", "no torch network to compile")]:
+        with pytest.raises(ConfigError, match=message):
+            ArrowEngine.from_config(overrides=["head.name=text", "head.model=tiny", setting])
+    with pytest.raises(UsageError, match="'tiny' runs in numpy on the CPU only, not in torch"):
+        text_head("tiny", runtime=RuntimeChoice("torch", "cpu", "float32"))
+
+
+def test_compile_runs_the_compiled_network_with_the_eager_output(tiny_dir):
+    eager = adapted(tiny_dir)
+    compiled = adapted(tiny_dir, "runtime.compile=true")
+    body = compiled.head.model.network.model
+    assert body._compiled_call_impl is not None  # what `hidden` calls runs compiled
+    assert eager.head.model.network.model._compiled_call_impl is None
+    assert compiled.diffuse("w9 w10 w11", length=8, seed=0) == \
+        eager.diffuse("w9 w10 w11", length=8, seed=0)
+
+
+def test_config_show_tells_the_runtime_the_configured_model_takes(tiny_dir, capsys):
+    assert cli.main(["--set", f"head.model={tiny_dir}", "config", "show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["config"]["runtime"]["name"] == "torch"
+    assert shown["origins"]["runtime.name"].endswith("runs in torch only")
+    assert cli.main(["--set", "head.model=tiny", "config", "show", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["runtime"]["name"] == "numpy"
+
+
+def test_aios_generate_runs_on_the_configured_runtime(tiny_dir, capsys):
+    assert cli.main(["--set", f"head.model={tiny_dir}", "--set", "runtime.dtype=bfloat16",
+                     "--set", "runtime.device=cpu", "generate", "w9 w10 w11", "--length", "8",
+                     "--seed", "0"]) == 0
+    assert capsys.readouterr().out.startswith("w9 w10 w11 ")
+    if not HAS_GPU:
+        assert cli.main(["--set", f"head.model={tiny_dir}", "--set", "runtime.device=cuda",
+                         "generate", "w9"]) == 2
+        assert "--set: runtime.device: device 'cuda' is not available here" in \
+            capsys.readouterr().err
+
+
+def test_generating_with_a_tiny_model_never_imports_torch():
+    """Resolving the runtime for a NumPy model lists no devices (listing them imports torch:
+    seconds, more than the whole generation)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom aios.engine import ArrowEngine\n"
+            "engine = ArrowEngine.from_config(overrides=['head.name=text', 'head.model=tiny'])\n"
+            "engine.diffuse('Once upon', length=8, num_steps=4, seed=0)\n"
+            "engine.head_for('image')\n"
+            "print(engine.runtimes['text'].name, engine.runtimes['image'].name, "
+            "'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=os.environ, timeout=300)
+    assert done.returncode == 0, done.stderr
+    if any(os.path.exists(f) for f in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")):
+        pytest.skip("a GPU driver is here: the image head may take torch on the GPU")
+    assert done.stdout.split() == ["numpy", "numpy", "False"]
