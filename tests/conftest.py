@@ -12,6 +12,7 @@ import pytest
 import aios
 from aios.hookspecs import CONTRACT_VERSION
 from aios.registry import Registry
+from aios.runtime.devices import Device
 
 
 def make_plugin(contract: str | None = CONTRACT_VERSION,
@@ -175,3 +176,23 @@ def memory_registry() -> Registry:
     registry.add_plugin(make_plugin(**hooks), name="echo", distribution="d", version="1")
     assert not registry.failures, registry.failures
     return registry
+
+
+#: Devices `fake_devices` can pretend are present (no torch, no hardware needed).
+FAKE_CPU = Device("cpu", "test CPU", ("float32", "bfloat16", "float16"))
+FAKE_GPU = Device("cuda:0", "test GPU", ("float32", "bfloat16", "float16"))
+
+
+@pytest.fixture
+def fake_devices(monkeypatch):
+    """``fake_devices(*found)``: the runtime selection sees exactly the devices `found` (a GPU
+    may be present when there is more than one)."""
+    import aios.runtime.devices as devices_module
+    from aios.runtime import selection as selection_module
+
+    def use(*found: Device) -> None:
+        monkeypatch.setattr(selection_module, "list_devices", lambda: list(found))
+        monkeypatch.setattr(selection_module, "gpu_may_be_present", lambda: len(found) > 1)
+        monkeypatch.setattr(devices_module, "list_devices", lambda: list(found))
+    return use
+

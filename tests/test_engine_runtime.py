@@ -12,12 +12,9 @@ from aios.config import load_config
 from aios.engine import ArrowEngine, head_runtime, head_runtimes, takes_runtime
 from aios.errors import ConfigError, PluginError
 from aios.runtime import RuntimeChoice
-from aios.runtime import selection as selection_module
-from aios.runtime.devices import Device
+from conftest import FAKE_CPU as CPU
+from conftest import FAKE_GPU as GPU
 from conftest import HalfwaySampler, NoisyHead, make_plugin, registering
-
-CPU = Device("cpu", "test CPU", ("float32", "bfloat16", "float16"))
-GPU = Device("cuda:0", "test GPU", ("float32", "bfloat16", "float16"))
 
 
 class PlacedHead(NoisyHead):
@@ -78,14 +75,9 @@ def registry():
 
 
 @pytest.fixture
-def devices(monkeypatch):
-    def use(*found):
-        monkeypatch.setattr(selection_module, "list_devices", lambda: list(found))
-        monkeypatch.setattr(selection_module, "gpu_may_be_present", lambda: len(found) > 1)
-        import aios.runtime.devices as devices_module
-        monkeypatch.setattr(devices_module, "list_devices", lambda: list(found))
-    use(CPU)
-    return use
+def devices(fake_devices):
+    fake_devices(CPU)
+    return fake_devices
 
 
 def engine(registry, *overrides):

@@ -10,20 +10,15 @@ from aios.errors import ConfigError
 from aios.runtime import list_devices, select_runtime
 from aios.runtime import selection as selection_module
 from aios.runtime.devices import Device
+from conftest import FAKE_CPU as CPU
+from conftest import FAKE_GPU as GPU
 
-CPU = Device("cpu", "test CPU", ("float32", "bfloat16", "float16"))
-GPU = Device("cuda:0", "test GPU", ("float32", "bfloat16", "float16"))
 OLD_GPU = Device("cuda:0", "old GPU", ("float32", "float16"))
 
 
 @pytest.fixture
-def devices(monkeypatch):
-    def use(*found):
-        monkeypatch.setattr(selection_module, "list_devices", lambda: list(found))
-        monkeypatch.setattr(selection_module, "gpu_may_be_present", lambda: len(found) > 1)
-        import aios.runtime.devices as devices_module
-        monkeypatch.setattr(devices_module, "list_devices", lambda: list(found))
-    return use
+def devices(fake_devices):
+    return fake_devices
 
 
 def test_auto_on_a_cpu_takes_numpy_float32_and_says_why(devices):
