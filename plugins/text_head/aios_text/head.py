@@ -49,6 +49,18 @@ from aios_text.passages import context_ids
 MASK_PLACEHOLDER = "\u2591"
 
 
+def text_request(request: GenerationRequest, default_length: int
+                 ) -> tuple[list[str], int, str | None]:
+    """What a text head reads from a request: its prompts (a single prompt as a list of one),
+    the new tokens to generate (option `length`, else `default_length`; a `UsageError` unless
+    positive) and the infilling `suffix` option, if any."""
+    prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
+    length = int(request.options.get("length", default_length))
+    if length < 1:
+        raise UsageError(f"length must be positive, got {length}")
+    return prompts, length, request.options.get("suffix")
+
+
 def decode_with_masks(decode: Callable[[list[int]], str], ids: list[int], mask_id: int) -> str:
     """The text of `ids`, each still-masked position shown as `MASK_PLACEHOLDER` (a streamed,
     partial state), the runs between masks decoded by `decode`."""
@@ -137,11 +149,7 @@ class TextDiffusionHead:
                 "head": model.parameters()}
 
     def initial_state(self, request: GenerationRequest, rng: np.random.Generator) -> MaskedState:
-        prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
-        length = int(request.options.get("length", self.length))
-        if length < 1:
-            raise UsageError(f"length must be positive, got {length}")
-        suffix = request.options.get("suffix")
+        prompts, length, suffix = text_request(request, self.length)
         suffix_ids = self.tokenizer.encode(suffix) if suffix else []
         rows = [ids + [self.tokenizer.mask_id] * length + suffix_ids
                 for ids in self.tokenizer.encode_batch(prompts)]

@@ -34,7 +34,7 @@ from aios.protocols import GenerationRequest, MaskedState
 from aios.runtime import BlockKVCache
 from aios_text.adapt.decode import step_hidden_rows
 from aios_text.adapt.model import BlockDiffusionLM
-from aios_text.head import decode_with_masks
+from aios_text.head import decode_with_masks, text_request
 
 #: SmolLM2's padding and end of text (`<|endoftext|>`, `<|im_end|>`).
 PAD_ID, END_ID = 0, 2
@@ -129,11 +129,7 @@ class BlockDiffusionTextHead:
     # -- the engine's contract -------------------------------------------------------------------
 
     def initial_state(self, request: GenerationRequest, rng: np.random.Generator) -> BlockState:
-        prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
-        length = int(request.options.get("length", self.length))
-        if length < 1:
-            raise UsageError(f"length must be positive, got {length}")
-        suffix = request.options.get("suffix")
+        prompts, length, suffix = text_request(request, self.length)
         suffix_ids = self._encode(suffix) if suffix else []
         context = self._context(request.context)
         encoded = [context + self._encode(p) for p in prompts]
