@@ -288,11 +288,18 @@ class ArrowEngine:
         self.close()
 
 
-def _check_block_wise(config: Config, head: Any, sampler: Any) -> None:
-    """A head that names a block-wise sampler gives logits for the current block only: any
-    other sampler would reveal positions it has no logits for, so it is refused."""
+def needed_block_wise_sampler(head: Any, sampler: Any) -> str | None:
+    """The block-wise sampler `head` names when `sampler` cannot drive it, else None. A head
+    that names a block-wise sampler gives logits for the current block only: any other sampler
+    would reveal positions it has no logits for."""
     wanted = getattr(head, "preferred_sampler", None)
-    if wanted and not getattr(sampler, "steps_per_block", False):
+    return wanted if wanted and not getattr(sampler, "steps_per_block", False) else None
+
+
+def _check_block_wise(config: Config, head: Any, sampler: Any) -> None:
+    """Refuse a configured sampler that cannot drive `head` (`needed_block_wise_sampler`)."""
+    wanted = needed_block_wise_sampler(head, sampler)
+    if wanted:
         raise ConfigError(
             config.origins.get("sampler.name", "(config)"), "sampler.name",
             f"the head's model decodes block by block and needs a block-wise sampler, not "

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.engine import ArrowEngine, sampler_name_for
+from aios.engine import ArrowEngine, needed_block_wise_sampler, sampler_name_for
 from aios.errors import AiosError
 from aios.serve.batching import Cancelled, DeadlineExceeded, Guard, Member, pad_id_of
 from aios.serve.errors import ApiError
@@ -138,8 +138,8 @@ def build_sampler(engine: ArrowEngine, name: str | None, temperature: float | No
                        param="sampler") from None
     except ValueError as exc:
         raise ApiError(400, f"sampler {chosen!r}: {exc}", param="sampler") from None
-    wanted = getattr(engine.head, "preferred_sampler", None)
-    if wanted and not getattr(sampler, "steps_per_block", False):
+    wanted = needed_block_wise_sampler(engine.head, sampler)
+    if wanted:
         raise ApiError(400, f"this model decodes block by block and sampler {chosen!r} is not "
                             f"block-wise; use {wanted!r} or leave the sampler unset",
                        param="sampler", code="unknown_sampler")
