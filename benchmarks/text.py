@@ -32,6 +32,7 @@ A PNG of quality against tokens per step goes to benchmarks/results/text-quality
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -63,8 +64,10 @@ PROMPTS = [
 THRESHOLDS = [0.95, 0.9, 0.8, 0.7, 0.5]
 
 
+@functools.cache
 def load_models(adapted: str, dtype: str = "float32") -> tuple[Any, Any, Any]:
-    """(adapted BlockDiffusionLM, base AR network, tokenizer)."""
+    """(adapted BlockDiffusionLM, base AR network, tokenizer), loaded once per process (the
+    fluency and perplexity sections share them)."""
     from aios_text.adapt.base import base_gguf
     from aios_text.adapt.shipping import open_adapted
 
