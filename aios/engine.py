@@ -33,12 +33,10 @@ from aios.protocols import (
     StepCallback,
 )
 from aios.registry import INSTALL_HINTS, Registry, default_registry
-from aios.runtime import RUNTIMES, RuntimeChoice, select_from_config
+from aios.runtime import RUNNABLE, RuntimeChoice, select_from_config
 
 #: The keyword parameter through which a head factory receives the resolved runtime.
 RUNTIME_PARAMETER = "runtime"
-#: The runtimes a head may declare its model runs in (`RUNTIMES` less ``auto``).
-RUNNABLE = tuple(r for r in RUNTIMES if r != "auto")
 
 _T = TypeVar("_T")
 

@@ -8,7 +8,13 @@ the devices.
 from aios._lazy import lazy_face
 from aios.runtime.compiling import compile_network
 from aios.runtime.devices import DTYPES, Device, check_dtype, find_device, list_devices
-from aios.runtime.selection import RUNTIMES, RuntimeChoice, select_from_config, select_runtime
+from aios.runtime.selection import (
+    RUNNABLE,
+    RUNTIMES,
+    RuntimeChoice,
+    select_from_config,
+    select_runtime,
+)
 
 # torch-backed parts load on first use, so the face stays importable without torch
 _EXPORTS = {
@@ -16,8 +22,8 @@ _EXPORTS = {
     "block_decoding": ("CACHES", "DecodeStats", "decode_blocks"),
 }
 
-__all__ = ["CACHES", "DTYPES", "RUNTIMES", "BlockKVCache", "DecodeStats", "Device", "RowCaches",
-           "RuntimeChoice", "check_dtype", "compile_network", "decode_blocks", "find_device",
-           "list_devices", "select_from_config", "select_runtime"]
+__all__ = ["CACHES", "DTYPES", "RUNNABLE", "RUNTIMES", "BlockKVCache", "DecodeStats", "Device",
+           "RowCaches", "RuntimeChoice", "check_dtype", "compile_network", "decode_blocks",
+           "find_device", "list_devices", "select_from_config", "select_runtime"]
 
 __getattr__, __dir__ = lazy_face(__name__, _EXPORTS)
