@@ -15,9 +15,10 @@ before, and an explicit setting its model cannot honour is refused, never ignore
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -345,12 +346,8 @@ def head_runtime(registry: Registry, config: Config, name: str,
     """The config's ``runtime:`` section resolved for head `name` built with `options`: what
     the engine hands its factory, and what `aios config show` prints."""
     registration = registry.get("head", name)
-    try:
+    with _blamed_on(registry.origin(registration)):
         runtimes = head_runtimes(registration.factory, options)
-    except (AiosError, KeyboardInterrupt):
-        raise
-    except (Exception, SystemExit) as exc:
-        raise PluginError(registry.origin(registration), exc) from exc
     model = options.get("model")
     label = f"head {name!r}" + (f" with model {model!r}" if model else "")
     return select_from_config(config, runtimes=runtimes, model=label)
@@ -379,6 +376,18 @@ def _build_head(registry: Registry, config: Config, name: str, options: Mapping[
     return _build(registry, "head", name, {**options, **extra}, origins), runtime
 
 
+@contextlib.contextmanager
+def _blamed_on(origin: str) -> Iterator[None]:
+    """Plugin code run inside: any failure but an `AiosError` (already a message) or Ctrl-C
+    becomes a `PluginError` naming `origin`, ``sys.exit()`` included."""
+    try:
+        yield
+    except (AiosError, KeyboardInterrupt):
+        raise
+    except (Exception, SystemExit) as exc:
+        raise PluginError(origin, exc) from exc
+
+
 def _build(registry: Registry, kind: str, name: str, options: Mapping[str, Any],
            origins: dict[int, str]) -> Any:
     """Call the factory of `name`; record where the object came from for later errors."""
@@ -386,12 +395,8 @@ def _build(registry: Registry, kind: str, name: str, options: Mapping[str, Any],
         raise PluginNotFoundError(kind, name, (), INSTALL_HINTS[kind])
     registration = registry.get(kind, name)
     origin = registry.origin(registration)
-    try:
+    with _blamed_on(origin):
         built = registration.factory(**options)
-    except (AiosError, KeyboardInterrupt):
-        raise
-    except (Exception, SystemExit) as exc:
-        raise PluginError(origin, exc) from exc
     origins[id(built)] = origin
     return built
 
