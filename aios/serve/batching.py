@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from aios.protocols import MaskedState
+from aios.protocols import BatchesGenerations, MaskedState
 
 __all__ = [
     "Admission",
@@ -65,7 +65,7 @@ def can_batch_rows(head: Any) -> bool:
     several generations' states at once (`denoise_many`, `aios.protocols.BatchesGenerations`),
     or a discrete head whose `denoise` takes one `t` per row (`row_times`) and pads with a
     known token, so rows of different requests stack into one state."""
-    if callable(getattr(head, "denoise_many", None)):
+    if isinstance(head, BatchesGenerations):
         return True
     return (getattr(head, "family", None) == "discrete" and getattr(head, "row_times", False)
             and pad_id_of(head) is not None)
@@ -160,7 +160,7 @@ class StepBatcher:
         if not can_batch_rows(head):
             raise TypeError(f"{type(head).__name__} cannot batch rows of different requests")
         self.head = head
-        self.many = callable(getattr(head, "denoise_many", None))
+        self.many = isinstance(head, BatchesGenerations)
         self.pad_id = pad_id_of(head)
         self.max_rows = max_rows
         self.gather_s = gather_s
@@ -250,22 +250,22 @@ class StepBatcher:
         try:
             if self.many:
                 answers = self.head.denoise_many([(c.state, c.t, c.request) for c in batch])
-                self.calls += 1
-                if self.on_batch is not None:
-                    self.on_batch(sum(len(c.tokens) for c in batch))
-                for call, answer in zip(batch, answers, strict=True):
-                    call.result = answer
             else:
-                self._stack_rows(batch)
+                answers = self._stack_rows(batch)
+            self.calls += 1
+            if self.on_batch is not None:
+                self.on_batch(sum(len(c.tokens) for c in batch))
+            for call, answer in zip(batch, answers, strict=True):
+                call.result = answer
         except Exception as exc:  # noqa: BLE001 - every waiting generation hears of it
             for call in batch:
                 call.error = exc
         for call in batch:
             call.done.set()
 
-    def _stack_rows(self, batch: list[_Call]) -> None:
+    def _stack_rows(self, batch: list[_Call]) -> list[np.ndarray]:
         """One `denoise` over the rows of every call, left-padded to one width, each row at
-        its own time."""
+        its own time; each call's logits."""
         width = max(c.tokens.shape[1] for c in batch)
         tokens = np.concatenate([
             np.pad(c.tokens, ((0, 0), (width - c.tokens.shape[1], 0)),
@@ -274,14 +274,9 @@ class StepBatcher:
                                 for c in batch])
         state = replace(batch[0].state, tokens=tokens, rows=None, on_prefix=None)
         logits = np.asarray(self.head.denoise(state, times, batch[0].request))
-        self.calls += 1
-        if self.on_batch is not None:
-            self.on_batch(len(tokens))
-        start = 0
-        for call in batch:
-            rows, own = len(call.tokens), call.tokens.shape[1]
-            call.result = logits[start:start + rows, width - own:]
-            start += rows
+        ends = np.cumsum([len(c.tokens) for c in batch])
+        return [logits[end - len(c.tokens):end, width - c.tokens.shape[1]:]
+                for c, end in zip(batch, ends, strict=True)]
 
 
 class Admission:
