@@ -185,12 +185,14 @@ FAKE_GPU = Device("cuda:0", "test GPU", ("float32", "bfloat16", "float16"))
 
 @pytest.fixture
 def fake_devices(monkeypatch):
-    """``fake_devices(*found)``: the runtime selection sees exactly the devices `found` (a GPU
-    may be present when there is more than one)."""
+    """``fake_devices(*found, bfloat16=None)``: the runtime selection sees exactly the devices
+    `found` (a GPU may be present when there is more than one), on a CPU whose bfloat16
+    feature is `bfloat16` (None: a CPU without one)."""
     import aios.runtime.devices as devices_module
     from aios.runtime import selection as selection_module
 
-    def use(*found: Device) -> None:
+    def use(*found: Device, bfloat16: str | None = None) -> None:
+        monkeypatch.setattr(selection_module, "cpu_bfloat16_feature", lambda: bfloat16)
         monkeypatch.setattr(selection_module, "list_devices", lambda: list(found))
         monkeypatch.setattr(selection_module, "gpu_may_be_present", lambda: len(found) > 1)
         monkeypatch.setattr(devices_module, "list_devices", lambda: list(found))

@@ -6,6 +6,7 @@ the devices.
 """
 
 from aios._lazy import lazy_face
+from aios.runtime.arrays import like, to_host
 from aios.runtime.compiling import compile_network
 from aios.runtime.devices import DTYPES, Device, check_dtype, find_device, list_devices
 from aios.runtime.selection import (
@@ -24,6 +25,6 @@ _EXPORTS = {
 
 __all__ = ["CACHES", "DTYPES", "RUNNABLE", "RUNTIMES", "BlockKVCache", "DecodeStats", "Device",
            "RowCaches", "RuntimeChoice", "check_dtype", "compile_network", "decode_blocks",
-           "find_device", "list_devices", "select_from_config", "select_runtime"]
+           "find_device", "like", "list_devices", "select_from_config", "select_runtime", "to_host"]
 
 __getattr__, __dir__ = lazy_face(__name__, _EXPORTS)

@@ -44,6 +44,25 @@ def gpu_may_be_present() -> bool:
     return sys.platform == "darwin" and platform.machine() == "arm64"
 
 
+#: CPU features whose bfloat16 matrix products beat float32 in torch (oneDNN uses them):
+#: AVX-512 BF16 (`vdpbf16ps`) and AMX's bfloat16 tiles, as /proc/cpuinfo names them.
+FAST_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bfloat16_feature(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The feature that makes bfloat16 fast on this CPU (see `FAST_BFLOAT16_FLAGS`), or None
+    (also where /proc/cpuinfo does not exist: macOS, Windows)."""
+    try:
+        with open(cpuinfo) as file:
+            for line in file:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return next((f for f in FAST_BFLOAT16_FLAGS if f in flags), None)
+    except OSError:
+        return None
+    return None
+
+
 def cpu_device() -> Device:
     """The CPU, described without importing torch (the torch runtime runs every dtype on it;
     the numpy runtime float32)."""

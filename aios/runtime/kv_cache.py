@@ -8,6 +8,10 @@ block read without changing: here a forward either records (stores the keys of e
 it computes), reads (returns cached + new keys, storing nothing) or appends its first
 `append` query positions (a finished block joins the prefix in the same forward that starts
 the next block).
+
+Both caches hold whatever arrays the network computes with (torch tensors on any device, or
+NumPy arrays for `aios.models.ArrayLlama`): they only concatenate, take and pad, through the
+Python array API standard (`array-api-compat`), so one cache serves every runtime.
 """
 
 from __future__ import annotations
@@ -15,20 +19,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
+import numpy as np
+from array_api_compat import array_namespace
+from array_api_compat import device as device_of
+
+
+def _concat(first: Any, second: Any) -> Any:
+    """Join two key (or value) arrays along the positions axis (-2)."""
+    return array_namespace(first, second).concat([first, second], axis=-2)
 
 
 class BlockKVCache:
     """Per layer, keys and values ``(batch, kv_heads, positions, head_dim)`` of cached positions."""
 
     def __init__(self) -> None:
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
+        self.keys: list[Any] = []
+        self.values: list[Any] = []
         self.recording = False
-        self.positions: torch.Tensor | None = None  #: which sequence positions are cached
+        self.positions: Any = None  #: which sequence positions are cached
 
-    def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args: Any,
-               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, keys: Any, values: Any, layer_idx: int, *args: Any,
+               **kwargs: Any) -> tuple[Any, Any]:
         if self.recording:
             if layer_idx == len(self.keys):
                 self.keys.append(keys)
@@ -39,17 +50,16 @@ class BlockKVCache:
         if layer_idx == len(self.keys):  # nothing cached yet: an empty prefix
             self.keys.append(keys[..., :0, :])
             self.values.append(values[..., :0, :])
-        return (torch.cat([self.keys[layer_idx], keys], dim=-2),
-                torch.cat([self.values[layer_idx], values], dim=-2))
+        return (_concat(self.keys[layer_idx], keys), _concat(self.values[layer_idx], values))
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return int(self.keys[layer_idx].shape[-2]) if self.keys else 0
 
-    def keep(self, positions: torch.Tensor) -> BlockKVCache:
+    def keep(self, positions: Any) -> BlockKVCache:
         """A reading cache of the recorded `positions` only (indices into the recorded ones)."""
         kept = BlockKVCache()
-        kept.keys = [k.index_select(-2, positions) for k in self.keys]
-        kept.values = [v.index_select(-2, positions) for v in self.values]
+        kept.keys = [array_namespace(k).take(k, positions, axis=-2) for k in self.keys]
+        kept.values = [array_namespace(v).take(v, positions, axis=-2) for v in self.values]
         kept.positions = positions
         return kept
 
@@ -75,20 +85,21 @@ class RowCaches:
         self.lengths = [c.get_seq_length() for c in self.caches]
         self.width = max(self.lengths, default=0)
 
-    def key_mask(self, device: Any = None) -> torch.Tensor:
-        """``(rows, width)`` True where a cached key is real (not padding)."""
-        slot = torch.arange(self.width, device=device)
-        lengths = torch.tensor(self.lengths, device=device)
-        return slot[None, :] >= (self.width - lengths)[:, None]
+    def key_mask(self) -> np.ndarray:
+        """``(rows, width)`` True where a cached key is real (not padding), on the host."""
+        slot = np.arange(self.width)
+        return slot[None, :] >= (self.width - np.array(self.lengths, dtype=np.int64))[:, None]
 
-    def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args: Any,
-               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, keys: Any, values: Any, layer_idx: int, *args: Any,
+               **kwargs: Any) -> tuple[Any, Any]:
         slots = keys.shape[-2]
         if len(self.caches) == 1:  # one row: nothing to pad, no copy beyond the concatenation
             past_k, past_v = self._layer(0, layer_idx, keys)
         else:
+            xp = array_namespace(keys)
             shape = (keys.shape[0], keys.shape[1], self.width, keys.shape[-1])
-            past_k, past_v = keys.new_zeros(shape), values.new_zeros(shape)
+            past_k = xp.zeros(shape, dtype=keys.dtype, device=device_of(keys))
+            past_v = xp.zeros(shape, dtype=values.dtype, device=device_of(values))
             for r in range(len(self.caches)):
                 own_k, own_v = self._layer(r, layer_idx, keys)
                 if self.lengths[r]:
@@ -99,12 +110,11 @@ class RowCaches:
             kept = slice(first, first + self.keep[r])
             own_k, own_v = self._layer(r, layer_idx, keys)
             if self.keep[r]:
-                cache.keys[layer_idx] = torch.cat([own_k, keys[r:r + 1, :, kept]], dim=-2)
-                cache.values[layer_idx] = torch.cat([own_v, values[r:r + 1, :, kept]], dim=-2)
-        return torch.cat([past_k, keys], dim=-2), torch.cat([past_v, values], dim=-2)
+                cache.keys[layer_idx] = _concat(own_k, keys[r:r + 1, :, kept])
+                cache.values[layer_idx] = _concat(own_v, values[r:r + 1, :, kept])
+        return _concat(past_k, keys), _concat(past_v, values)
 
-    def _layer(self, row: int, layer_idx: int,
-               like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _layer(self, row: int, layer_idx: int, like: Any) -> tuple[Any, Any]:
         """Row `row`'s cached keys and values at `layer_idx` (an empty entry is made for a
         row with nothing cached yet, so every cache has one entry per layer)."""
         cache = self.caches[row]

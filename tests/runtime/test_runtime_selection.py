@@ -36,6 +36,30 @@ def test_auto_for_a_torch_only_model_on_a_cpu_takes_torch_and_says_why(devices):
     assert choice.reasons["name"] == "auto -> torch: head 'big' runs in torch only"
 
 
+def test_torch_on_a_cpu_with_bfloat16_instructions_takes_bfloat16(devices):
+    devices(CPU, bfloat16="avx512_bf16")
+    choice = select_runtime(runtimes=("torch",))
+    assert (choice.name, choice.device, choice.dtype) == ("torch", "cpu", "bfloat16")
+    assert choice.reasons["dtype"].startswith("auto -> bfloat16: this CPU has avx512_bf16")
+    assert select_runtime().dtype == "float32"  # numpy computes in float32 whatever the CPU
+    assert select_runtime(runtimes=("torch",), dtype="float32").dtype == "float32"
+
+
+def test_the_bfloat16_feature_is_read_from_the_cpu_flags(tmp_path):
+    from aios.runtime.devices import cpu_bfloat16_feature
+
+    def cpuinfo(flags):
+        path = tmp_path / "cpuinfo"
+        path.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+        return str(path)
+
+    assert cpu_bfloat16_feature(cpuinfo("fpu sse avx2 avx512f avx512_bf16 avx512_vnni")) == \
+        "avx512_bf16"
+    assert cpu_bfloat16_feature(cpuinfo("fpu amx_tile amx_bf16")) == "amx_bf16"
+    assert cpu_bfloat16_feature(cpuinfo("fpu sse avx2 avx512f")) is None
+    assert cpu_bfloat16_feature(str(tmp_path / "absent")) is None
+
+
 def test_auto_for_a_numpy_only_model_stays_on_the_cpu_beside_a_gpu(devices):
     devices(CPU, GPU)
     choice = select_runtime(runtimes=("numpy",), model="head 'small'")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,17 +29,7 @@ from aios.models.families.pretrained import (
     read_tokenizer,
 )
 from aios.models.families.specs import FAMILIES
-
-#: The file that marks (and describes) an ArrowQuant pretrained directory.
-MARKER = "aios-pretrained.json"
-WEIGHTS = "weights.arrow"
-FORMAT_VERSION = 1
-
-
-def cache_dir() -> Path:
-    """Where converted models are kept: ``$XDG_CACHE_HOME/aios`` or ``~/.cache/aios``."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "aios" / "pretrained"
+from aios.models.pretrained_layout import FORMAT_VERSION, MARKER, WEIGHTS, cache_dir
 
 
 def convert_pretrained(model: PretrainedModel, directory: str | Path, *, bits: int = 8,

