@@ -3,21 +3,26 @@
     python benchmarks/text.py [--adapted DIR] [--prompts 32] [--new-tokens 128]
                               [--thresholds 0.95 0.9 0.8 0.7 0.5] [--speed-prompts 4]
                               [--rounds 3] [--bound-windows 16] [--quick]
-                              [--skip fluency speed cold bound] [--dtype bfloat16]
+                              [--skip fluency speed cold bound] [--runtime numpy|torch]
+                              [--dtype bfloat16]
 
 1. Fluency: `--prompts` everyday prompts x `--new-tokens` new tokens from the adapted model
    (block decoding, confidence threshold, greedy candidates) at each threshold, and from the
    base model as an AR model with `transformers`' `generate` (sampled at temperature 0.8,
    top-p 0.95, and greedy). Every sample is scored by the base model as an AR model
    (generative perplexity), by the share of its words in /usr/share/dict/words, and by its
-   share of distinct tokens (repetition lowers perplexity; read the columns together).
+   share of distinct tokens (repetition lowers perplexity; read the columns together). The
+   adapted model runs in `--runtime` (default numpy: what `aios generate` takes on a CPU, int8
+   weights and activations; torch: the int8 weights dequantized, in `--dtype`).
    Goal: generative perplexity within 1.5x of the base model's own sampled text, >= 97%
    dictionary words.
 2. Speed, batch 1, `--new-tokens` tokens without early stop, interleaved and repeated
    (`--rounds`), median [interquartile range]: the adapted model's block decoding at each
    threshold against the base model's AR decoding with its KV cache (`generate`, greedy),
    float32 and bfloat16; tokens per step (= tokens per forward) shown. Both OpenMP wait
-   policies (torch reads OMP_WAIT_POLICY at start, so each runs in its own process).
+   policies (torch reads OMP_WAIT_POLICY at start, so each runs in its own process). The
+   numpy runtime runs in a third process that never imports torch (as `aios generate` does),
+   after the two torch ones; its speed-ups are against their AR medians.
    Goal: >= 2x the base model's AR tokens/s at the fluency goal.
 3. Cold start of `aios generate` (the converted model cached), until the text is printed.
 4. Validation perplexity: `--bound-windows` windows of 256 tokens of held-out text (the
@@ -41,8 +46,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import Timing, interleaved, load_line, run_under_wait_policies, table
 
@@ -65,17 +68,25 @@ THRESHOLDS = [0.95, 0.9, 0.8, 0.7, 0.5]
 
 
 @functools.cache
-def load_models(adapted: str, dtype: str = "float32") -> tuple[Any, Any, Any]:
-    """(adapted BlockDiffusionLM, base AR network, tokenizer), loaded once per process (the
-    fluency and perplexity sections share them)."""
+def load_models(adapted: str, dtype: str = "float32",
+                runtime: str = "torch") -> tuple[Any, Any, Any]:
+    """(adapted model in `runtime`, base AR network in `dtype`, tokenizer), loaded once per
+    process (the fluency and perplexity sections share them)."""
     from aios_text.adapt.base import base_gguf
-    from aios_text.adapt.shipping import open_adapted
 
     from aios.models import cached_conversion, load_pretrained
 
-    model, tokenizer, _ = open_adapted(adapted, dtype=dtype)
+    model, tokenizer = load_adapted(adapted, dtype, runtime)
     base = load_pretrained(cached_conversion(base_gguf()), dtype=dtype)
     return model, base.network, tokenizer
+
+
+@functools.cache
+def load_adapted(adapted: str, dtype: str = "float32", runtime: str = "torch") -> tuple[Any, Any]:
+    from aios_text.adapt.shipping import open_adapted
+
+    model, tokenizer, _ = open_adapted(adapted, dtype=dtype, runtime=runtime)
+    return model, tokenizer
 
 
 def diffusion_sample(model: Any, prompt: list[int], new_tokens: int, threshold: float,
@@ -88,17 +99,20 @@ def diffusion_sample(model: Any, prompt: list[int], new_tokens: int, threshold: 
     return out.ids, (len(out.ids) / steps if steps else 0.0)
 
 
-@torch.inference_mode()
 def ar_sample(network: Any, prompt: list[int], new_tokens: int, *, sampled: bool,
               stop: bool = True, seed: int = 0) -> list[int]:
+    import torch
+
     torch.manual_seed(seed)
     ids = torch.tensor([prompt])
     extra: dict[str, Any] = ({"do_sample": True, "temperature": 0.8, "top_p": 0.95}
                              if sampled else {"do_sample": False})
     if not stop:
         extra["min_new_tokens"] = new_tokens
-    out = network.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                           pad_token_id=0, eos_token_id=2, **extra)
+    with torch.inference_mode():
+        out = network.generate(ids, attention_mask=torch.ones_like(ids),
+                               max_new_tokens=new_tokens, pad_token_id=0, eos_token_id=2,
+                               **extra)
     generated = out[0, len(prompt):].tolist()
     return generated[:generated.index(2)] if 2 in generated else generated
 
@@ -107,8 +121,9 @@ def fluency(args: argparse.Namespace) -> list[dict[str, Any]]:
     from aios_text.adapt.scores import dictionary_share, distinct_share, generative_perplexity
 
     model, base, tokenizer = load_models(args.adapted)
-    if args.dtype != "float32":  # the adapted model in that dtype; the base (AR and scorer)
-        model = load_models(args.adapted, args.dtype)[0]  # stays float32
+    if (args.runtime, args.dtype) != ("torch", "float32"):  # the adapted model in that runtime
+        model = load_adapted(args.adapted, args.dtype, args.runtime)[0]  # and dtype; the base
+        # (AR and scorer) stays float32 torch
     prompts = [tokenizer.encode(p).ids for p in PROMPTS[:args.prompts]]
     systems: dict[str, Any] = {
         "base AR, sampled (T 0.8, top-p 0.95)":
@@ -116,7 +131,8 @@ def fluency(args: argparse.Namespace) -> list[dict[str, Any]]:
         "base AR, greedy": lambda p, i: (ar_sample(base, p, args.new_tokens, sampled=False),
                                          1.0)}
     for th in args.thresholds:
-        label = "" if args.dtype == "float32" else f" ({args.dtype})"
+        label = (" (numpy, int8)" if args.runtime == "numpy" else
+                 "" if args.dtype == "float32" else f" ({args.dtype})")
         systems[f"adapted, threshold {th}{label}"] = (
             lambda p, i, th=th: diffusion_sample(model, p, args.new_tokens, th))
     rows = []
@@ -139,6 +155,7 @@ def fluency(args: argparse.Namespace) -> list[dict[str, Any]]:
 def perplexity_table(args: argparse.Namespace) -> tuple[float, float]:
     """(base exact perplexity, adapted upper bound) on held-out fortunes."""
     import numpy as np
+    import torch
     from aios_text.adapt.scores import ar_perplexity, perplexity_bound
     from aios_text.corpus import fortunes
 
@@ -156,6 +173,8 @@ def perplexity_table(args: argparse.Namespace) -> tuple[float, float]:
 
 def speed_worker(args: argparse.Namespace) -> dict[str, Any]:
     """Runs in its own process (one per OpenMP wait policy); prints JSON on its last line."""
+    import torch
+
     torch.set_num_threads(os.cpu_count() or 1)
     results: dict[str, Any] = {}
     for dtype in ("float32", "bfloat16"):
@@ -179,6 +198,27 @@ def speed_worker(args: argparse.Namespace) -> dict[str, Any]:
                          for p in prompts]
                 rate = sum(rates) / len(rates)
             results[name] = {"ms_per_token": per_token.to_json(), "tokens_per_step": rate}
+    return results
+
+
+def numpy_speed_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """The adapted model on the numpy runtime, in a process without torch (as `aios generate`
+    runs it on a CPU); prints JSON on its last line."""
+    model, tokenizer = load_adapted(args.adapted, "float32", "numpy")
+    prompts = [tokenizer.encode(p).ids for p in PROMPTS[:args.speed_prompts]]
+    candidates = {f"adapted, threshold {th} (numpy, int8)": (
+        lambda th=th: [diffusion_sample(model, p, args.new_tokens, th, stop=False)
+                       for p in prompts]) for th in args.thresholds}
+    timings = interleaved(candidates, rounds=args.rounds)
+    results: dict[str, Any] = {}
+    for name, timing in timings.items():
+        th = float(name.split("threshold ")[1].split(" ")[0])
+        rates = [diffusion_sample(model, p, args.new_tokens, th, stop=False)[1] for p in prompts]
+        results[name] = {"ms_per_token": [t / (args.new_tokens * len(prompts))
+                                          for t in timing.samples],
+                         "tokens_per_step": sum(rates) / len(rates)}
+    if "torch" in sys.modules:
+        raise RuntimeError("the numpy worker imported torch")
     return results
 
 
@@ -228,10 +268,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 prompts, 2 thresholds, 1 round")
     parser.add_argument("--bound-windows", type=int, default=16)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                        help="the adapted model's dtype in the fluency table")
+                        help="the adapted model's dtype in the fluency table (torch runtime)")
+    parser.add_argument("--runtime", default="numpy", choices=["numpy", "torch"],
+                        help="the adapted model's runtime in the fluency table")
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["fluency", "speed", "cold", "bound"])
     parser.add_argument("--speed-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--numpy-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.thresholds, args.rounds, args.speed_prompts = 4, [0.9, 0.7], 1, 1
@@ -239,6 +282,11 @@ def main() -> None:
     if args.speed_worker:
         print(json.dumps(speed_worker(args)))
         return
+    if args.numpy_worker:
+        print(json.dumps(numpy_speed_worker(args)))
+        return
+    import torch
+
     print(load_line())
     print(f"torch {torch.__version__}, {os.cpu_count()} cores\n")
     rows: list[dict[str, Any]] = []
@@ -277,6 +325,24 @@ def main() -> None:
             rate = first[name]["tokens_per_step"]
             cells.append("1.00" if rate is None else f"{rate:.2f}")
             lines.append(cells)
+        print(table(lines))
+        done = subprocess.run([sys.executable, *argv[:1], "--numpy-worker", *argv[2:]],
+                              capture_output=True, text=True, check=True)
+        numpy_speed = json.loads(done.stdout.strip().splitlines()[-1])
+        ar = {(policy, dtype): Timing(tuple(result[f"base AR generate ({dtype})"]
+                                             ["ms_per_token"])).median
+              for policy, result in speed.items() for dtype in ("float32", "bfloat16")}
+        print("\nThe numpy runtime (int8 weights and activations, no torch in the process): ms "
+              "per token, median [IQR]; x = speed-up over the AR medians above (float32 / "
+              "bfloat16 base, each wait policy)\n")
+        lines = [["system", "ms per token", *(f"x AR f32 / bf16, {p}" for p in speed),
+                  "tokens/step"]]
+        for name, result in numpy_speed.items():
+            timing = Timing(tuple(result["ms_per_token"]))
+            lines.append([name, timing.cell(digits=1),
+                          *(f"{ar[(p, 'float32')] / timing.median:.2f}x / "
+                            f"{ar[(p, 'bfloat16')] / timing.median:.2f}x" for p in speed),
+                          f"{result['tokens_per_step']:.2f}"])
         print(table(lines))
     if rows and speed:
         plot(rows, speed, RESULTS / "text-quality-speed.png")

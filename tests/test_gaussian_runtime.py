@@ -91,7 +91,7 @@ def test_the_engine_runs_the_head_on_the_configured_runtime(directory):
 
     on_numpy = engine("runtime.device=cpu")
     assert isinstance(on_numpy.head.model, ArrayContinuousModel)
-    on_torch = engine("runtime.name=torch", "runtime.device=cpu")
+    on_torch = engine("runtime.name=torch", "runtime.device=cpu", "runtime.dtype=float32")
     assert isinstance(on_torch.head.model, RuntimeContinuousModel)
     np.testing.assert_allclose(on_torch.diffuse("bag", num_steps=3, seed=1),
                                on_numpy.diffuse("bag", num_steps=3, seed=1), atol=1e-5)

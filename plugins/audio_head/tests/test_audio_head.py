@@ -72,7 +72,7 @@ def test_the_torch_runtime_renders_the_numpy_runtimes_samples(model_dir):
         return ArrowEngine.from_config(overrides=[f"head.model={model_dir}", "head.name=audio",
                                                   "sampler.name=ddim", *settings])
 
-    numpy_engine, torch_engine = on(), on("runtime.name=torch")
+    numpy_engine, torch_engine = on(), on("runtime.name=torch", "runtime.dtype=float32")
     assert isinstance(torch_engine.head.model, RuntimeContinuousModel)
     want = numpy_engine.diffuse("yes", num_steps=3, seed=0).samples
     got = torch_engine.diffuse("yes", num_steps=3, seed=0).samples

@@ -120,7 +120,8 @@ def test_the_torch_runtime_draws_the_numpy_runtimes_image(model_dir):
         return ArrowEngine.from_config(overrides=[f"head.model={model_dir}", "head.name=image",
                                                   "sampler.name=ddim", *settings])
 
-    numpy_engine, torch_engine = on(), on("runtime.name=torch", "runtime.device=cpu")
+    numpy_engine, torch_engine = on(), on("runtime.name=torch", "runtime.device=cpu",
+                                       "runtime.dtype=float32")
     assert numpy_engine.runtimes["image"].name == "numpy"
     assert isinstance(torch_engine.head.model, RuntimeContinuousModel)
     want = numpy_engine.diffuse("seven", num_steps=4, seed=0).astype(int)
