@@ -150,37 +150,39 @@ def test_generating_with_a_tiny_model_never_imports_torch():
     """Resolving the runtime for a NumPy model lists no devices (listing them imports torch:
     seconds, more than the whole generation)."""
     import os
-    import subprocess
-    import sys
 
-    code = ("import sys\nfrom aios.engine import ArrowEngine\n"
-            "engine = ArrowEngine.from_config(overrides=['head.name=text', 'head.model=tiny'])\n"
-            "engine.diffuse('Once upon', length=8, num_steps=4, seed=0)\n"
-            "engine.head_for('image')\n"
-            "print(engine.runtimes['text'].name, engine.runtimes['image'].name, "
-            "'torch' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=os.environ, timeout=300)
-    assert done.returncode == 0, done.stderr
+    printed = _printed_by(
+        "engine = ArrowEngine.from_config(overrides=['head.name=text', 'head.model=tiny'])\n"
+        "engine.diffuse('Once upon', length=8, num_steps=4, seed=0)\n"
+        "engine.head_for('image')\n"
+        "print(engine.runtimes['text'].name, engine.runtimes['image'].name, "
+        "'torch' in sys.modules)\n")
     if any(os.path.exists(f) for f in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")):
         pytest.skip("a GPU driver is here: the image head may take torch on the GPU")
-    assert done.stdout.split() == ["numpy", "numpy", "False"]
+    assert printed == ["numpy", "numpy", "False"]
 
 
 def test_generating_with_the_adapted_model_in_numpy_never_imports_torch(tiny_dir):
     """`auto` on a CPU runs the adapted model in NumPy: neither torch nor `transformers` is
     imported (together some 5 s on two cores, more than a short generation)."""
+    printed = _printed_by(
+        "engine = ArrowEngine.from_config(overrides=['head.name=text', "
+        f"'head.model={tiny_dir}', 'runtime.device=cpu'])\n"
+        "text = engine.diffuse('w9 w10 w11', length=8, seed=0)\n"
+        "print(engine.runtimes['text'].name, 'torch' in sys.modules, "
+        "'transformers' in sys.modules, text.startswith('w9 w10 w11 w'))\n")
+    assert printed == ["numpy", "False", "False", "True"]
+
+
+def _printed_by(code: str) -> list[str]:
+    """The words `code` prints, run in a fresh interpreter (with `sys` and `ArrowEngine`
+    imported), so what it imports is its own."""
     import os
     import subprocess
     import sys
 
-    code = ("import sys\nfrom aios.engine import ArrowEngine\n"
-            "engine = ArrowEngine.from_config(overrides=['head.name=text', "
-            f"'head.model={tiny_dir}', 'runtime.device=cpu'])\n"
-            "text = engine.diffuse('w9 w10 w11', length=8, seed=0)\n"
-            "print(engine.runtimes['text'].name, 'torch' in sys.modules, "
-            "'transformers' in sys.modules, text.startswith('w9 w10 w11 w'))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=os.environ, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom aios.engine import ArrowEngine\n" + code],
+        capture_output=True, text=True, env=os.environ, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["numpy", "False", "False", "True"]
+    return done.stdout.split()
