@@ -92,6 +92,9 @@ impl DotIsa {
     }
 }
 
+/// How many row tiles ahead the SIMD kernels prefetch weight codes.
+const PREFETCH_TILES: usize = 2;
+
 /// Largest group whose integer sum cannot overflow 32 bits (`255 · 127 · n < 2^31`).
 pub const MAX_GROUP_SIZE: usize = 65536;
 
@@ -380,7 +383,7 @@ fn portable_rows(w: &Weights<'_>, acts: &Activations, r0: usize, count: usize, p
 #[cfg(target_arch = "x86_64")]
 macro_rules! simd_kernel {
     ($features:literal, $row_tile:literal, $few_tile:literal, $offset8:literal) => {
-        use super::{Activations, Weights};
+        use super::{Activations, Weights, PREFETCH_TILES};
         use std::arch::x86_64::*;
 
         /// Added to what `dot8` sums: it multiplies `c - OFFSET8` instead of `c`.
@@ -490,7 +493,42 @@ macro_rules! simd_kernel {
             let mut correction = [[0.0f32; B]; R];
             let codes = w.q.packed.as_ptr();
             let inputs = acts.codes.as_ptr();
+            // The rows `PREFETCH_TILES` tiles ahead, fetched a group at a time while this tile
+            // computes: a model's weights come from memory, not cache, on every forward, and
+            // the hardware prefetchers do not follow `R` rows read a group at a time.
+            let ahead = r0 + r + PREFETCH_TILES * R;
+            let prefetch = b == 0 && ahead + R <= layout.rows;
+            if prefetch {
+                // and the scales and zero points of those rows, read in every group's epilogue
+                let first = ahead * groups;
+                let scales = w.q.scales.as_ptr();
+                let zeros = w.q.zeros.as_ptr();
+                let mut at = 0;
+                while at < R * groups {
+                    // SAFETY: a prefetch never faults; the addresses lie in the arrays.
+                    unsafe {
+                        _mm_prefetch::<_MM_HINT_T0>(scales.add(first + at) as *const i8);
+                        if !layout.symmetric {
+                            _mm_prefetch::<_MM_HINT_T0>(zeros.add(first + at) as *const i8);
+                        }
+                    }
+                    at += 32;
+                }
+            }
             for g in 0..groups {
+                if prefetch {
+                    for i in 0..R {
+                        let line = (ahead + i) * rb + g * group_bytes;
+                        let mut at = 0;
+                        while at < group_bytes {
+                            // SAFETY: a prefetch never faults; the address lies in the codes.
+                            unsafe {
+                                _mm_prefetch::<_MM_HINT_T0>(codes.add(line + at) as *const i8)
+                            };
+                            at += 64;
+                        }
+                    }
+                }
                 let mut dots = [[_mm256_setzero_si256(); B]; R];
                 let mut k = 0;
                 while k < group_bytes {
