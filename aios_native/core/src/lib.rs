@@ -3,6 +3,7 @@
 //! Kept apart from the PyO3 bindings so that `cargo test` exercises them without a Python
 //! interpreter, and so that other Rust programs can use them directly.
 
+pub mod pair;
 pub mod quant;
 pub mod scoring;
 pub mod simd;

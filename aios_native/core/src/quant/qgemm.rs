@@ -159,6 +159,12 @@ pub fn matmul_q8_on(
     let target: &mut [f32] = if batch == 1 { out } else { &mut by_row };
     if rows_per_task >= rows {
         run(0, target);
+    } else if rayon::current_num_threads() == 2 {
+        // Two cores: the caller and one helper that stays awake between a forward's calls
+        // (`crate::pair`: rayon's sleeping worker was slower to wake than its half took).
+        let half = (rows / 2).div_ceil(4) * 4;
+        let (first, second) = target.split_at_mut(half * batch);
+        crate::pair::join(|| run(0, first), || run(half, second));
     } else {
         target
             .par_chunks_mut(rows_per_task * batch)
