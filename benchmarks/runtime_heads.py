@@ -7,8 +7,9 @@ What `runtime:` buys per head (docs/runtime.md, "Which heads honour the runtime"
 is `ArrowEngine.diffuse` with the model loaded (one untimed warm-up), the candidates of a head
 interleaved round by round (`measure.interleaved`), median [interquartile range]. Rows:
 
-- `text` (the default model, SmolLM2-135M adapted to block diffusion): torch float32 and
-  bfloat16 on the CPU, `--text-length` new tokens with block-threshold;
+- `text` (the default model, SmolLM2-135M adapted to block diffusion): numpy (int8 weights and
+  activations, what `auto` takes on a CPU), torch float32 and bfloat16 on the CPU,
+  `--text-length` new tokens with block-threshold;
 - `image` and `audio`: numpy, torch float32 and torch bfloat16 on the CPU, DDIM with `--steps`;
 - on a machine with a GPU, each head's torch rows again on it (`runtime.device: auto`).
 
@@ -35,7 +36,7 @@ PROMPTS = {"text": "The best way to learn a new language is", "image": "sneaker"
 
 def settings_for(head: str, gpu: bool) -> dict[str, list[str]]:
     """Row label -> the `--set` overrides of that row."""
-    rows = {} if head == "text" else {"numpy": ["runtime.name=numpy"]}
+    rows = {"numpy": ["runtime.name=numpy"]}
     for dtype in ("float32", "bfloat16"):
         rows[f"torch cpu {dtype}"] = ["runtime.name=torch", "runtime.device=cpu",
                                       f"runtime.dtype={dtype}"]
