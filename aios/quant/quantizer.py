@@ -129,9 +129,10 @@ class ReferenceQuantizer:
         (`aios.quant.activations` defines the numerics; a native backend runs them in SIMD)."""
         return self.prepared_q8(quantized).run(x, out)
 
-    def prepared_q8(self, quantized: QuantizedTensor) -> Any:
+    def prepared_q8(self, quantized: QuantizedTensor, *, helper: bool = True) -> Any:
         """`matmul_q8` of one weight with its checks done once: an object with ``run(x, out)``
-        (what `QuantizedLinear` calls on every forward)."""
+        (what `QuantizedLinear` calls on every forward). `helper`: how a parallel backend
+        shares two cores (see `aios_native`'s kernels); the reference runs on one thread."""
         return activations.ReferenceProduct(quantized)
 
     # -- kernels: the only part a faster backend replaces -------------------------------------

@@ -120,8 +120,10 @@ fn matmul(
 
 /// `out = x @ W.T` with `x` quantized to int8 per row and group and integer dot products
 /// (AVX-512 VNNI, AVX2 or portable; `isa` forces one, by name, for tests and benchmarks).
+/// `helper`: on two cores, share the rows with the helper thread that stays awake between calls
+/// (false: rayon's pool, for callers whose other threads spin between calls).
 #[pyfunction]
-#[pyo3(signature = (layout, x, packed, scales, zeros, out, isa=None))]
+#[pyo3(signature = (layout, x, packed, scales, zeros, out, isa=None, helper=true))]
 #[allow(clippy::too_many_arguments)]
 fn matmul_q8(
     py: Python<'_>,
@@ -132,6 +134,7 @@ fn matmul_q8(
     zeros: PyReadonlyArrayDyn<'_, u8>,
     mut out: PyReadwriteArrayDyn<'_, f32>,
     isa: Option<&str>,
+    helper: bool,
 ) -> PyResult<()> {
     let layout = layout.0;
     let isa = match isa {
@@ -146,7 +149,7 @@ fn matmul_q8(
     let batch = x.len() / layout.cols.max(1);
     let q = borrowed(&packed, &scales, &zeros)?;
     let out = contiguous(out.as_slice_mut(), "out")?;
-    py.detach(|| quant::matmul_q8_on(isa, x, batch, q, &layout, out))
+    py.detach(|| quant::matmul_q8_threads(isa, x, batch, q, &layout, out, helper))
         .map_err(value_error)
 }
 

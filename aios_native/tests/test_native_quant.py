@@ -141,6 +141,31 @@ def test_the_int8_product_reads_weights_straight_from_a_mapped_file(tmp_path):
     np.testing.assert_allclose(out, activations.matmul_q8(q, x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("bits", [8, 4])
+def test_the_helper_thread_and_rayon_give_the_same_product_bit_for_bit(bits):
+    """On two cores the rows are split between the caller and the helper thread, or across
+    rayon's pool (`helper=False`, what torch-driven layers use under torch's default OpenMP
+    policy); either way each output is computed by one thread the same way."""
+    quantizer = NativeQuantizer(bits=bits, group_size=128)
+    q = quantizer.quantize(gaussian((3072, 576), seed=5))
+    for batch in (1, 8, 33):
+        x = gaussian((batch, 576), seed=batch)
+        with_helper = quantizer.prepared_q8(q).run(x, np.empty((batch, 3072), np.float32))
+        without = quantizer.prepared_q8(q, helper=False).run(
+            x, np.empty((batch, 3072), np.float32))
+        np.testing.assert_array_equal(with_helper, without)
+        np.testing.assert_allclose(with_helper, activations.matmul_q8(q, x), rtol=1e-4,
+                                   atol=1e-3)
+
+
+def test_torch_layers_use_the_helper_only_when_openmp_threads_sleep(monkeypatch):
+    weight = NativeQuantizer(bits=8).quantize(gaussian((64, 128)))
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert QuantizedLinear(weight)._product.helper is True
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert QuantizedLinear(weight)._product.helper is False
+
+
 def test_an_unknown_instruction_set_is_refused_by_name():
     quantizer = NativeQuantizer(bits=8, group_size=32)
     q = quantizer.quantize(gaussian((4, 64)))

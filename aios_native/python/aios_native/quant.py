@@ -76,24 +76,29 @@ class NativeQuantizer(ReferenceQuantizer):
               q.scales.view(np.uint16), _zeros_of(q), out, isa)
         return out
 
-    def prepared_q8(self, quantized: QuantizedTensor) -> PreparedQ8:
+    def prepared_q8(self, quantized: QuantizedTensor, *, helper: bool = True) -> PreparedQ8:
         """The int8-activation product of one weight with its checks done once (what a layer
-        calls on every forward, where per-call Python work is a visible share at batch 1)."""
-        return PreparedQ8(quantized.validate())
+        calls on every forward, where per-call Python work is a visible share at batch 1).
+        `helper`: on two cores, share the rows with the kernels' helper thread, which stays
+        awake between calls (the faster choice unless other threads spin on the second core
+        between calls, as torch's OpenMP workers do under its default wait policy; False
+        uses rayon's pool)."""
+        return PreparedQ8(quantized.validate(), helper=helper)
 
 
 class PreparedQ8:
     """A validated weight bound to the native int8-activation kernel: ``run(x, out)``."""
 
-    def __init__(self, q: QuantizedTensor) -> None:
+    def __init__(self, q: QuantizedTensor, *, helper: bool = True) -> None:
         self.rows, self.cols = q.rows, q.cols
+        self.helper = helper
         self._args = (_layout(q.rows, q.cols, q.group_size, q.bits, q.symmetric), q.data,
                       q.scales.view(np.uint16), _zeros_of(q))
 
     def run(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """`x` float32 C-contiguous (batch, cols); `out` float32 (batch, rows)."""
         layout, data, scales, zeros = self._args
-        _call(_native.matmul_q8, layout, x, data, scales, zeros, out)
+        _call(_native.matmul_q8, layout, x, data, scales, zeros, out, None, self.helper)
         return out
 
 

@@ -119,6 +119,22 @@ pub fn matmul_q8_on(
     layout: &Layout,
     out: &mut [f32],
 ) -> Result<(), QuantError> {
+    matmul_q8_threads(isa, x, batch, q, layout, out, true)
+}
+
+/// `matmul_q8_on`, choosing how two cores share the rows: `helper` uses the helper thread that
+/// stays awake between calls (`crate::pair`), else rayon's pool. The helper is the faster one
+/// unless other threads spin on the second core between calls (torch's OpenMP workers under
+/// its default wait policy), where the two would take turns on it.
+pub fn matmul_q8_threads(
+    isa: DotIsa,
+    x: &[f32],
+    batch: usize,
+    q: Quantized<'_>,
+    layout: &Layout,
+    out: &mut [f32],
+    helper: bool,
+) -> Result<(), QuantError> {
     q.check(layout)?;
     if !isa.available() {
         return Err(QuantError::IsaUnavailable(isa.name()));
@@ -159,7 +175,7 @@ pub fn matmul_q8_on(
     let target: &mut [f32] = if batch == 1 { out } else { &mut by_row };
     if rows_per_task >= rows {
         run(0, target);
-    } else if rayon::current_num_threads() == 2 {
+    } else if helper && rayon::current_num_threads() == 2 {
         // Two cores: the caller and one helper that stays awake between a forward's calls
         // (`crate::pair`: rayon's sleeping worker was slower to wake than its half took).
         let half = (rows / 2).div_ceil(4) * 4;
