@@ -208,6 +208,21 @@ def test_every_face_declares_all_and_each_name_resolves(face):
     assert set(FACES.get(face, {})) <= set(module.__all__)
 
 
+@pytest.mark.parametrize("face", sorted(FACES))
+def test_each_lazy_name_is_listed_once_under_the_module_that_defines_it(face):
+    """A name listed under two modules resolves to whichever comes last, so a misplaced entry
+    would go unnoticed while the right one follows it."""
+    tree = ast.parse(MODULES[face].read_text())
+    table = next(ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign) and len(node.targets) == 1
+                 and getattr(node.targets[0], "id", None) == "_EXPORTS")
+    listed = [name for names in table.values() for name in names]
+    assert sorted(n for n in set(listed) if listed.count(n) > 1) == []
+    wrong = [f"{module}.{name}" for module, names in table.items() for name in names
+             if not hasattr(importlib.import_module(f"{face}.{module}"), name)]
+    assert wrong == []
+
+
 def test_old_import_paths_still_work_and_are_the_same_module():
     import aios  # noqa: F401  (installs the finder of moved paths)
     from aios._moved import MOVED

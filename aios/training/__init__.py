@@ -22,8 +22,6 @@ _EXPORTS = {
     ),
     "recipe_files": (
         "bind_run",
-    "init_distributed",
-    "is_main_process",
         "load_recipe_file",
         "read_recipe_data",
     ),
