@@ -19,6 +19,7 @@ calls (``cache.update(keys, values, layer) -> (all keys, all values)``, e.g.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from aios.errors import AiosError
-from aios.models.backbone_numpy import rms_norm, silu
+from aios.models.backbone_numpy import rms_norm, silu, softmax_attention
 from aios.models.pretrained_layout import MARKER, WEIGHTS, read_marker
 
 #: `transformers` Llama settings this forward implements (others are refused by name).
@@ -139,7 +140,7 @@ class ArrayLlama:
         if missing:
             raise AiosError(f"the Llama weights lack {missing[:3]}; the file does not hold "
                             "this configuration's network, convert the model again")
-        self._parameters = sum(_size(weights[name]) for name in expected)
+        self._parameters = sum(math.prod(weights[name].shape) for name in expected)
         self.embeddings = np.asarray(weights["model.embed_tokens.weight"], np.float32)
         self.layers = [_Layer(weights, f"model.layers.{i}", backend) for i in range(layers)]
         self.norm = np.asarray(weights["model.norm.weight"], np.float32)
@@ -187,7 +188,6 @@ class ArrayLlama:
         sin = np.sin(angles).astype(np.float32)[:, None]
         allowed = np.asarray(mask, dtype=bool)[:, :, None]  # (batch, 1, 1, length, keys)
         group = self.heads // self.kv_heads
-        scale = np.float32(self.head_dim ** -0.5)
         for index, layer in enumerate(self.layers):
             h = rms_norm(x, self.eps) * layer.input_norm
             q, k, v = layer.qkv.parts(h)
@@ -198,12 +198,8 @@ class ArrayLlama:
                 k, v = cache.update(k, v, index)
             # grouped-query attention: the query heads of one key/value head share it
             q = q.reshape(batch, self.kv_heads, group, length, self.head_dim)
-            scores = (q @ np.swapaxes(k, -1, -2)[:, :, None]) * scale
-            scores = np.where(allowed, scores, np.float32(-np.inf))
-            scores -= scores.max(axis=-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            attended = (scores @ v[:, :, None]).reshape(batch, self.heads, length, self.head_dim)
+            attended = softmax_attention(q, k[:, :, None], v[:, :, None], allowed).reshape(
+                batch, self.heads, length, self.head_dim)
             x = x + layer.o(np.swapaxes(attended, 1, 2).reshape(batch, length, -1))
             h = rms_norm(x, self.eps) * layer.post_norm
             gate, up = layer.gate_up.parts(h)
@@ -225,11 +221,6 @@ def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-
-
-def _size(weight: Any) -> int:
-    shape = weight.shape
-    return int(np.prod(shape))
 
 
 def _expected_names(layers: int, tied: bool) -> set[str]:
