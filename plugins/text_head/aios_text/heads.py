@@ -51,10 +51,14 @@ def text_runtimes(options: Mapping[str, Any]) -> tuple[str, ...]:
     model = options.get("model") or os.environ.get("AIOS_TEXT_MODEL", "")
     if model and is_tiny(model):
         return ("numpy",)
-    if options.get("device", "auto") not in ("auto", "cpu") or options.get(
-            "dtype", "auto") not in ("auto", "float32"):
+    if _needs_torch(options.get("device", "auto"), options.get("dtype", "auto")):
         return ("torch",)
     return ("numpy", "torch")
+
+
+def _needs_torch(device: str, dtype: str) -> bool:
+    """Whether head options ask for what only torch runs (numpy is float32 on the CPU)."""
+    return device not in ("auto", "cpu") or dtype not in ("auto", "float32")
 
 
 def text_head(model: str = "", length: int | None = None, prefix_cache: bool | None = None,
@@ -104,7 +108,7 @@ def _placement(given: Mapping[str, Any], runtime: RuntimeChoice) -> dict[str, st
     import torch)."""
     device, dtype = given.get("device", "auto"), given.get("dtype", "auto")
     if runtime.name == "numpy":
-        if device not in ("auto", "cpu") or dtype not in ("auto", "float32"):
+        if _needs_torch(device, dtype):
             raise UsageError(f"head.device {device} / head.dtype {dtype} need the torch "
                              "runtime, and runtime.name is numpy: set runtime.name: torch, or "
                              "drop the head options")

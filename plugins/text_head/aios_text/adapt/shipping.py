@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aios.errors import AiosError
 from aios.models import MARKER, cache_dir
+from aios.runtime import RUNNABLE
 
 if TYPE_CHECKING:
     import torch
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from aios_text.adapt.model import BlockDiffusionLM
 
 ADAPTER_FILE = "adapter.safetensors"
-#: The runtimes an adapted model opens in.
-RUNTIMES = ("torch", "numpy")
 
 
 def save_adapter(path: Path, model: BlockDiffusionLM, recipe: dict[str, Any]) -> Path:
@@ -173,8 +172,8 @@ def open_adapted(model: str = "", *, dtype: str = "float32", device: str = "cpu"
                  runtime: str = "torch") -> tuple[BlockModel, Any, Path]:
     """(model, tokenizer, source directory) of an adapted model, ready to decode in `runtime`
     (``torch`` on `device` in `dtype`; ``numpy``: float32 on the CPU, no torch imported)."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime not in RUNNABLE:
+        raise ValueError(f"runtime must be one of {RUNNABLE}, got {runtime!r}")
     source = adapted_source(model)
     if (source / MARKER).exists():
         runnable = source
@@ -204,6 +203,6 @@ def open_adapted(model: str = "", *, dtype: str = "float32", device: str = "cpu"
     return model_, pretrained.tokenizer, source
 
 
-__all__ = ["ADAPTER_FILE", "DEFAULT_ADAPTED", "RUNTIMES", "adapted_source", "adapter_digest",
+__all__ = ["ADAPTER_FILE", "DEFAULT_ADAPTED", "adapted_source", "adapter_digest",
            "apply_adapter", "materialize", "materialized_dir", "merged_network", "open_adapted",
            "read_adapter", "save_adapter"]
