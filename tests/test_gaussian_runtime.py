@@ -10,26 +10,22 @@ import aios
 from aios.config import load_config
 from aios.engine import ArrowEngine
 from aios.models.gaussian import RuntimeContinuousModel, save_continuous_model
-from aios.models.gaussian_numpy import ArrayContinuousModel, ClassConditionalHead
-from aios.protocols import GenerationRequest, Guided
+from aios.models.gaussian_numpy import ArrayContinuousModel
+from aios.protocols import Guided
 from aios.runtime import RuntimeChoice
 from conftest import make_plugin, registering
 from tests.test_gaussian import small_model
+from tests.test_gaussian_numpy import SETTINGS, request
+from tests.test_gaussian_numpy import ToyHead as NumpyToyHead
 
-SETTINGS = {"classes": ["T-shirt/top", "Ankle boot/boot", "Bag"], "schedule": "cosine",
-            "num_train_timesteps": 100, "prediction": "v"}
 TORCH = RuntimeChoice("torch", "cpu", "float32")
 
 
-class ToyHead(ClassConditionalHead):
-    modality = "toy"
-    name = "toy"
+class ToyHead(NumpyToyHead):
+    """The toy head built the way the engine builds heads: a model option and a runtime."""
 
     def __init__(self, model: str = "", runtime: RuntimeChoice | None = None) -> None:
         super().__init__(model, runtime)
-
-    def decode(self, state, request):
-        return state.x
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +33,6 @@ def directory(tmp_path_factory):
     directory = tmp_path_factory.mktemp("model")
     save_continuous_model(directory, small_model(), "toy", SETTINGS)
     return str(directory)
-
-
-def request(prompt, scale=1.0):
-    return GenerationRequest(prompt, "toy", 4, scale)
 
 
 def predictions(head, scale=1.0):
