@@ -22,7 +22,9 @@
    float32 and bfloat16; tokens per step (= tokens per forward) shown. Both OpenMP wait
    policies (torch reads OMP_WAIT_POLICY at start, so each runs in its own process). The
    numpy runtime runs in a third process that never imports torch (as `aios generate` does),
-   after the two torch ones; its speed-ups are against their AR medians.
+   after the two torch ones; its speed-ups are against their AR medians. When
+   `llama-cpp-python` is installed, llama.cpp decodes the base model's own GGUF (Q4_1) greedily
+   in that process, interleaved with it (reported beside it, never installed by the set-up).
    Goal: >= 2x the base model's AR tokens/s at the fluency goal.
 3. Cold start of `aios generate` (the converted model cached), until the text is printed.
 4. Validation perplexity: `--bound-windows` windows of 256 tokens of held-out text (the
@@ -201,17 +203,49 @@ def speed_worker(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def llama_cpp_sampler() -> Any:
+    """Greedy AR decoding of the base model's own GGUF file (Q4_1) by llama.cpp, when
+    `llama-cpp-python` is installed (it builds from source: `pip install llama-cpp-python`,
+    about 15 minutes on 2 cores); None otherwise."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    from aios_text.adapt.base import base_gguf
+
+    llm = Llama(model_path=str(base_gguf()), n_ctx=512, n_threads=os.cpu_count() or 1,
+                n_batch=512, verbose=False)
+
+    def sample(prompt: list[int], new_tokens: int) -> list[int]:
+        out: list[int] = []
+        for token in llm.generate(prompt, temp=0.0, reset=True):  # never stops by itself
+            out.append(int(token))
+            if len(out) == new_tokens:
+                return out
+        return out
+
+    return sample
+
+
 def numpy_speed_worker(args: argparse.Namespace) -> dict[str, Any]:
     """The adapted model on the numpy runtime, in a process without torch (as `aios generate`
-    runs it on a CPU); prints JSON on its last line."""
+    runs it on a CPU), and llama.cpp on the base GGUF when installed; prints JSON on its last
+    line."""
     model, tokenizer = load_adapted(args.adapted, "float32", "numpy")
     prompts = [tokenizer.encode(p).ids for p in PROMPTS[:args.speed_prompts]]
     candidates = {f"adapted, threshold {th} (numpy, int8)": (
         lambda th=th: [diffusion_sample(model, p, args.new_tokens, th, stop=False)
                        for p in prompts]) for th in args.thresholds}
+    llama_cpp = llama_cpp_sampler()
+    if llama_cpp is not None:
+        candidates[LLAMA_CPP] = lambda: [llama_cpp(p, args.new_tokens) for p in prompts]
     timings = interleaved(candidates, rounds=args.rounds)
     results: dict[str, Any] = {}
     for name, timing in timings.items():
+        if name == LLAMA_CPP:
+            results[name] = {"ms_per_token": [t / (args.new_tokens * len(prompts))
+                                              for t in timing.samples], "tokens_per_step": 1.0}
+            continue
         th = float(name.split("threshold ")[1].split(" ")[0])
         rates = [diffusion_sample(model, p, args.new_tokens, th, stop=False)[1] for p in prompts]
         results[name] = {"ms_per_token": [t / (args.new_tokens * len(prompts))
@@ -220,6 +254,10 @@ def numpy_speed_worker(args: argparse.Namespace) -> dict[str, Any]:
     if "torch" in sys.modules:
         raise RuntimeError("the numpy worker imported torch")
     return results
+
+
+#: The name of llama.cpp's row in the numpy worker's results.
+LLAMA_CPP = "base AR, llama.cpp (Q4_1 GGUF, greedy)"
 
 
 def cold_start() -> float:
@@ -332,7 +370,8 @@ def main() -> None:
         ar = {(policy, dtype): Timing(tuple(result[f"base AR generate ({dtype})"]
                                              ["ms_per_token"])).median
               for policy, result in speed.items() for dtype in ("float32", "bfloat16")}
-        print("\nThe numpy runtime (int8 weights and activations, no torch in the process): ms "
+        print("\nThe numpy runtime (int8 weights and activations, no torch in the process; "
+              "llama.cpp beside it in that process when llama-cpp-python is installed): ms "
               "per token, median [IQR]; x = speed-up over the AR medians above (float32 / "
               "bfloat16 base, each wait policy)\n")
         lines = [["system", "ms per token", *(f"x AR f32 / bf16, {p}" for p in speed),
@@ -344,6 +383,13 @@ def main() -> None:
                             f"{ar[(p, 'bfloat16')] / timing.median:.2f}x" for p in speed),
                           f"{result['tokens_per_step']:.2f}"])
         print(table(lines))
+        if LLAMA_CPP in numpy_speed:
+            reference = Timing(tuple(numpy_speed[LLAMA_CPP]["ms_per_token"])).median
+            print("\nagainst llama.cpp: " + ", ".join(
+                f"{name.split(' (')[0]} {reference / Timing(tuple(r['ms_per_token'])).median:.2f}x"
+                for name, r in numpy_speed.items() if name != LLAMA_CPP))
+        else:
+            print("\nllama.cpp: not installed (pip install llama-cpp-python) - no row")
     if rows and speed:
         plot(rows, speed, RESULTS / "text-quality-speed.png")
     if "cold" not in args.skip:

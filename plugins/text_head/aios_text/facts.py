@@ -163,12 +163,18 @@ def make_facts(n: int = 200, held_out: float = 0.25, seed: int = 0,
 
 
 def write_fact_documents(facts: Sequence[Fact], directory: Path, *, per_paragraph: int = 4,
-                         paragraphs_per_file: int = 5) -> list[str]:
+                         paragraphs_per_file: int = 5,
+                         forms: Sequence[int] | None = None) -> list[str]:
     """The facts as Markdown files of paragraphs, ready for `aios memory add`; one rendering
-    of each fact (its templates in turn, so every template is stored). Returns the sentence
-    stored for each fact: a retrieved passage is relevant when it contains it."""
+    of each fact, its sentence forms (template indexes, default all) in turn, so every form
+    is stored. Returns the sentence stored for each fact: a retrieved passage is relevant when
+    it contains it."""
     directory.mkdir(parents=True, exist_ok=True)
-    stored = [f.sentences[i % len(f.sentences)] for i, f in enumerate(facts)]
+    chosen = list(range(len(facts[0].sentences))) if forms is None and facts else list(forms or [])
+    if facts and (not chosen or not all(0 <= f < len(facts[0].sentences) for f in chosen)):
+        raise ValueError(f"sentence forms are template indexes in [0, {len(facts[0].sentences)})"
+                         f", got {forms}")
+    stored = [f.sentences[chosen[i % len(chosen)]] for i, f in enumerate(facts)]
     per_file = per_paragraph * paragraphs_per_file
     for n, start in enumerate(range(0, len(stored), per_file)):
         part = stored[start:start + per_file]

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,13 +106,15 @@ class Example:
 
 
 def retrieve_examples(facts: list[Fact], store: Any, embedder: Any, top_k: int,
-                      progress: bool = True, lexical_weight: float = 0.0) -> list[Example]:
+                      progress: bool = True, lexical_weight: float = 0.0,
+                      min_score: float = -1.0) -> list[Example]:
     """Each fact's prompts with the passages the memory returns for them; prompts whose fact
     was not retrieved are dropped (their answer would not be in the context to read)."""
     from aios.memory import MemoryConditioner
     from aios.protocols import EngineContext
 
-    conditioner = MemoryConditioner(top_k=top_k, min_score=-1.0, lexical_weight=lexical_weight)
+    conditioner = MemoryConditioner(top_k=top_k, min_score=min_score,
+                                    lexical_weight=lexical_weight)
     context = EngineContext(head=None, storage=store, embedder=embedder)  # type: ignore[arg-type]
     examples = []
     for fact in tqdm(facts, desc="retrieving", unit="fact", disable=not progress):
@@ -123,15 +126,17 @@ def retrieve_examples(facts: list[Fact], store: Any, embedder: Any, top_k: int,
     return examples
 
 
-def build_memory(facts: list[Fact], directory: Path, embedder: Any, chunk_size: int) -> Any:
-    """A store holding `facts` as documents, filled by the real ingestion path."""
+def build_memory(facts: list[Fact], directory: Path, embedder: Any, chunk_size: int, *,
+                 forms: Sequence[int] | None = None, chunk_overlap: int = 0) -> Any:
+    """A store holding `facts` as documents (in the sentence `forms` given, default all),
+    filled by the real ingestion path."""
     from aios.memory import ingest_into, open_memory
 
     if directory.exists():
         shutil.rmtree(directory)
-    write_fact_documents(facts, directory / "docs")
+    write_fact_documents(facts, directory / "docs", forms=forms)
     ingest_into(directory / "store", embedder, [directory / "docs"], chunk_size=chunk_size,
-                chunk_overlap=0, progress=False)
+                chunk_overlap=chunk_overlap, progress=False)
     return open_memory(directory / "store", embedder.dim)
 
 

@@ -57,3 +57,18 @@ def test_objects_are_shared_between_facts_as_real_facts_share_them():
 def test_sizes_that_cannot_split_are_refused(n, held_out):
     with pytest.raises(ValueError):
         make_facts(n, held_out=held_out)
+
+
+def test_documents_hold_only_the_asked_sentence_forms_in_turn(tmp_path):
+    from aios_text.facts import write_fact_documents
+
+    facts = make_facts(12, seed=0).train
+    stored = write_fact_documents(facts, tmp_path / "two", forms=(2, 3))
+    assert stored == [f.sentences[(2, 3)[i % 2]] for i, f in enumerate(facts)]
+    text = " ".join(p.read_text() for p in (tmp_path / "two").iterdir())
+    assert all(s in text for s in stored)
+    assert not any(f.sentences[0] in text or f.sentences[1] in text for f in facts)
+    every = write_fact_documents(facts, tmp_path / "all")  # default: every form in turn
+    assert every == [f.sentences[i % 4] for i, f in enumerate(facts)]
+    with pytest.raises(ValueError, match="template indexes"):
+        write_fact_documents(facts, tmp_path / "bad", forms=(4,))

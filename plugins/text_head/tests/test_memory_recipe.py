@@ -26,7 +26,6 @@ from aios_text.tokenizer import TextTokenizer
 
 from aios.errors import ConfigError
 from aios.memory.conditioner import Passage
-from aios.memory.embedding import embed_in_batches
 from aios.quant.linear import QuantizedLinear, dequantize_linears
 from aios.schedules import masking_schedule
 from aios.training.loop import TrainConfig
@@ -35,25 +34,6 @@ from aios.training.loop import TrainConfig
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return text_fixtures.cat_model(tmp_path_factory)
-
-
-class TrigramEmbedder:
-    """Hashed character trigrams of lower-case text: texts naming the same entities are close."""
-
-    name = "trigrams"
-    dim = 256
-
-    def embed(self, texts, *, progress=False):
-        def batch(part):
-            out = np.zeros((len(part), self.dim), np.float32)
-            for row, text in enumerate(part):
-                text = text.lower()
-                for i in range(len(text) - 2):
-                    out[row, hash(text[i:i + 3]) % self.dim] += 1.0
-            return out
-
-        return embed_in_batches(texts, batch, dim=self.dim, batch_size=16, progress=progress,
-                                name=self.name)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +85,7 @@ def test_a_batch_masks_only_the_answers_and_hides_the_left_padding(tokenizer):
 
 def test_retrieval_keeps_only_prompts_whose_fact_was_found(tmp_path):
     facts = list(make_facts(24, seed=1).train)
-    embedder = TrigramEmbedder()
+    embedder = text_fixtures.TrigramEmbedder()
     store = build_memory(facts, tmp_path / "memory", embedder, chunk_size=60)
     try:
         examples = retrieve_examples(facts, store, embedder, top_k=2, progress=False)
@@ -152,7 +132,8 @@ def memory_run(tmp_path_factory, model_dir):
                           answer_length=8, batch_size=4, corpus_weight=0.5, copy_dim=8,
                           copy_shift=True, train=TrainConfig(steps=4, warmup=1, checkpoint_every=4,
                                              ema_decay=None))
-    metrics = run_memory_recipe(recipe, root / "run", progress=False, embedder=TrigramEmbedder())
+    metrics = run_memory_recipe(recipe, root / "run", progress=False,
+                                embedder=text_fixtures.TrigramEmbedder())
     return init, root / "run", metrics
 
 
@@ -185,7 +166,7 @@ def test_a_run_directory_refuses_another_recipe(memory_run):
     init, run, _ = memory_run
     with pytest.raises(AiosError, match="different recipe"):
         run_memory_recipe(MemoryRecipe(init=str(init), facts=17), run, progress=False,
-                          embedder=TrigramEmbedder())
+                          embedder=text_fixtures.TrigramEmbedder())
 
 
 def test_the_train_command_runs_a_memory_recipe_by_its_kind(monkeypatch, tmp_path):

@@ -1,4 +1,5 @@
-"""The micro text model that the head and memory tests share, trained once per session.
+"""The micro text model that the head and memory tests share, trained once per session, and a
+small deterministic embedder for memory tests.
 
 A helper module rather than a fixture in a `conftest.py`: that would clash with the core's
 `tests/conftest.py` (pytest imports both as `conftest`).
@@ -6,9 +7,12 @@ A helper module rather than a fixture in a `conftest.py`: that would clash with 
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from aios_text.recipe import load_recipe, run_recipe
+
+from aios.memory.embedding import embed_in_batches
 
 SENTENCE = "the cat sat on the mat. "
 _TRAINED: list[Path] = []
@@ -42,3 +46,22 @@ def cat_model(tmp_path_factory) -> Path:
         _TRAINED.append(train_micro_model(tmp_path_factory.mktemp("text"), [SENTENCE * 6] * 120,
                                           max_len=96))
     return _TRAINED[0]
+
+
+class TrigramEmbedder:
+    """Hashed character trigrams of lower-case text: texts naming the same entities are close."""
+
+    name = "trigrams"
+    dim = 256
+
+    def embed(self, texts, *, progress=False):
+        def batch(part):
+            out = np.zeros((len(part), self.dim), np.float32)
+            for row, text in enumerate(part):
+                text = text.lower()
+                for i in range(len(text) - 2):
+                    out[row, hash(text[i:i + 3]) % self.dim] += 1.0
+            return out
+
+        return embed_in_batches(texts, batch, dim=self.dim, batch_size=16, progress=progress,
+                                name=self.name)

@@ -3,6 +3,7 @@
 - `model`: the adapted network (mask embedding, LoRA) and its training attention;
 - `objective`: the masked-token loss over a clean and two complementary noisy copies;
 - `teacher`: the base model's own continuations as training text;
+- `memory`: retrieval examples and the answer-only loss that teach it to read memory;
 - `recipe`: `aios train text --recipe adapt-smollm2.yaml`;
 - `decode`: blocks over a causal KV cache, confidence-threshold unmasking;
 - `shipping`: the adapter file in the pack, merged and converted once on a user's machine.
@@ -10,7 +11,7 @@
 Modules import torch; this face names them without importing any.
 """
 
-__all__ = ["base", "decode", "model", "objective", "recipe", "shipping", "teacher"]
+__all__ = ["base", "decode", "memory", "model", "objective", "recipe", "shipping", "teacher"]
 
 
 def __getattr__(name: str) -> object:

@@ -23,6 +23,7 @@ one forward (the server's step batcher joins concurrent requests this way).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +41,18 @@ from aios_text.head import decode_with_masks, text_request
 PAD_ID, END_ID = 0, 2
 #: The system turn SmolLM2-Instruct's chat template adds when a conversation has none.
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+
+def memory_context(encode: Callable[[str], list[int]], passages: Any) -> list[int]:
+    """Token ids of memory passages as generation lays them before the prompt: best last
+    (nearest the prompt), each closed by end of text. Memory training
+    (`aios_text.adapt.memory`) builds its examples with this function, so a model learns to
+    read exactly the layout it is given."""
+    ids: list[int] = []
+    for passage in reversed(list(passages or [])):
+        text = passage if isinstance(passage, str) else getattr(passage, "text", str(passage))
+        ids += [*encode(text), END_ID]
+    return ids
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,15 +266,10 @@ class BlockDiffusionTextHead:
         return self.tokenizer.encode(text).ids
 
     def _context(self, passages: Any) -> list[int]:
-        """Memory passages (best last, nearest the prompt), each closed by end of text."""
-        ids: list[int] = []
-        for passage in reversed(list(passages or [])):
-            text = passage if isinstance(passage, str) else getattr(passage, "text", str(passage))
-            ids += [*self._encode(text), END_ID]
-        return ids
+        return memory_context(self._encode, passages)
 
     def _text(self, ids: list[int]) -> str:
         return decode_with_masks(self.tokenizer.decode, ids, self.model.mask_token_id)
 
 
-__all__ = ["BlockDiffusionTextHead", "BlockState"]
+__all__ = ["BlockDiffusionTextHead", "BlockState", "memory_context"]

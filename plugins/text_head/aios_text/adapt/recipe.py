@@ -27,6 +27,7 @@ from aios.errors import AiosError
 from aios.io import write_atomic
 from aios.training import TrainConfig, bind_run, is_main_process, load_recipe_file
 from aios_text.adapt.base import base_path, load_base_model
+from aios_text.adapt.memory import MemoryData
 from aios_text.adapt.model import BlockDiffusionLM
 from aios_text.adapt.objective import BlockDiffusionTask, WindowSource
 
@@ -35,6 +36,8 @@ from aios_text.adapt.objective import BlockDiffusionTask, WindowSource
 MASK_TOKEN_ID = 16
 #: End of text: SmolLM2-Instruct ends a turn with `<|im_end|>`.
 END_TOKEN_ID = 2
+#: Left padding of memory rows (`<|endoftext|>`; never attended).
+PAD_TOKEN_ID = 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class AdaptRecipe:
 
     kind: str = "adapt"
     base: str = "smollm2"  #: "smollm2" (the wheel) or a path to a GGUF / HF directory
+    #: an adapted model to continue from (a shipped name or a directory holding
+    #: adapter.safetensors, e.g. an earlier run's --out); "" starts from the base alone
+    init: str = ""
     block_sizes: tuple[int, ...] = (8, 8, 16, 32)  #: drawn per step; decoding uses the first
     sequence_length: int = 256
     batch_size: int = 4
@@ -63,6 +69,8 @@ class AdaptRecipe:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     validation_windows: int = 64
+    #: retrieval examples to learn to read memory (`aios_text.adapt.memory`); weight 0 = none
+    memory: MemoryData = field(default_factory=MemoryData)
 
     def __post_init__(self) -> None:
         if self.kind != "adapt":
@@ -79,6 +87,8 @@ class AdaptRecipe:
         data["sources"], data["source_weights"] = list(self.sources), list(self.source_weights)
         data["block_sizes"] = list(self.block_sizes)
         data["train"]["betas"] = list(self.train.betas)
+        data["memory"]["train_forms"] = list(self.memory.train_forms)
+        data["memory"]["chunk_sizes"] = list(self.memory.chunk_sizes)
         return data
 
 
@@ -96,9 +106,17 @@ def load_base(recipe: AdaptRecipe) -> Any:
 
 
 def build_adapted(recipe: AdaptRecipe, base: Any) -> BlockDiffusionLM:
+    """The trainable model: the base with fresh adaptation parameters, or those of
+    `recipe.init` (which must have the recipe's LoRA rank)."""
+    from aios_text.adapt.shipping import ADAPTER_FILE, adapted_source, load_adaptation
+
     torch.manual_seed(recipe.train.seed)
-    return BlockDiffusionLM(base.network, MASK_TOKEN_ID, lora_rank=recipe.lora_rank,
-                            lora_alpha=recipe.lora_alpha)
+    model = BlockDiffusionLM(base.network, MASK_TOKEN_ID, lora_rank=recipe.lora_rank,
+                             lora_alpha=recipe.lora_alpha)
+    if recipe.init:
+        source = adapted_source(recipe.init)
+        load_adaptation(model, source if source.is_file() else source / ADAPTER_FILE)
+    return model
 
 
 def prepare_streams(recipe: AdaptRecipe, out: Path, base: Any,
@@ -151,13 +169,30 @@ def _teacher_documents(path: Path) -> list[tuple[str, list[int]]]:
 def make_task(recipe: AdaptRecipe, streams: dict[str, np.ndarray]) -> BlockDiffusionTask:
     sources = [WindowSource(name, streams[name], weight)
                for name, weight in zip(recipe.sources, recipe.source_weights, strict=True)]
-    return BlockDiffusionTask(sources, length=recipe.sequence_length,
+    task = BlockDiffusionTask(sources, length=recipe.sequence_length,
                               batch_size=recipe.batch_size, block_sizes=recipe.block_sizes,
                               mask_token_id=MASK_TOKEN_ID)
+    task.weight = 1.0 - recipe.memory.weight
+    return task
+
+
+def make_tasks(recipe: AdaptRecipe, streams: dict[str, np.ndarray], out: Path, base: Any, *,
+               embedder: Any = None, progress: bool = True) -> list[Any]:
+    """The corpus task, and the memory task when the recipe has one (`embedder` replaces the
+    recipe's named one: tests pass a small deterministic one)."""
+    tasks: list[Any] = [make_task(recipe, streams)]
+    if recipe.memory.weight > 0:
+        from aios_text.adapt.memory import RetrievalBlockTask, memory_examples
+
+        examples = memory_examples(recipe.memory, out, embedder, progress)
+        tasks.append(RetrievalBlockTask(examples, base.encode, data=recipe.memory,
+                                        mask_token_id=MASK_TOKEN_ID, pad_id=PAD_TOKEN_ID,
+                                        end_id=END_TOKEN_ID, weight=recipe.memory.weight))
+    return tasks
 
 
 def run_adapt_recipe(recipe: AdaptRecipe, out_dir: str | os.PathLike[str], *,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, embedder: Any = None) -> dict[str, Any]:
     """Train (or resume) the adaptation of `recipe` in `out_dir`; returns its metrics."""
     from aios.training import train
     from aios_text.adapt.shipping import save_adapter
@@ -170,14 +205,15 @@ def run_adapt_recipe(recipe: AdaptRecipe, out_dir: str | os.PathLike[str], *,
         base.tokenizer.save(str(out / "tokenizer.json"))
     streams = prepare_streams(recipe, out, base, progress)
     model = build_adapted(recipe, base)
-    task = make_task(recipe, streams["train"])
+    tasks = make_tasks(recipe, streams["train"], out, base, embedder=embedder,
+                       progress=progress)
     started = time.perf_counter()
     autocast = (torch.autocast("cpu", dtype=torch.bfloat16)
                 if recipe.precision == "bfloat16" and not torch.cuda.is_available()
                 else torch.autocast("cuda", dtype=torch.bfloat16)
                 if recipe.precision == "bfloat16" else _nothing())
     with autocast:
-        result = train(model, [task], recipe.train, out / "train", progress=progress,
+        result = train(model, tasks, recipe.train, out / "train", progress=progress,
                        trainable=lambda name: _trains(name, recipe))
     metrics: dict[str, Any] = {
         "base": str(base_source(recipe)),
@@ -234,6 +270,6 @@ class _nothing:
         return None
 
 
-__all__ = ["END_TOKEN_ID", "MASK_TOKEN_ID", "AdaptRecipe", "TeacherConfig", "adapted_from_run",
-           "build_adapted", "export_adapter", "load_adapt_recipe", "load_base", "make_task",
-           "prepare_streams", "run_adapt_recipe"]
+__all__ = ["END_TOKEN_ID", "MASK_TOKEN_ID", "PAD_TOKEN_ID", "AdaptRecipe", "TeacherConfig",
+           "adapted_from_run", "build_adapted", "export_adapter", "load_adapt_recipe",
+           "load_base", "make_task", "make_tasks", "prepare_streams", "run_adapt_recipe"]

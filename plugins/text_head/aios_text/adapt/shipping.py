@@ -66,26 +66,37 @@ def read_adapter(path: Path, *, tensors: bool = True
 
 def apply_adapter(base: Any, path: Path) -> BlockDiffusionLM:
     """The base network with the adapter of `path` applied (LoRA still separate)."""
-    import torch
 
     from aios_text.adapt.model import BlockDiffusionLM
 
-    tensors, metadata = read_adapter(path)
+    _, metadata = read_adapter(path, tensors=False)
     recipe = json.loads(metadata["recipe"])
     model = BlockDiffusionLM(base.network, int(metadata["mask_token_id"]),
                              lora_rank=int(metadata["lora_rank"]),
                              lora_alpha=float(recipe["lora_alpha"]))
+    load_adaptation(model, path)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def load_adaptation(model: BlockDiffusionLM, path: Path) -> BlockDiffusionLM:
+    """Copy the adapter of `path` into `model` (built with the adapter's LoRA rank), in place:
+    to run it, or to train on from it."""
+    import torch
+
+    tensors, metadata = read_adapter(path)
+    if int(metadata.get("lora_rank", -1)) != model.lora_rank:
+        raise AiosError(f"{path} has LoRA rank {metadata.get('lora_rank')}, the model "
+                        f"{model.lora_rank}; set lora_rank to the adapter's")
     own = dict(model.named_parameters())
-    missing = [n for n in tensors if n not in own]
+    missing = [n for n in tensors if n not in own or own[n].shape != tensors[n].shape]
     if missing:
-        raise AiosError(f"{path}: tensors {missing[:3]} do not belong to the base model "
-                        f"{base.source.path if base.source else ''}; the adapter is for "
-                        "another base")
+        raise AiosError(f"{path}: tensors {missing[:3]} do not fit the base model; the adapter "
+                        "is for another base")
     with torch.no_grad():
         for name, value in tensors.items():
             own[name].copy_(value.to(own[name].dtype))
-    model.requires_grad_(False)
-    return model.eval()
+    return model
 
 
 def merged_network(model: BlockDiffusionLM) -> torch.nn.Module:
@@ -204,5 +215,6 @@ def open_adapted(model: str = "", *, dtype: str = "float32", device: str = "cpu"
 
 
 __all__ = ["ADAPTER_FILE", "DEFAULT_ADAPTED", "adapted_source", "adapter_digest",
-           "apply_adapter", "materialize", "materialized_dir", "merged_network", "open_adapted",
+           "apply_adapter", "load_adaptation", "materialize", "materialized_dir", "merged_network",
+           "open_adapted",
            "read_adapter", "save_adapter"]
