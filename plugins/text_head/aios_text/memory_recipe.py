@@ -213,8 +213,10 @@ def run_memory_recipe(recipe: MemoryRecipe, out_dir: str | os.PathLike[str], *,
     alpha = masking_schedule(settings.get("schedule", "linear")).alpha
     max_len = model.backbone.config.max_len
     facts = make_facts(recipe.facts, held_out=recipe.held_out, seed=recipe.fact_seed)
-    examples = _examples(list(facts.train), recipe, out, progress,
-                         embedder or build_embedder(recipe.embedder))
+    examples = cached_examples(out / "examples.json", list(facts.train),
+                               embedder or build_embedder(recipe.embedder),
+                               chunk_sizes=recipe.chunk_sizes, top_k=recipe.top_k,
+                               lexical_weight=recipe.lexical_weight, progress=progress)
     tasks: list[Any] = [RetrievalTask(examples, tokenizer, alpha, recipe.answer_length, max_len,
                                       recipe.batch_size, weight=1 - recipe.corpus_weight)]
     length = int(settings.get("sequence_length", 128))
@@ -246,19 +248,23 @@ def run_memory_recipe(recipe: MemoryRecipe, out_dir: str | os.PathLike[str], *,
     return metrics
 
 
-def _examples(facts: list[Fact], recipe: MemoryRecipe, out: Path, progress: bool,
-              embedder: Any) -> list[Example]:
-    """The retrieved examples, computed once per run directory (retrieval is the slow part)."""
-    path = out / "examples.json"
+def cached_examples(path: Path, facts: list[Fact], embedder: Any, *,
+                    chunk_sizes: Sequence[int], top_k: int, lexical_weight: float,
+                    min_score: float = -1.0, forms: Sequence[int] | None = None,
+                    chunk_overlap: int = 0, progress: bool = True) -> list[Example]:
+    """The retrieved examples of `facts` (stored in sentence `forms`, one store per chunk
+    size under `path`'s folder), computed once and kept in `path` (retrieval is the slow
+    part); a cached file is read without `embedder`."""
     if path.exists():
         return [Example(e["prompt"], e["answer"], tuple(map(tuple, e["passages"])))
                 for e in json.loads(path.read_text())]
     examples: list[Example] = []
-    for size in recipe.chunk_sizes:
-        store = build_memory(facts, out / f"memory-{size}", embedder, size)
+    for size in chunk_sizes:
+        store = build_memory(facts, path.parent / f"memory-{size}", embedder, size,
+                             forms=forms, chunk_overlap=chunk_overlap)
         try:
-            examples += retrieve_examples(facts, store, embedder, recipe.top_k, progress,
-                                          recipe.lexical_weight)
+            examples += retrieve_examples(facts, store, embedder, top_k, progress,
+                                          lexical_weight, min_score=min_score)
         finally:
             store.close()
     if not examples:

@@ -160,3 +160,21 @@ def test_shipped_memory_recipe_parses():
     recipe = load_adapt_recipe(DEFAULT_RECIPE.parent / "memory-smollm2.yaml")
     assert recipe.memory.weight > 0 and recipe.init
     assert set(recipe.memory.train_forms).isdisjoint({2, 3})
+
+
+def test_data_parallel_processes_take_equal_halves_of_the_one_process_batch():
+    data = MemoryData(weight=0.5, answer_length=8, block_size=4, batch_size=4)
+    examples = [Example(f"question {i}?", f" answer {i}.", ((f"passage {i}", 0.5),))
+                for i in range(6)]
+
+    def batch(shard):
+        task = RetrievalBlockTask(examples, _encode, data=data, mask_token_id=MASK, pad_id=PAD,
+                                  end_id=2, weight=0.5)
+        task.shard = shard
+        return task.batch(np.random.default_rng(3))
+
+    whole, first, second = batch((0, 1)), batch((0, 2)), batch((1, 2))
+    for key in ("ids", "masked"):
+        np.testing.assert_array_equal(np.concatenate([first[key], second[key]]), whole[key])
+    with pytest.raises(ValueError, match="memory.batch_size 4 does not split evenly over 3"):
+        batch((0, 3))

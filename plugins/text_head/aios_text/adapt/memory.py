@@ -21,7 +21,6 @@ the context is never masked) see the clean positions before their block and thei
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from aios.io import write_atomic
 from aios_text.adapt.head import memory_context
 from aios_text.adapt.model import BlockDiffusionLM
+from aios_text.adapt.objective import shard_rows
 from aios_text.facts import make_facts
-from aios_text.memory_recipe import Example, build_memory, retrieve_examples
+from aios_text.memory_recipe import Example, cached_examples
 
 
 @dataclass(frozen=True)
@@ -79,26 +78,13 @@ def memory_examples(data: MemoryData, out: Path, embedder: Any = None,
     from aios.memory import build_embedder
 
     path = out / "memory-examples.json"
-    if path.exists():
-        return [Example(e["prompt"], e["answer"], tuple(map(tuple, e["passages"])))
-                for e in json.loads(path.read_text())]
-    embedder = embedder or build_embedder(data.embedder)
+    if embedder is None and not path.exists():
+        embedder = build_embedder(data.embedder)
     facts = list(make_facts(data.facts, held_out=data.held_out, seed=data.fact_seed).train)
-    examples: list[Example] = []
-    for size in data.chunk_sizes:
-        store = build_memory(facts, out / f"memory-{size}", embedder, size,
-                             forms=data.train_forms, chunk_overlap=data.chunk_overlap)
-        try:
-            examples += retrieve_examples(facts, store, embedder, data.top_k, progress,
-                                          data.lexical_weight, min_score=data.min_score)
-        finally:
-            store.close()
-    if not examples:
-        raise ValueError("the memory retrieved no fact for its questions; check the embedder")
-    rows = [{"prompt": e.prompt, "answer": e.answer, "passages": e.passages} for e in examples]
-    text = json.dumps(rows)
-    write_atomic(path, lambda f: f.write(text.encode()))
-    return examples
+    return cached_examples(path, facts, embedder, chunk_sizes=data.chunk_sizes,
+                           top_k=data.top_k, lexical_weight=data.lexical_weight,
+                           min_score=data.min_score, forms=data.train_forms,
+                           chunk_overlap=data.chunk_overlap, progress=progress)
 
 
 def example_tokens(encode: Callable[[str], list[int]], example: Example, answer_length: int,
@@ -143,15 +129,7 @@ class RetrievalBlockTask:
         blocks = answer // data.block_size
         rate = rng.uniform(data.min_rate, 1.0, size=(len(rows), blocks))
         masked = rng.random((len(rows), answer)) < np.repeat(rate, data.block_size, axis=1)
-        batch: dict[str, Any] = {"ids": ids, "masked": masked}
-        rank, world = self.shard
-        if world > 1:
-            if data.batch_size % world:
-                raise ValueError(f"memory.batch_size {data.batch_size} does not split evenly "
-                                 f"over {world} processes")
-            per = data.batch_size // world
-            batch = {k: v[rank * per:(rank + 1) * per] for k, v in batch.items()}
-        return batch
+        return shard_rows({"ids": ids, "masked": masked}, self.shard, "memory.batch_size")
 
     def _row(self, index: int) -> tuple[list[int], list[int]]:
         if index not in self._tokens:

@@ -69,14 +69,8 @@ class BlockDiffusionTask:
         rate = rng.uniform(self.min_rate, 1.0, size=(self.batch_size, blocks))
         draws = rng.random((self.batch_size, self.length))
         masked = draws < np.repeat(rate, size, axis=1)
-        batch: dict[str, Any] = {"ids": np.stack(rows).astype(np.int64), "masked": masked}
-        rank, world = self.shard
-        if world > 1:
-            if self.batch_size % world:
-                raise ValueError(f"batch_size {self.batch_size} does not split evenly over "
-                                 f"{world} processes")
-            per = self.batch_size // world
-            batch = {k: v[rank * per:(rank + 1) * per] for k, v in batch.items()}
+        batch: dict[str, Any] = shard_rows({"ids": np.stack(rows).astype(np.int64),
+                                            "masked": masked}, self.shard, "batch_size")
         batch["block_size"] = size
         return batch
 
@@ -85,6 +79,20 @@ class BlockDiffusionTask:
         return block_diffusion_loss(model, torch.from_numpy(batch["ids"]),
                                     torch.from_numpy(batch["masked"]), batch["block_size"],
                                     self.mask_token_id)
+
+
+def shard_rows(batch: dict[str, np.ndarray], shard: tuple[int, int],
+               setting: str) -> dict[str, np.ndarray]:
+    """This process's equal share of the rows of every array in `batch` (all of them for one
+    process); `setting` names the batch size a data-parallel run could not split."""
+    rank, world = shard
+    if world == 1:
+        return batch
+    rows = len(next(iter(batch.values())))
+    if rows % world:
+        raise ValueError(f"{setting} {rows} does not split evenly over {world} processes")
+    per = rows // world
+    return {k: v[rank * per:(rank + 1) * per] for k, v in batch.items()}
 
 
 def block_diffusion_loss(model: BlockDiffusionLM, ids: Tensor, masked: Tensor,
@@ -125,4 +133,5 @@ def target_positions(masked: Tensor, block_size: int) -> tuple[Tensor, Tensor]:
     return targets, predictors
 
 
-__all__ = ["BlockDiffusionTask", "WindowSource", "block_diffusion_loss", "target_positions"]
+__all__ = ["BlockDiffusionTask", "WindowSource", "block_diffusion_loss", "shard_rows",
+           "target_positions"]
