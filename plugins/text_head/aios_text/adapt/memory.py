@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from aios_text.adapt.head import memory_context
-from aios_text.adapt.model import BlockDiffusionLM
+from aios_text.adapt.model import BlockDiffusionLM, training_mask
 from aios_text.adapt.objective import shard_rows
 from aios_text.facts import make_facts
 from aios_text.memory_recipe import Example, cached_examples
@@ -89,12 +89,11 @@ def memory_examples(data: MemoryData, out: Path, embedder: Any = None,
 
 def example_tokens(encode: Callable[[str], list[int]], example: Example, answer_length: int,
                    end_id: int) -> tuple[list[int], list[int]]:
-    """(context + prompt ids, answer ids padded with end of text to `answer_length`)."""
-    from aios.memory import Passage
-
-    passages = [Passage(t, s) for t, s in example.passages]
+    """(context + prompt ids, answer ids padded with end of text to `answer_length`); the
+    example's passages are best first, as retrieved."""
     answer = encode(example.answer)[: answer_length - 1]
     answer += [end_id] * (answer_length - len(answer))
+    passages = [text for text, _ in example.passages]
     return memory_context(encode, passages) + encode(example.prompt), answer
 
 
@@ -146,23 +145,14 @@ class RetrievalBlockTask:
 
 def answer_mask(ids: Tensor, answer: int, block_size: int, pad_id: int) -> Tensor:
     """The ``(batch, 1, n, n)`` attention mask over ``[clean row | noisy answer 1 | noisy
-    answer 2]`` (n = width + 2 * answer); True = may attend. Left padding is never attended
-    (a padding position sees itself, so no softmax row is empty)."""
+    answer 2]`` (n = width + 2 * answer): `training_mask` with noisy copies of the answer
+    alone; True = may attend. Left padding is never attended (a padding position sees itself,
+    so no softmax row is empty)."""
     batch, width = ids.shape
-    start = width - answer
-    pos = torch.arange(width)
-    block = pos // block_size
-    noisy_block = block[start:]
-    n = width + 2 * answer
-    mask = torch.zeros(n, n, dtype=torch.bool)
-    mask[:width, :width] = pos[None, :] <= pos[:, None]
-    for copy in range(2):
-        rows = slice(width + copy * answer, width + (copy + 1) * answer)
-        mask[rows, :width] = block[None, :] < noisy_block[:, None]
-        mask[rows, rows] = noisy_block[None, :] == noisy_block[:, None]
+    mask = training_mask(width, block_size, 2, start=width - answer)[0]  # (1, n, n)
     keys = torch.cat([ids != pad_id, torch.ones(batch, 2 * answer, dtype=torch.bool)], dim=1)
-    mask = mask[None] & keys[:, None, :]
-    mask |= torch.eye(n, dtype=torch.bool)[None]
+    mask = mask & keys[:, None, :]
+    mask |= torch.eye(mask.shape[-1], dtype=torch.bool)[None]
     return mask[:, None]
 
 

@@ -149,21 +149,23 @@ def block_ids(length: int, block_size: int, device: Any = None) -> Tensor:
     return torch.arange(length, device=device) // block_size
 
 
-def training_mask(length: int, block_size: int, copies: int, device: Any = None) -> Tensor:
-    """The ``(1, 1, n, n)`` boolean mask over ``[clean | noisy_1 .. noisy_copies]``, n =
-    ``length * (1 + copies)``; True = may attend (see the module docstring)."""
+def training_mask(length: int, block_size: int, copies: int, device: Any = None, *,
+                  start: int = 0) -> Tensor:
+    """The ``(1, 1, n, n)`` boolean mask over ``[clean | noisy_1 .. noisy_copies]``; True =
+    may attend (see the module docstring). The noisy copies cover positions ``start ..
+    length`` of the window (all of it by default; memory training masks only the answer at the
+    end, `aios_text.adapt.memory`), so n = ``length + copies * (length - start)``."""
     pos = torch.arange(length, device=device)
     blk = pos // block_size
-    causal = pos[None, :] <= pos[:, None]
-    earlier_blocks = blk[None, :] < blk[:, None]
-    same_block = blk[None, :] == blk[:, None]
-    n = length * (1 + copies)
+    noisy = blk[start:]
+    span = length - start
+    n = length + copies * span
     mask = torch.zeros(n, n, dtype=torch.bool, device=device)
-    mask[:length, :length] = causal
-    for c in range(1, copies + 1):
-        rows = slice(c * length, (c + 1) * length)
-        mask[rows, :length] = earlier_blocks
-        mask[rows, rows] = same_block
+    mask[:length, :length] = pos[None, :] <= pos[:, None]  # causal
+    for c in range(copies):
+        rows = slice(length + c * span, length + (c + 1) * span)
+        mask[rows, :length] = blk[None, :] < noisy[:, None]  # clean blocks before its own
+        mask[rows, rows] = noisy[None, :] == noisy[:, None]  # its own block, both ways
     return mask[None, None]
 
 
