@@ -24,6 +24,7 @@ from aios_text.facts import make_facts
 from aios_text.memory_recipe import Example
 
 from aios.errors import AiosError, ConfigError
+from aios.memory import Passage
 
 PAD = 0
 
@@ -90,8 +91,6 @@ def test_rows_are_laid_out_as_generation_lays_them_out():
         prefix, answer = row[:-8], row[-8:]
         real = prefix[np.argmax(prefix != PAD):].tolist()
         example = next(e for e in examples if real[-len(_encode(e.prompt)):] == _encode(e.prompt))
-        from aios.memory import Passage
-
         # the context is the head's own layout: passages best last, each closed by end
         context = memory_context(_encode, [Passage(t, s) for t, s in example.passages])
         assert real == context + _encode(example.prompt)
@@ -121,21 +120,24 @@ def test_examples_hold_only_training_facts_in_training_forms(tmp_path):
     assert again == examples
 
 
-def test_recipe_continues_from_an_adapter(tmp_path, monkeypatch):
+class _Base:
+    """What `build_adapted` reads of a base model: its network."""
+
+    def __init__(self) -> None:
+        self.network = tiny_llama(0)
+
+
+def test_recipe_continues_from_an_adapter(tmp_path):
     trained = tiny_adapted(seed=3)
     save_adapter(tmp_path / "adapter.safetensors", trained, {"lora_alpha": 8.0})
-
-    class Base:
-        network = tiny_llama(0)
-
     recipe = AdaptRecipe(init=str(tmp_path), lora_rank=4, lora_alpha=8.0)
-    model = build_adapted(recipe, Base())
+    model = build_adapted(recipe, _Base())
+    own = dict(model.named_parameters())
     for name, value in trained.adaptation_state().items():
-        got = dict(model.named_parameters())[name]
-        torch.testing.assert_close(got, value.to(torch.float16).float())
+        torch.testing.assert_close(own[name], value.to(torch.float16).float())
     wrong = AdaptRecipe(init=str(tmp_path), lora_rank=8)
     with pytest.raises(AiosError, match="LoRA rank 4"):
-        build_adapted(wrong, type("B", (), {"network": tiny_llama(0)})())
+        build_adapted(wrong, _Base())
     assert isinstance(model, BlockDiffusionLM)
 
 
