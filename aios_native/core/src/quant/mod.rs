@@ -14,7 +14,7 @@ mod qgemm;
 pub use affine::{dequantize, quantize};
 pub use matmul::matmul;
 pub use pack::{pack, unpack};
-pub use qgemm::{matmul_q8, matmul_q8_on, matmul_q8_threads, DotIsa, MAX_GROUP_SIZE};
+pub use qgemm::{matmul_q8, matmul_q8_threads, DotIsa, MAX_GROUP_SIZE};
 
 use thiserror::Error;
 

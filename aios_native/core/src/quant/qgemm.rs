@@ -107,25 +107,14 @@ pub fn matmul_q8(
     layout: &Layout,
     out: &mut [f32],
 ) -> Result<(), QuantError> {
-    matmul_q8_on(DotIsa::detect(), x, batch, q, layout, out)
+    matmul_q8_threads(DotIsa::detect(), x, batch, q, layout, out, true)
 }
 
-/// `matmul_q8` on a chosen instruction set (tests compare them; benchmarks time them).
-pub fn matmul_q8_on(
-    isa: DotIsa,
-    x: &[f32],
-    batch: usize,
-    q: Quantized<'_>,
-    layout: &Layout,
-    out: &mut [f32],
-) -> Result<(), QuantError> {
-    matmul_q8_threads(isa, x, batch, q, layout, out, true)
-}
-
-/// `matmul_q8_on`, choosing how two cores share the rows: `helper` uses the helper thread that
-/// stays awake between calls (`crate::pair`), else rayon's pool. The helper is the faster one
-/// unless other threads spin on the second core between calls (torch's OpenMP workers under
-/// its default wait policy), where the two would take turns on it.
+/// `matmul_q8` on a chosen instruction set (tests compare them; benchmarks time them),
+/// choosing how two cores share the rows: `helper` uses the helper thread that stays awake
+/// between calls (`crate::pair`), else rayon's pool. The helper is the faster one unless other
+/// threads spin on the second core between calls (torch's OpenMP workers under its default wait
+/// policy), where the two would take turns on it.
 pub fn matmul_q8_threads(
     isa: DotIsa,
     x: &[f32],
@@ -771,7 +760,7 @@ mod tests {
 
         fn run(&self, isa: DotIsa, x: &[f32], batch: usize) -> Vec<f32> {
             let mut out = vec![0.0f32; batch * self.layout.rows];
-            matmul_q8_on(isa, x, batch, self.q(), &self.layout, &mut out).unwrap();
+            matmul_q8_threads(isa, x, batch, self.q(), &self.layout, &mut out, true).unwrap();
             out
         }
 
@@ -901,7 +890,8 @@ mod tests {
         let case = Case::new(2, 32, 32, 8, false);
         let mut out = vec![0.0; 2];
         for isa in [DotIsa::Vnni, DotIsa::Avx2] {
-            let result = matmul_q8_on(isa, &[1.0; 32], 1, case.q(), &case.layout, &mut out);
+            let result =
+                matmul_q8_threads(isa, &[1.0; 32], 1, case.q(), &case.layout, &mut out, true);
             if isa.available() {
                 assert!(result.is_ok());
             } else {
